@@ -1,0 +1,28 @@
+# make train: set up .venv (once), get MNIST, train the default CNN.  make test: the test suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install train test lint bench clean
+
+install: $(STAMP)
+
+# Reinstalls only when requirements.txt changes, so a second `make` installs nothing.
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	touch $(STAMP)
+
+train: $(STAMP)
+	$(PY) train.py model=cnn
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf logs outputs multirun .pytest_cache

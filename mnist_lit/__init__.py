@@ -1,0 +1,1 @@
+"""mnist-lit: handwritten digit recognition with PyTorch Lightning, Hydra and TensorBoard."""

@@ -1,0 +1,98 @@
+"""Callbacks for what the user sees in the terminal: a throttled progress bar and one line per epoch."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.trainer.states import TrainerFn
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+
+class ThrottledProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bar, redrawn at most every ``refresh_seconds`` instead of every step.
+
+    Redrawing every step costs more than the MLP's own training step (../shared/PERF.md).
+    """
+
+    def __init__(self, refresh_seconds: float = 0.25, leave: bool = False) -> None:
+        super().__init__(refresh_rate=1, leave=leave)
+        self.refresh_seconds = refresh_seconds
+        self._last_draw = -math.inf
+
+    def _should_update(self, current: int, total: int) -> bool:
+        if not self.is_enabled:
+            return False
+        now = time.monotonic()
+        if current == total or now - self._last_draw >= self.refresh_seconds:
+            self._last_draw = now
+            return True
+        return False
+
+
+class EpochSummary(L.Callback):
+    """Prints one line of metrics per epoch and keeps their history (saved in checkpoints, for resuming).
+
+    Validation metrics are recorded when validation ends, before ModelCheckpoint saves, so a
+    checkpoint's history includes its own epoch. The line is printed when the next epoch starts
+    (or training ends), because the LightningModule logs its training metrics after the
+    callbacks' ``on_train_epoch_end``.
+    """
+
+    KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
+
+    def __init__(self) -> None:
+        self.history: list[dict[str, Any]] = []
+        self._started = 0.0
+        self._pending: dict[str, Any] | None = None
+
+    def _record(self, epoch: int) -> dict[str, Any]:
+        if not self.history or self.history[-1]["epoch"] != epoch:
+            self.history.append({"epoch": epoch})
+        return self.history[-1]
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._flush(trainer)
+        self._started = time.perf_counter()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return
+        record = self._record(trainer.current_epoch + 1)
+        record.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._pending = {"epoch": trainer.current_epoch + 1, "seconds": time.perf_counter() - self._started}
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._flush(trainer)
+
+    def _flush(self, trainer: L.Trainer) -> None:
+        if self._pending is None:
+            return
+        pending, self._pending = self._pending, None
+        record = self._record(pending["epoch"])
+        record["seconds"] = pending["seconds"]
+        record.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")})
+        if trainer.is_global_zero:
+            with tqdm.external_write_mode():  # clears and redraws any live progress bar around the line
+                log.info(self.format(record, trainer.max_epochs))
+
+    @staticmethod
+    def format(record: dict[str, Any], max_epochs: int | None) -> str:
+        """``Epoch 3/20  train/loss 0.1234  train/acc 0.9650  val/loss ...  (2.1 s)``."""
+        of = f"/{max_epochs}" if max_epochs and max_epochs > 0 else ""
+        values = "  ".join(f"{k} {record[k]:.4f}" for k in EpochSummary.KEYS if k in record)
+        return f"Epoch {record['epoch']}{of}  {values}  ({record['seconds']:.1f} s)"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = [dict(record) for record in state_dict.get("history", [])]

@@ -1,0 +1,102 @@
+"""Config resolvers and the one place where a composed config is checked before anything runs."""
+
+from __future__ import annotations
+
+import numbers
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_lit.errors import ConfigError
+from mnist_lit.models import ARCHITECTURES, feature_map_sizes
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def resume_dir(ckpt_path: str | None, default: str) -> str:
+    """The run directory of ``<run>/checkpoints/<name>.ckpt``, so that a resumed run continues in place."""
+    if ckpt_path:
+        path = Path(ckpt_path).expanduser().resolve()
+        if path.parent.name == "checkpoints":
+            return str(path.parent.parent)
+    return default
+
+
+OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
+OmegaConf.register_new_resolver("resume_dir", resume_dir, replace=True)
+
+
+def _number(
+    cfg: DictConfig,
+    key: str,
+    *,
+    low: float,
+    high: float | None = None,
+    integer: bool = False,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    value = OmegaConf.select(cfg, key)
+    kind = "an integer" if integer else "a number"
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if ok and integer:
+        ok = isinstance(value, numbers.Integral)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (
+            high is None or (value < high if high_open else value <= high)
+        )
+    if not ok:
+        lo = f"{'(' if low_open else '['}{low}"
+        hi = f"{high}{')' if high_open else ']'}" if high is not None else "inf)"
+        raise ConfigError(f"{key}={value!r} is not allowed: it must be {kind} in {lo}, {hi}")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Reject a config that cannot work, before any download or training; raises ConfigError."""
+    _number(cfg, "data.val_fraction", low=0, high=1, low_open=True, high_open=True)
+    _number(cfg, "data.batch_size", low=1, integer=True)
+    _number(cfg, "data.eval_batch_size", low=1, integer=True)
+    _number(cfg, "data.num_workers", low=0, integer=True)
+    _number(cfg, "optimizer.lr", low=0, low_open=True)
+    _number(cfg, "trainer.max_epochs", low=1, integer=True)
+    _number(cfg, "seed", low=0, high=2**32 - 1, integer=True)
+    check_model(cfg.model)
+    if cfg.get("ckpt_path"):
+        check_checkpoint(cfg.ckpt_path, cfg.model.arch)
+
+
+def check_model(model: DictConfig | dict[str, Any]) -> None:
+    """The model group: a known architecture with sizes that work on 28x28 input."""
+    arch = model.get("arch")
+    if arch not in ARCHITECTURES:
+        raise ConfigError(f"model.arch={arch!r} is not allowed: choose one of {', '.join(ARCHITECTURES)}")
+    cfg = OmegaConf.create({"model": dict(model)})
+    if arch == "mlp":
+        _number(cfg, "model.hidden", low=1, integer=True)
+    else:
+        for key in ("filters", "blocks", "kernel_size", "dense"):
+            _number(cfg, f"model.{key}", low=1, integer=True)
+        _number(cfg, "model.dropout", low=0, high=1, high_open=True)
+        feature_map_sizes(model["blocks"], model["kernel_size"])
+
+
+def check_checkpoint(ckpt_path: str, arch: str) -> None:
+    """``ckpt_path`` must exist and hold this project's checkpoint of the same architecture."""
+    path = Path(ckpt_path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path={ckpt_path!r} is not allowed: no such file. Give a .ckpt file of this project.")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        saved = checkpoint["hyper_parameters"]["model"]["arch"]
+    except Exception as e:
+        raise ConfigError(
+            f"ckpt_path={ckpt_path!r} is not allowed: it is not a checkpoint of this project "
+            f"that loads with weights_only=True ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+        ) from e
+    if saved != arch:
+        raise ConfigError(
+            f"ckpt_path={ckpt_path!r} holds a model.arch={saved!r} checkpoint, but model.arch={arch!r}: "
+            f"add model={saved} (and the same model settings) to resume it"
+        )

