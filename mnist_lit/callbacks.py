@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from tqdm import tqdm
 
 log = logging.getLogger(__name__)
+_IMPORTED = time.monotonic()
+
+
+def process_age() -> float:
+    """Seconds since this process started (from /proc on Linux; elsewhere since this module was imported)."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.monotonic() - _IMPORTED
 
 
 class ThrottledProgressBar(TQDMProgressBar):
@@ -49,6 +64,7 @@ class EpochSummary(L.Callback):
 
     def __init__(self) -> None:
         self.history: list[dict[str, Any]] = []
+        self.startup_seconds: float | None = None  # process start to the first training epoch
         self._started = 0.0
         self._pending: dict[str, Any] | None = None
 
@@ -59,6 +75,8 @@ class EpochSummary(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._flush(trainer)
+        if self.startup_seconds is None:
+            self.startup_seconds = process_age()
         self._started = time.perf_counter()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -96,3 +114,27 @@ class EpochSummary(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = [dict(record) for record in state_dict.get("history", [])]
+
+
+class ResumeHint(L.Callback):
+    """On Ctrl-C or SIGTERM (a cluster pre-empting the job), say which checkpoint resumes the run.
+
+    ModelCheckpoint writes ``last.ckpt`` at the end of every epoch; resuming from it restarts the
+    interrupted epoch. A mid-epoch checkpoint is not written: Lightning does not restore the
+    validation loop of a partly run epoch reliably, and ``save_on_exception`` would also
+    overwrite ``best.ckpt`` with an unvalidated state.
+    """
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or not trainer.is_global_zero:
+            return
+        what = "SIGTERM" if isinstance(exception, SIGTERMException) else "Ctrl-C"
+        checkpoint = next((cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)), None)
+        last = checkpoint.last_model_path if checkpoint is not None else ""
+        if last and os.path.isfile(last):
+            log.warning(
+                "%s during epoch %d: stopped. %s holds epoch %d; resume with the same overrides plus ckpt_path=%s",
+                what, trainer.current_epoch + 1, last, trainer.current_epoch, last,
+            )  # fmt: skip
+        else:
+            log.warning("%s during epoch %d: stopped before any epoch completed; nothing to resume", what, 1)

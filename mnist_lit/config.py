@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import numbers
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_lit.errors import ConfigError
@@ -100,3 +103,37 @@ def check_checkpoint(ckpt_path: str, arch: str) -> None:
             f"ckpt_path={ckpt_path!r} holds a model.arch={saved!r} checkpoint, but model.arch={arch!r}: "
             f"add model={saved} (and the same model settings) to resume it"
         )
+
+
+def unwritable_reason(directory: Path) -> str | None:
+    """Why ``directory`` cannot be created or written to, or None if it can."""
+    existing = directory
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
+class OutputDirCheck(Callback):
+    """A Hydra callback: an unwritable run or sweep directory is reported clearly before anything starts."""
+
+    def _check(self, key: str, directory: str) -> None:
+        reason = unwritable_reason(Path(directory).expanduser().absolute())
+        if reason:
+            print(
+                f"Error: {key}={directory} cannot be used: {reason}. "
+                f"Choose a writable place with {key}=... or paths.log_dir=...",
+                file=sys.stderr,
+            )
+            sys.exit(2)
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check("hydra.run.dir", config.hydra.run.dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check("hydra.sweep.dir", config.hydra.sweep.dir)

@@ -71,6 +71,10 @@ class DigitClassifier(L.LightningModule):
     def __init__(self, model: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any] | None = None):
         super().__init__()
         self.save_hyperparameters(logger=False)  # the full config goes to TensorBoard from training.py
+        # Manual optimisation: training_step does Lightning's zero_grad / manual_backward / step
+        # itself, skipping the automatic loop's per-step closure and hooks, which cost as much as
+        # the MLP's whole step on a CPU. Precision plugins and DDP work as with automatic mode.
+        self.automatic_optimization = False
         self.net = build_network(model)
         if model.get("compile"):
             self.net.compile()  # in place: parameter names, and so checkpoints, stay the same
@@ -94,7 +98,12 @@ class DigitClassifier(L.LightningModule):
         self.log_dict(values, prog_bar=stage == "val", sync_dist=False)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
+        loss = self._step(batch, "train")
+        optimizer = self.optimizers()
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        optimizer.step()
+        return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._step(batch, "val")

