@@ -100,3 +100,26 @@ def check_checkpoint(ckpt_path: str, arch: str) -> None:
             f"ckpt_path={ckpt_path!r} holds a model.arch={saved!r} checkpoint, but model.arch={arch!r}: "
             f"add model={saved} (and the same model settings) to resume it"
         )
+
+
+def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> None:
+    value = OmegaConf.select(cfg, key)
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not allowed: choose one of {', '.join(allowed)}")
+
+
+def check_eval_config(cfg: DictConfig, splits: tuple[str, ...]) -> None:
+    """The evaluate.py config (conf/eval.yaml): a known split and positive counts; raises ConfigError."""
+    _choice(cfg, "split", splits)
+    for key in ("misclassified", "samples", "top_confusions"):
+        _number(cfg, key, low=1, integer=True)
+
+
+def check_predict_config(cfg: DictConfig, inverts: tuple[str, ...]) -> None:
+    """The predict config (conf/predict.yaml): a checkpoint, some images, sane options; raises ConfigError."""
+    if not cfg.get("ckpt_path"):
+        raise ConfigError("ckpt_path is missing: give ckpt_path=<run directory>/checkpoints/best.ckpt")
+    if not cfg.get("images"):
+        raise ConfigError("images is missing: give images=<an image file, a folder of images, or [a.png,b.jpg]>")
+    _choice(cfg, "invert", inverts)
+    _number(cfg, "top_k", low=1, high=10, integer=True)
