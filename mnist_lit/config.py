@@ -82,8 +82,8 @@ def check_model(model: DictConfig | dict[str, Any]) -> None:
         feature_map_sizes(model["blocks"], model["kernel_size"])
 
 
-def check_checkpoint(ckpt_path: str, arch: str) -> None:
-    """``ckpt_path`` must exist and hold this project's checkpoint of the same architecture."""
+def check_checkpoint(ckpt_path: str, arch: str | None = None) -> None:
+    """``ckpt_path`` must exist and hold this project's checkpoint (of architecture ``arch``, if given)."""
     path = Path(ckpt_path).expanduser()
     if not path.is_file():
         raise ConfigError(f"ckpt_path={ckpt_path!r} is not allowed: no such file. Give a .ckpt file of this project.")
@@ -95,7 +95,7 @@ def check_checkpoint(ckpt_path: str, arch: str) -> None:
             f"ckpt_path={ckpt_path!r} is not allowed: it is not a checkpoint of this project "
             f"that loads with weights_only=True ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
         ) from e
-    if saved != arch:
+    if arch is not None and saved != arch:
         raise ConfigError(
             f"ckpt_path={ckpt_path!r} holds a model.arch={saved!r} checkpoint, but model.arch={arch!r}: "
             f"add model={saved} (and the same model settings) to resume it"
