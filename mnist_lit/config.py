@@ -102,6 +102,17 @@ def check_checkpoint(ckpt_path: str, arch: str | None = None) -> None:
         )
 
 
+def command_config(name: str, **values: Any) -> DictConfig:
+    """``conf/<name>.yaml``'s own settings with ``values`` set: a command's config, for callers outside its CLI.
+
+    For flat configs (eval, predict) whose only defaults are Hydra's own settings.
+    """
+    cfg = OmegaConf.load(PROJECT_ROOT / "conf" / f"{name}.yaml")
+    for key in ("defaults", "hydra"):
+        cfg.pop(key, None)
+    return OmegaConf.merge(cfg, values)
+
+
 def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> None:
     value = OmegaConf.select(cfg, key)
     if value not in allowed:

@@ -22,7 +22,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from mnist_lit.config import PROJECT_ROOT, check_checkpoint, check_eval_config
+from mnist_lit.config import check_checkpoint, check_eval_config
 from mnist_lit.data import NUM_CLASSES, normalize
 from mnist_lit.errors import ConfigError
 from mnist_lit.module import DigitClassifier, load_classifier
@@ -183,14 +183,6 @@ def load_data(run: Run) -> L.LightningDataModule:
     datamodule.prepare_data()
     datamodule.setup()
     return datamodule
-
-
-def eval_defaults(**values: Any) -> DictConfig:
-    """conf/eval.yaml's settings with ``values`` set: evaluate.py's config, for callers outside its command line."""
-    cfg = OmegaConf.load(PROJECT_ROOT / "conf" / "eval.yaml")
-    for key in ("defaults", "hydra"):
-        cfg.pop(key, None)
-    return OmegaConf.merge(cfg, values)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
