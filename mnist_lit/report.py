@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -72,8 +73,9 @@ def learning_curves_figure(curves: dict[str, list[float]], best_epoch: int | Non
         if best_epoch:
             ax.axvline(best_epoch, color="gray", linestyle=":", label=f"checkpoint (epoch {best_epoch})")
         ax.set(xlabel="epoch", ylabel=name, title=f"{name}: train vs validation")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(loc="best")
     return fig
 
 
@@ -84,8 +86,9 @@ def class_distribution_figure(counts: dict[str, Tensor]) -> Figure:
     width = 0.8 / len(counts)
     for i, (split, values) in enumerate(counts.items()):
         ax.bar(np.arange(NUM_CLASSES) + (i - (len(counts) - 1) / 2) * width, values.numpy(), width, label=split)
-    ax.set(xticks=DIGITS, xlabel="digit", ylabel="images", title="Images per digit")
-    ax.legend()
+    top = max(int(v.max()) for v in counts.values())
+    ax.set(xticks=DIGITS, xlabel="digit", ylabel="images", title="Images per digit", ylim=(0, top * 1.15))
+    ax.legend(ncols=len(counts), loc="upper center")  # above the bars: the headroom keeps them apart
     return fig
 
 
@@ -141,7 +144,7 @@ def report_markdown(summary: dict[str, Any], report: dict[str, Any], counts: dic
     ]
     check = ""
     if summary.get("metrics_json_test_acc") is not None:
-        check = f" (`test/acc` in the run's metrics.json: {summary['metrics_json_test_acc']:.4f})"
+        check = f"; `test/acc` in the run's metrics.json: {summary['metrics_json_test_acc']:.4f}"
     in_words = "; ".join(f"{c['true']} read as {c['predicted']} {c['count']} times" for c in top[:4])
     distribution = [[d, *(int(v[d]) for v in counts.values())] for d in DIGITS]
     distribution.append(["**total**", *(int(v.sum()) for v in counts.values())])
@@ -153,7 +156,7 @@ def report_markdown(summary: dict[str, Any], report: dict[str, Any], counts: dic
             f"- Checkpoint: `{summary['checkpoint']}` (epoch {summary['epoch']}, step {summary['step']})",
             f"- Split: **{split}**, {summary['images']} images",
             f"- Accuracy: **{summary['accuracy']:.4f}** ({summary['correct']} of {summary['images']} correct, "
-            f"{summary['images'] - summary['correct']} errors){check}",
+            f"{summary['images'] - summary['correct']} errors{check})",
             "",
             "## Per digit",
             "",
