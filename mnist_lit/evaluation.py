@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,19 +115,21 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
 
 
 @torch.no_grad()
-def predict(
-    model: DigitClassifier, batches: Iterator[tuple[Tensor, Tensor]], precision: str = "32-true"
-) -> Predictions:
-    """Run ``model`` over uint8 batches, normalised as the data module does after transfer."""
+def classify(model: DigitClassifier, images: Tensor, precision: str = "32-true") -> Tensor:
+    """Softmax probabilities (N, 10) for uint8 (N, 28, 28) images, normalised as the data module does after transfer."""
     model.eval()
-    device = model.device
+    with autocast(precision, model.device):
+        logits = model(normalize(images.to(model.device)))
+    return logits.float().softmax(dim=1).cpu()
+
+
+def predict_batches(model: DigitClassifier, batches: Iterable[tuple[Tensor, Tensor]], precision: str) -> Predictions:
+    """Run ``model`` over a dataloader's uint8 (images, labels) batches; keep all three for the report."""
     images, labels, probs = [], [], []
     for x, y in batches:
-        with autocast(precision, device):
-            logits = model(normalize(x.to(device)))
         images.append(x.cpu())
         labels.append(y.cpu())
-        probs.append(logits.float().softmax(dim=1).cpu())
+        probs.append(classify(model, x, precision))
     return Predictions(torch.cat(images), torch.cat(labels).long(), torch.cat(probs))
 
 
@@ -170,9 +172,11 @@ def locate_run(run_dir: str | None, ckpt_path: str | None) -> Run:
     else:
         ckpt = directory / "checkpoints" / "best.ckpt"
         if not ckpt.is_file():
-            found = sorted(p.name for p in (directory / "checkpoints").glob("*.ckpt"))
-            hint = f"it has {', '.join(found)}: pick one with ckpt_path=" if found else "the run saved none (it ended"
-            hint += "" if found else " before its first validation); train it again or pick another run"
+            found = sorted(str(p) for p in (directory / "checkpoints").glob("*.ckpt"))
+            if found:
+                hint = f"pick one of its checkpoints with ckpt_path= ({', '.join(found)})"
+            else:
+                hint = "the run saved no checkpoint (it ended before its first validation); pick another run"
             raise ConfigError(f"run_dir={run_dir!r} has no checkpoints/best.ckpt: {hint}")
     return Run(run_dir=directory, config=OmegaConf.load(config_file), ckpt_path=ckpt)
 
@@ -187,7 +191,7 @@ def load_data(run: Run) -> L.LightningDataModule:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate ``cfg.ckpt_path`` (or ``cfg.run_dir``'s best checkpoint) on ``cfg.split``; write the report."""
-    # Imported here: report.py imports this module's types, and matplotlib is only needed once a run is found.
+    # Imported here: train.py imports this module, and matplotlib need not load unless a report is written.
     from mnist_lit.report import write_report
 
     check_eval_config(cfg, SPLITS)
@@ -199,7 +203,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     model = load_classifier(str(run.ckpt_path), map_location=device)
     datamodule = load_data(run)
     loader = datamodule.val_dataloader() if cfg.split == "val" else datamodule.test_dataloader()
-    predictions = predict(model, iter(loader), OmegaConf.select(run.config, "trainer.precision", default="32-true"))
+    precision = OmegaConf.select(run.config, "trainer.precision", default="32-true")
+    predictions = predict_batches(model, loader, precision)
     scores = score(predictions.labels, predictions.predicted)
     log.info(
         "%s: %s split, %d images, accuracy %.4f", run.ckpt_path, cfg.split, len(predictions.labels), scores.accuracy

@@ -22,9 +22,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from mnist_lit.config import check_checkpoint, check_predict_config
-from mnist_lit.data import normalize
 from mnist_lit.errors import ConfigError
-from mnist_lit.module import DigitClassifier, load_classifier
+from mnist_lit.evaluation import classify
+from mnist_lit.module import load_classifier
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 INVERT = ("auto", "always", "never")
@@ -91,13 +91,6 @@ def load_image(path: Path) -> Image.Image:
             return image
     except (UnidentifiedImageError, OSError) as e:
         raise ConfigError(f"images: {str(path)!r} is not allowed: not a readable image ({e})") from e
-
-
-@torch.no_grad()
-def classify(model: DigitClassifier, images: Tensor) -> Tensor:
-    """Softmax probabilities (N, 10) for uint8 (N, 28, 28) images, normalised as in training."""
-    model.eval()
-    return model(normalize(images.to(model.device))).float().softmax(dim=1).cpu()
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

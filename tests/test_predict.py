@@ -14,8 +14,9 @@ from torchvision.datasets import MNIST
 
 from mnist_lit.config import PROJECT_ROOT, command_config
 from mnist_lit.errors import ConfigError
+from mnist_lit.evaluation import classify
 from mnist_lit.module import load_classifier
-from mnist_lit.predict import classify, find_images, predict_images, prepare
+from mnist_lit.predict import find_images, predict_images, prepare
 from tests.conftest import run_cli
 
 
