@@ -85,8 +85,8 @@ def check_model(model: DictConfig | dict[str, Any]) -> None:
         feature_map_sizes(model["blocks"], model["kernel_size"])
 
 
-def check_checkpoint(ckpt_path: str, arch: str) -> None:
-    """``ckpt_path`` must exist and hold this project's checkpoint of the same architecture."""
+def check_checkpoint(ckpt_path: str, arch: str | None = None) -> None:
+    """``ckpt_path`` must exist and hold this project's checkpoint (of architecture ``arch``, if given)."""
     path = Path(ckpt_path).expanduser()
     if not path.is_file():
         raise ConfigError(f"ckpt_path={ckpt_path!r} is not allowed: no such file. Give a .ckpt file of this project.")
@@ -98,7 +98,7 @@ def check_checkpoint(ckpt_path: str, arch: str) -> None:
             f"ckpt_path={ckpt_path!r} is not allowed: it is not a checkpoint of this project "
             f"that loads with weights_only=True ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
         ) from e
-    if saved != arch:
+    if arch is not None and saved != arch:
         raise ConfigError(
             f"ckpt_path={ckpt_path!r} holds a model.arch={saved!r} checkpoint, but model.arch={arch!r}: "
             f"add model={saved} (and the same model settings) to resume it"
@@ -137,3 +137,37 @@ class OutputDirCheck(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check("hydra.sweep.dir", config.hydra.sweep.dir)
+
+
+def command_config(name: str, **values: Any) -> DictConfig:
+    """``conf/<name>.yaml``'s own settings with ``values`` set: a command's config, for callers outside its CLI.
+
+    For flat configs (eval, predict) whose only defaults are Hydra's own settings.
+    """
+    cfg = OmegaConf.load(PROJECT_ROOT / "conf" / f"{name}.yaml")
+    for key in ("defaults", "hydra"):
+        cfg.pop(key, None)
+    return OmegaConf.merge(cfg, values)
+
+
+def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> None:
+    value = OmegaConf.select(cfg, key)
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not allowed: choose one of {', '.join(allowed)}")
+
+
+def check_eval_config(cfg: DictConfig, splits: tuple[str, ...]) -> None:
+    """The evaluate.py config (conf/eval.yaml): a known split and positive counts; raises ConfigError."""
+    _choice(cfg, "split", splits)
+    for key in ("misclassified", "samples", "top_confusions"):
+        _number(cfg, key, low=1, integer=True)
+
+
+def check_predict_config(cfg: DictConfig, inverts: tuple[str, ...]) -> None:
+    """The predict config (conf/predict.yaml): a checkpoint, some images, sane options; raises ConfigError."""
+    if not cfg.get("ckpt_path"):
+        raise ConfigError("ckpt_path is missing: give ckpt_path=<run directory>/checkpoints/best.ckpt")
+    if not cfg.get("images"):
+        raise ConfigError("images is missing: give images=<an image file, a folder of images, or [a.png,b.jpg]>")
+    _choice(cfg, "invert", inverts)
+    _number(cfg, "top_k", low=1, high=10, integer=True)

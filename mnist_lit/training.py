@@ -24,7 +24,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_lit.callbacks import EpochSummary
-from mnist_lit.config import check_config
+from mnist_lit.config import check_config, command_config
+from mnist_lit.evaluation import evaluate
 from mnist_lit.models import count_parameters
 from mnist_lit.module import DigitClassifier
 
@@ -176,5 +177,9 @@ def train(cfg: DictConfig) -> float | None:
         acc = metrics["test/acc"]
         shown = f"test/acc {acc:.4f}" if acc is not None else f"no test ({metrics['stop_reason']})"
         log.info("Run directory: %s  %s", run_dir, shown)
+        if cfg.get("evaluate_after_fit") and test:
+            evaluate(
+                command_config("eval", run_dir=str(run_dir))
+            )  # the report evaluate.py writes: best.ckpt, test split
     key = cfg.get("optimized_metric")
     return metrics.get(key) if key else None

@@ -110,3 +110,45 @@ def test_unwritable_log_directory_fails_before_training(synthetic, tmp_path):
     assert done.returncode == 2
     assert f"hydra.run.dir={blocker}/run cannot be used" in done.stderr and "is a file" in done.stderr
     assert "Traceback" not in done.stderr and "Epoch" not in done.stdout
+
+
+class _Payload:
+    """Unpickling this creates a file: proof that code in a checkpoint ran."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_checkpoint_with_code_is_refused_and_does_not_run(synthetic, tmp_path):
+    marker = tmp_path / "code-ran"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"hyper_parameters": {"model": {"arch": "mlp"}}, "payload": _Payload(str(marker))}, evil)
+    done = run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}/run", f"ckpt_path={evil}",
+                   check=False)  # fmt: skip
+    assert done.returncode == 2
+    assert f"ckpt_path='{evil}'" in done.stderr and "weights_only=True" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not marker.exists()
+
+    from mnist_lit.module import load_classifier
+
+    with pytest.raises(Exception, match="(?i)weights.only|unsupported global"):
+        load_classifier(str(evil))
+    assert not marker.exists()
+
+
+def test_checkpoint_of_the_other_model_is_refused(mlp_checkpoint, synthetic, tmp_path):
+    done = run_cli("train.py", *synthetic_overrides(synthetic), "model=cnn", f"ckpt_path={mlp_checkpoint}",
+                   f"hydra.run.dir={tmp_path}", check=False)  # fmt: skip
+    assert done.returncode == 2
+    assert "holds a model.arch='mlp' checkpoint, but model.arch='cnn'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def mlp_checkpoint(synthetic, tmp_path) -> str:
+    run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}/mlp", "trainer.max_epochs=1")
+    return str(tmp_path / "mlp" / "checkpoints" / "last.ckpt")

@@ -1,0 +1,22 @@
+"""Evaluate a trained run: ``python evaluate.py run_dir=<run directory>`` (see conf/eval.yaml for every option)."""
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from mnist_lit.errors import ConfigError
+from mnist_lit.evaluation import evaluate
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    try:
+        evaluate(cfg)
+    except ConfigError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

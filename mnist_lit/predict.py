@@ -1,0 +1,141 @@
+"""Read people's own digit images: ``python -m mnist_lit.predict ckpt_path=<ckpt> images=<file, folder or [list]>``.
+
+Each image is prepared the way MNIST's digits were (grayscale, white digit on black, cropped to
+the digit, scaled to fit 20x20, centred by its centre of mass in 28x28), so a photo or scan of
+one digit on paper, of any size, looks to the model like the images it was trained on.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, ListConfig
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+
+from mnist_lit.config import check_checkpoint, check_predict_config
+from mnist_lit.errors import ConfigError
+from mnist_lit.evaluation import classify
+from mnist_lit.module import load_classifier
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+INVERT = ("auto", "always", "never")
+SIZE, BOX = 28, 20  # MNIST: a 28x28 image holding the digit scaled to fit a 20x20 box
+INK = 0.2  # a pixel belongs to the digit above this fraction of the darkest-to-brightest range
+
+
+def find_images(images: str | Sequence[str]) -> list[Path]:
+    """The image files that ``images`` names: a file, a folder (its image files, sorted), or a list of either."""
+    entries = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+    found: list[Path] = []
+    for entry in entries:
+        path = Path(entry).expanduser()
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise ConfigError(f"images: {str(entry)!r} is not allowed: no such file or folder")
+    if not found:
+        raise ConfigError(f"images={images!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+    return found
+
+
+def prepare(image: Image.Image, invert: str = "auto") -> Tensor:
+    """One digit image of any size and mode -> a uint8 (28, 28) tensor laid out like MNIST's digits."""
+    gray = np.asarray(ImageOps.exif_transpose(image).convert("L"), dtype=np.float32)
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    # MNIST digits are white on black; paper is light, so a light border means "invert".
+    if invert == "always" or (invert == "auto" and np.median(border) > 127):
+        gray, border = 255 - gray, 255 - border
+    # Lift the background to 0 and stretch the ink to 255: paper is rarely pure white, nor ink black.
+    gray = np.clip(gray - np.median(border), 0, None)
+    if gray.max() <= 0:
+        return torch.zeros(SIZE, SIZE, dtype=torch.uint8)
+    gray *= 255.0 / gray.max()
+    rows, cols = np.nonzero(gray > INK * 255)
+    digit = gray[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+
+    height, width = digit.shape
+    scale = BOX / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    # LANCZOS anti-aliases like MNIST's own normalisation, which left grey levels at the edges.
+    digit = np.asarray(Image.fromarray(digit).resize(size, Image.Resampling.LANCZOS)).clip(0, 255)
+
+    total = digit.sum()
+    ys, xs = np.indices(digit.shape)
+    centre_y, centre_x = (ys * digit).sum() / total, (xs * digit).sum() / total
+    top = int(round(SIZE / 2 - centre_y)) if total > 0 else (SIZE - digit.shape[0]) // 2
+    left = int(round(SIZE / 2 - centre_x)) if total > 0 else (SIZE - digit.shape[1]) // 2
+    # Keep the whole digit inside the canvas even when its centre of mass is far from its middle.
+    top = min(max(top, 0), SIZE - digit.shape[0])
+    left = min(max(left, 0), SIZE - digit.shape[1])
+    canvas = np.zeros((SIZE, SIZE), dtype=np.float32)
+    canvas[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
+    return torch.from_numpy(canvas.round().astype(np.uint8))
+
+
+def load_image(path: Path) -> Image.Image:
+    """Open an image file; ConfigError naming the file when it is not an image."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image
+    except (UnidentifiedImageError, OSError) as e:
+        raise ConfigError(f"images: {str(path)!r} is not allowed: not a readable image ({e})") from e
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write the predictions atomically: a reader sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def predict_images(cfg: DictConfig) -> list[dict[str, Any]]:
+    """Predict a digit for every image ``cfg.images`` names; print them, and write ``cfg.output`` as CSV if set."""
+    check_predict_config(cfg, INVERT)
+    check_checkpoint(cfg.ckpt_path)
+    images = cfg.images if not isinstance(cfg.images, ListConfig) else list(cfg.images)
+    paths = find_images(images)
+    prepared = torch.stack([prepare(load_image(path), cfg.invert) for path in paths])
+    model = load_classifier(cfg.ckpt_path, map_location="cuda" if torch.cuda.is_available() else "cpu")
+    probs, digits = classify(model, prepared).topk(cfg.top_k, dim=1)
+
+    rows = []
+    for path, p, d in zip(paths, probs.tolist(), digits.tolist(), strict=True):
+        row: dict[str, Any] = {"image": str(path), "digit": d[0]}
+        for rank, (digit, prob) in enumerate(zip(d, p, strict=True), start=1):
+            row[f"top{rank}"], row[f"p{rank}"] = digit, round(prob, 6)
+        rows.append(row)
+        ranked = ", ".join(f"{digit} {prob:.3f}" for digit, prob in zip(d, p, strict=True))
+        print(f"{path}: {d[0]}   (top {cfg.top_k}: {ranked})")
+    if cfg.output:
+        write_csv(Path(cfg.output).expanduser(), rows)
+        print(f"Predictions written to {cfg.output}")
+    return rows
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    try:
+        predict_images(cfg)
+    except ConfigError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
