@@ -38,7 +38,9 @@ def main() -> None:
     data.setup("fit")
     train_x, train_y = normalize(data.train_set.images), data.train_set.labels
     val_x, val_y = normalize(data.val_set.images), data.val_set.labels
-    model = build_network(cfg.model)
+    # The device the project's Trainer picks with accelerator=auto; batches move to it as the project's do.
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = build_network(cfg.model).to(device)
     optimizer = instantiate(cfg.optimizer)(model.parameters())
     batch, eval_batch = cfg.data.batch_size, cfg.data.eval_batch_size
     startup, seconds = None, []
@@ -48,14 +50,21 @@ def main() -> None:
             startup = process_age()
         model.train()
         for index in torch.randperm(len(train_y)).split(batch):
-            loss = F.cross_entropy(model(train_x[index]), train_y[index])
+            images, labels = train_x[index].to(device, non_blocking=True), train_y[index].to(device, non_blocking=True)
+            loss = F.cross_entropy(model(images), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         model.eval()
         with torch.no_grad():
             for start in range(0, len(val_y), eval_batch):
-                F.cross_entropy(model(val_x[start : start + eval_batch]), val_y[start : start + eval_batch])
+                images, labels = (
+                    val_x[start : start + eval_batch].to(device),
+                    val_y[start : start + eval_batch].to(device),
+                )
+                F.cross_entropy(model(images), labels).item()  # .item(): wait for the device, as logging does
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         seconds.append(time.perf_counter() - started)
     print(json.dumps({"epoch_seconds": seconds, "startup_seconds": startup, "peak_rss_mb": peak_rss_mb()}))
 

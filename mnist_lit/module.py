@@ -103,7 +103,13 @@ class DigitClassifier(L.LightningModule):
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         optimizer.step()
+        self._step_scheduler("step")
         return loss
+
+    def _step_scheduler(self, interval: str) -> None:
+        # With manual optimisation Lightning leaves scheduler stepping to the module.
+        if self.hparams.scheduler and self.hparams.scheduler.get("interval", "step") == interval:
+            self.lr_schedulers().step()
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
@@ -117,6 +123,7 @@ class DigitClassifier(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
+        self._step_scheduler("epoch")
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:

@@ -174,12 +174,11 @@ def train(cfg: DictConfig) -> float | None:
     if trainer.is_global_zero:
         write_json(run_dir / "metrics.json", metrics)
         log_hyperparameters(trainer, cfg, metrics)
+        if cfg.get("evaluate_after_fit") and test:
+            # The same report as python evaluate.py run_dir=<this run>: best.ckpt on the test split.
+            evaluate(command_config("eval", run_dir=str(run_dir)))
         acc = metrics["test/acc"]
         shown = f"test/acc {acc:.4f}" if acc is not None else f"no test ({metrics['stop_reason']})"
         log.info("Run directory: %s  %s", run_dir, shown)
-        if cfg.get("evaluate_after_fit") and test:
-            evaluate(
-                command_config("eval", run_dir=str(run_dir))
-            )  # the report evaluate.py writes: best.ckpt, test split
     key = cfg.get("optimized_metric")
     return metrics.get(key) if key else None

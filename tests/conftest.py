@@ -48,6 +48,18 @@ def write_synthetic_mnist(data_dir: Path, n_train: int = N_TRAIN, n_test: int = 
     return {name: file_digest(raw / name) for name in arrays}
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` are skipped on machines without a CUDA GPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def synthetic(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A synthetic data dir plus a Hydra config dir with ``data=synthetic`` pointing at it."""

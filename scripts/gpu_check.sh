@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# GPU checks for a machine with one CUDA GPU and no network: the GPU-marked tests, the benchmark,
+# the default CNN for 2 epochs and the speed run, printing their figures. Skips cleanly without a GPU.
+#
+#   bash scripts/gpu_check.sh [WHEEL_DIR]
+#
+# Needs torch (2.11 or newer) and lightning already installed. What else is missing (hydra-core,
+# omegaconf, antlr4-python3-runtime; torchmetrics, tensorboard if absent) is installed from
+# WHEEL_DIR (default .whl/) into a private folder, without network. MNIST must be in data/MNIST/raw
+# (the four files, plain or .gz); the script does not download it.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+OUT=${OUT:-gpu-check}
+mkdir -p "$OUT"
+
+if ! $PY -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+    echo "gpu_check: no CUDA GPU visible to torch here; nothing to check."
+    exit 0
+fi
+if ! $PY -c 'import hydra, omegaconf, torchmetrics, tensorboard' 2>/dev/null; then
+    WHEELS=${1:-.whl}
+    echo "gpu_check: installing the missing packages from $WHEELS (no network)"
+    $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/mnist-lit-site "$WHEELS"/*.whl || exit 1
+    export PYTHONPATH=/tmp/mnist-lit-site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
+$PY -c 'import torch, lightning; print(f"torch {torch.__version__}, lightning {lightning.__version__}, {torch.cuda.get_device_name(0)}")'
+
+status=0
+step() { echo; echo "== $1"; shift; "$@" || { echo "gpu_check: FAILED: $*"; status=1; }; }
+
+step "GPU tests" $PY -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py
+step "benchmark (project vs plain loop, on the GPU)" \
+    $PY -m benchmarks.bench --models mlp cnn --rounds 2 --epochs 3 --output "$OUT/bench.json"
+step "default CNN, 2 epochs" $PY train.py model=cnn trainer=gpu trainer.max_epochs=2 "hydra.run.dir=$OUT/cnn"
+step "speed run (experiment=speedrun)" $PY train.py experiment=speedrun "hydra.run.dir=$OUT/speedrun"
+
+echo; echo "== figures"
+for run in cnn speedrun; do
+    [ -f "$OUT/$run/metrics.json" ] && $PY - "$OUT/$run/metrics.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+epochs = ", ".join("%.2f" % r["seconds"] for r in m["history"])
+print(f"{sys.argv[1]}: test/acc {m['test/acc']:.4f}, epochs {m['epochs']}, fit {m['fit_seconds']:.1f} s "
+      f"(epoch seconds: {epochs}), start-up {m['startup_seconds']} s")
+PY
+done
+exit $status

@@ -1,0 +1,32 @@
+"""GPU paths (skipped without a CUDA GPU): images held on the device, bf16 autocast, the speed-run preset."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tests.conftest import run_cli, synthetic_overrides
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.mark.parametrize("on_device", [False, True], ids=["host-data", "device-data"])
+def test_cnn_trains_on_the_gpu(synthetic, tmp_path, on_device):
+    run_cli(
+        "train.py", "model=cnn", "trainer=gpu", "trainer.precision=bf16-mixed", f"data.on_device={on_device}",
+        *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}", "trainer.max_epochs=2",
+    )  # fmt: skip
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["test/acc"] > 0.5
+    state = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True, map_location="cpu")
+    assert state["hyper_parameters"]["model"]["arch"] == "cnn"
+
+
+def test_speedrun_preset_on_the_gpu(synthetic, tmp_path):
+    run_cli(
+        "train.py", "experiment=speedrun", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}",
+        "data.batch_size=64",
+    )  # fmt: skip
+    assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 4
