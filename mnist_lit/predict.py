@@ -30,6 +30,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 INVERT = ("auto", "always", "never")
 SIZE, BOX = 28, 20  # MNIST: a 28x28 image holding the digit scaled to fit a 20x20 box
 INK = 0.2  # a pixel belongs to the digit above this fraction of the darkest-to-brightest range
+MAX_PIXELS = 50_000_000  # a 48-megapixel photo fits; decoding anything larger could exhaust memory
 
 
 def find_images(images: str | Sequence[str]) -> list[Path]:
@@ -49,9 +50,22 @@ def find_images(images: str | Sequence[str]) -> list[Path]:
     return found
 
 
+def grayscale(image: Image.Image) -> np.ndarray:
+    """Any mode -> float32 gray levels in [0, 255]: transparency composited on white paper, 16-bit scaled."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I"):  # 16- or 32-bit integer gray levels: scale by the type's range, not clip
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() <= 65535 else float(values.max())
+        return (values * (255.0 / top)).astype(np.float32)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        paper = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(paper, image.convert("RGBA"))
+    return np.asarray(image.convert("L"), dtype=np.float32)
+
+
 def prepare(image: Image.Image, invert: str = "auto") -> Tensor:
     """One digit image of any size and mode -> a uint8 (28, 28) tensor laid out like MNIST's digits."""
-    gray = np.asarray(ImageOps.exif_transpose(image).convert("L"), dtype=np.float32)
+    gray = grayscale(image)
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     # MNIST digits are white on black; paper is light, so a light border means "invert".
     if invert == "always" or (invert == "auto" and np.median(border) > 127):
@@ -84,12 +98,19 @@ def prepare(image: Image.Image, invert: str = "auto") -> Tensor:
 
 
 def load_image(path: Path) -> Image.Image:
-    """Open an image file; ConfigError naming the file when it is not an image."""
+    """Open an image file; ConfigError naming the file when it is not an image or too large to decode safely."""
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as image:  # reads the header only
+            if image.width * image.height > MAX_PIXELS:
+                raise ConfigError(
+                    f"images: {str(path)!r} is not allowed: {image.width}x{image.height} pixels is more than "
+                    f"{MAX_PIXELS:,}; scale it down first (a digit needs only a few hundred pixels across)"
+                )
             image.load()
             return image
-    except (UnidentifiedImageError, OSError) as e:
+    except Image.DecompressionBombError as e:  # Pillow's own guard, for images past twice its limit
+        raise ConfigError(f"images: {str(path)!r} is not allowed: too large to decode safely ({e})") from e
+    except (UnidentifiedImageError, OSError, ValueError) as e:
         raise ConfigError(f"images: {str(path)!r} is not allowed: not a readable image ({e})") from e
 
 

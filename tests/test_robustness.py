@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -152,3 +153,58 @@ def test_checkpoint_of_the_other_model_is_refused(mlp_checkpoint, synthetic, tmp
 def mlp_checkpoint(synthetic, tmp_path) -> str:
     run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}/mlp", "trainer.max_epochs=1")
     return str(tmp_path / "mlp" / "checkpoints" / "last.ckpt")
+
+
+# Prediction input: people's own files.
+
+
+def _digit_strokes() -> np.ndarray:
+    digit = np.zeros((60, 40), dtype=np.uint8)
+    digit[8:52, 16:24] = 255  # a "1": white ink, like MNIST
+    return digit
+
+
+def test_non_image_and_empty_files_are_rejected_by_name(tmp_path):
+    from mnist_lit.errors import ConfigError
+    from mnist_lit.predict import load_image
+
+    (tmp_path / "notes.png").write_text("not an image at all")
+    (tmp_path / "empty.png").write_bytes(b"")
+    for name in ("notes.png", "empty.png"):
+        with pytest.raises(ConfigError, match=f"'{tmp_path / name}' is not allowed: not a readable image"):
+            load_image(tmp_path / name)
+
+
+def test_huge_image_is_refused_before_it_is_decoded(tmp_path):
+    from PIL import Image
+
+    from mnist_lit.errors import ConfigError
+    from mnist_lit.predict import load_image
+
+    # 1-bit and all zero: a few KiB on disk, hundreds of MiB once decoded
+    Image.new("1", (8000, 8000)).save(tmp_path / "large.png")
+    with pytest.raises(ConfigError, match="8000x8000 pixels is more than 50,000,000"):
+        load_image(tmp_path / "large.png")
+    Image.new("1", (20000, 20000)).save(tmp_path / "huge.png")
+    with pytest.raises(ConfigError, match="too large to decode safely"):
+        load_image(tmp_path / "huge.png")
+
+
+def test_transparent_and_16_bit_images_are_read_correctly(tmp_path):
+    from PIL import Image
+
+    from mnist_lit.predict import load_image, prepare
+
+    expected = prepare(Image.fromarray(_digit_strokes()))
+    assert expected.sum() > 0
+    # Black ink on a transparent background (as drawing programs save it): the paper is white.
+    rgba = np.zeros((60, 40, 4), dtype=np.uint8)
+    rgba[..., 3] = _digit_strokes()
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "transparent.png")
+    assert torch.equal(prepare(load_image(tmp_path / "transparent.png")), expected)
+    # 16-bit grayscale: white ink at 65535 on black, scaled rather than clipped.
+    sixteen = _digit_strokes().astype(np.uint16) * 257
+    Image.fromarray(sixteen).save(tmp_path / "sixteen.png")
+    image = load_image(tmp_path / "sixteen.png")
+    assert image.mode.startswith("I")
+    assert torch.equal(prepare(image), expected)
