@@ -23,6 +23,7 @@ from mnist_lit.callbacks import EpochSummary
 from mnist_lit.config import check_config
 from mnist_lit.models import count_parameters
 from mnist_lit.module import DigitClassifier
+from mnist_lit.parallel import setup_parallelism
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,7 @@ def train(cfg: DictConfig) -> float | None:
     """Train and test the model ``cfg`` describes; returns ``cfg.optimized_metric`` if set."""
     check_config(cfg)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    setup_parallelism(cfg)  # issue 4: torch threads of a parallel sweep job; where DDP may start processes
     L.seed_everything(cfg.seed, workers=True)
     datamodule, model, trainer = build(cfg)
 
@@ -155,6 +157,7 @@ def train(cfg: DictConfig) -> float | None:
         test = trainer.test(model, datamodule=datamodule, ckpt_path=best_path, weights_only=True, verbose=False)[0]
     metrics = summarise(trainer, model, history, test, fit_seconds)
     metrics["epochs"] = epochs
+    metrics["threads"] = torch.get_num_threads()  # issue 4: what fit_seconds was measured with
     if trainer.is_global_zero:
         write_json(run_dir / "metrics.json", metrics)
         log_hyperparameters(trainer, cfg, metrics)
