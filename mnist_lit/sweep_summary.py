@@ -41,7 +41,6 @@ class Job:
     num: int
     path: Path
     overrides: dict[str, str]
-    metrics: dict[str, Any] | None = None
     error: str | None = None
     status: str = "ok"
     figures: dict[str, Any] = field(default_factory=dict)
@@ -83,8 +82,8 @@ def read_job(job_dir: Path, finished: bool) -> Job:
     metrics_path = job_dir / "metrics.json"
     error_path = job_dir / ERROR_FILE
     if metrics_path.is_file():
-        job.metrics = json.loads(metrics_path.read_text())
-        job.figures = {column: job.metrics.get(key) for column, key, _ in FIGURES}
+        metrics = json.loads(metrics_path.read_text())
+        job.figures = {column: metrics.get(key) for column, key, _ in FIGURES}
     elif error_path.is_file():
         job.status, job.error = "failed", first_error_line(error_path.read_text())
     elif finished:
