@@ -1,10 +1,11 @@
 # make train: set up .venv (once), get MNIST, train the default CNN.  make test: the test suite.
+# make sweep: the quick 12-job CNN grid, 2 jobs at a time (logs/sweeps/<time>/summary.md).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test lint bench clean
+.PHONY: install train sweep test lint bench clean
 
 install: $(STAMP)
 
@@ -16,6 +17,9 @@ $(STAMP): requirements.txt
 
 train: $(STAMP)
 	$(PY) train.py model=cnn
+
+sweep: $(STAMP)
+	$(PY) train.py -m hparams_search=cnn_grid_quick hydra/launcher=joblib hydra.launcher.n_jobs=2
 
 test: $(STAMP)
 	$(PY) -m pytest

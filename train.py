@@ -3,6 +3,8 @@
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from mnist_lit.errors import ConfigError
@@ -14,6 +16,9 @@ def main(cfg: DictConfig) -> float | None:
     try:
         return train(cfg)
     except ConfigError as e:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            # Hydra records the job as failed and the sweep goes on; SystemExit would end the sweep.
+            raise
         print(f"Error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -28,6 +28,7 @@ from mnist_lit.config import check_config, command_config
 from mnist_lit.evaluation import evaluate
 from mnist_lit.models import count_parameters
 from mnist_lit.module import DigitClassifier
+from mnist_lit.parallel import setup_parallelism
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,7 @@ def train(cfg: DictConfig) -> float | None:
     """Train and test the model ``cfg`` describes; returns ``cfg.optimized_metric`` if set."""
     check_config(cfg)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    setup_parallelism(cfg)  # torch threads of a parallel sweep job; where DDP may start processes
     L.seed_everything(cfg.seed, workers=True)
     datamodule, model, trainer = build(cfg)
 
@@ -171,6 +173,7 @@ def train(cfg: DictConfig) -> float | None:
     if best_path and not trainer.interrupted and not diverged:
         test = trainer.test(model, datamodule=datamodule, ckpt_path=best_path, weights_only=True, verbose=False)[0]
     metrics = {**summarise(history, test), **facts, "peak_rss_mb": peak_rss_mb(), "history": history}
+    metrics["threads"] = torch.get_num_threads()  # what fit_seconds was measured with
     if trainer.is_global_zero:
         write_json(run_dir / "metrics.json", metrics)
         log_hyperparameters(trainer, cfg, metrics)

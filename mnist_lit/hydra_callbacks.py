@@ -1,0 +1,56 @@
+"""Hydra callbacks: a multirun's summary, kept up to date as its jobs end (configured in conf/hydra/default.yaml)."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from mnist_lit.sweep_summary import ERROR_FILE, Job, describe, swept_keys, write_summary
+
+log = logging.getLogger(__name__)
+
+
+class SweepSummaryCallback(Callback):
+    """Records a failed job's error in its directory and rewrites the sweep's summary after every job.
+
+    Rewriting after every job (not only when the multirun ends) keeps the summary whole when the
+    sweep ends early: Hydra's basic sweeper raises the first failed job's error once its batch
+    is done, and then ``on_multirun_end`` is never called. A file lock serialises jobs that end
+    together (joblib, submitit), so the last one to write has seen every finished job.
+    """
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        if job_return.status == JobStatus.FAILED:
+            error = job_return._return_value  # the exception; JobReturn.return_value would re-raise it
+            text = "".join(traceback.format_exception_only(type(error), error))
+            text += "\n" + "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            (Path(config.hydra.runtime.output_dir) / ERROR_FILE).write_text(text)
+            log.error("Job %s failed: %s", config.hydra.job.num, text.splitlines()[0])
+        self._write(Path(config.hydra.sweep.dir), finished=False)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        jobs = self._write(sweep_dir, finished=True)
+        done = [j for j in jobs if j.status == "ok"]
+        keys, _ = swept_keys(jobs) if jobs else ([], {})
+        if done:
+            best = done[0]
+            val_acc = best.figures.get("val/acc")
+            log.info("Best of %d: job %d (%s) val/acc %.4f", len(jobs), best.num, describe(best, keys), val_acc)
+        failed = len(jobs) - len(done)
+        log.info("Sweep summary (%d failed): %s", failed, sweep_dir / "summary.md")
+
+    @staticmethod
+    def _write(sweep_dir: Path, finished: bool) -> list[Job]:
+        with FileLock(sweep_dir / ".summary.lock"):
+            return write_summary(sweep_dir, finished=finished)
