@@ -60,6 +60,7 @@ def check_config(cfg: DictConfig) -> None:
     """Reject a config that cannot work, before any download or training; raises ConfigError."""
     _number(cfg, "data.val_fraction", low=0, high=1, low_open=True, high_open=True)
     _number(cfg, "data.batch_size", low=1, integer=True)
+    _number(cfg, "data.steps_per_fetch", low=1, integer=True)
     _number(cfg, "data.eval_batch_size", low=1, integer=True)
     _number(cfg, "data.num_workers", low=0, integer=True)
     _number(cfg, "optimizer.lr", low=0, low_open=True)

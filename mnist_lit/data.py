@@ -69,6 +69,7 @@ class MNISTDataModule(L.LightningDataModule):
         self,
         data_dir: str = "data",
         batch_size: int = 32,
+        steps_per_fetch: int = 1,
         eval_batch_size: int = 1000,
         val_fraction: float = 0.2,
         split_seed: int = 42,
@@ -81,6 +82,7 @@ class MNISTDataModule(L.LightningDataModule):
         super().__init__()
         self.data_dir = Path(data_dir)
         self.batch_size = batch_size
+        self.steps_per_fetch = steps_per_fetch
         self.eval_batch_size = eval_batch_size
         self.val_fraction = val_fraction
         self.split_seed = split_seed
@@ -133,7 +135,9 @@ class MNISTDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, shuffle=True)
+        # steps_per_fetch batches are gathered at once and split after transfer: the sampler's
+        # permutation is the same, so the optimizer sees exactly the batches it would one by one.
+        return self._loader(self.train_set, self.batch_size * self.steps_per_fetch, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
@@ -144,6 +148,11 @@ class MNISTDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
 
-    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
-        images, labels = batch
-        return normalize(images), labels
+    def on_after_batch_transfer(
+        self, batch: tuple[Tensor, Tensor], dataloader_idx: int
+    ) -> tuple[Tensor, Tensor] | list[tuple[Tensor, Tensor]]:
+        """Normalise; a training fetch becomes the list of its ``batch_size`` optimizer batches."""
+        images, labels = normalize(batch[0]), batch[1]
+        if self.trainer is not None and self.trainer.training and self.steps_per_fetch > 1:
+            return list(zip(images.split(self.batch_size), labels.split(self.batch_size), strict=True))
+        return images, labels

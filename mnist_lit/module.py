@@ -17,6 +17,7 @@ from mnist_lit.data import NUM_CLASSES
 from mnist_lit.models import build_network
 
 STAGES = ("train", "val", "test")
+Batch = tuple[Tensor, Tensor]
 
 
 class EpochMetrics(nn.Module):
@@ -72,8 +73,9 @@ class DigitClassifier(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(logger=False)  # the full config goes to TensorBoard from training.py
         # Manual optimisation: training_step does Lightning's zero_grad / manual_backward / step
-        # itself, skipping the automatic loop's per-step closure and hooks, which cost as much as
-        # the MLP's whole step on a CPU. Precision plugins and DDP work as with automatic mode.
+        # itself, skipping the automatic loop's per-step closure and hooks (which cost as much as
+        # the MLP's whole step on a CPU), and can take several steps per fetched batch.
+        # Precision plugins and DDP work as with automatic mode.
         self.automatic_optimization = False
         self.net = build_network(model)
         if model.get("compile"):
@@ -97,13 +99,15 @@ class DigitClassifier(L.LightningModule):
         # Values computed by torchmetrics are already reduced across processes.
         self.log_dict(values, prog_bar=stage == "val", sync_dist=False)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        loss = self._step(batch, "train")
+    def training_step(self, batch: Batch | list[Batch], batch_idx: int) -> Tensor:
+        """One optimizer step per batch; a fetch of several batches (``data.steps_per_fetch``) takes several."""
         optimizer = self.optimizers()
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        optimizer.step()
-        self._step_scheduler("step")
+        for images_labels in batch if isinstance(batch, list) else [batch]:
+            loss = self._step(images_labels, "train")
+            optimizer.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            optimizer.step()
+            self._step_scheduler("step")
         return loss
 
     def _step_scheduler(self, interval: str) -> None:
@@ -143,7 +147,9 @@ class DigitClassifier(L.LightningModule):
         make_scheduler = instantiate(config)
         kwargs = {}
         if "total_steps" in inspect.signature(make_scheduler.func).parameters and "total_steps" not in config:
-            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
+            # Lightning counts fetched batches; each may hold several optimizer steps (an upper bound).
+            steps_per_fetch = getattr(self.trainer.datamodule, "steps_per_fetch", 1)
+            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches) * steps_per_fetch
         scheduler = make_scheduler(optimizer, **kwargs)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
 
