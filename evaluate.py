@@ -1,11 +1,9 @@
 """Evaluate a trained run: ``python evaluate.py run_dir=<run directory>`` (see conf/eval.yaml for every option)."""
 
-import sys
-
 import hydra
 from omegaconf import DictConfig
 
-from mnist_lit.errors import ConfigError
+from mnist_lit.errors import ConfigError, exit_with
 from mnist_lit.evaluation import evaluate
 
 
@@ -14,8 +12,7 @@ def main(cfg: DictConfig) -> None:
     try:
         evaluate(cfg)
     except ConfigError as e:
-        print(f"Error: {e}", file=sys.stderr)
-        sys.exit(2)
+        exit_with(e)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,11 @@
 """Train a digit classifier: ``python train.py model=cnn`` (any config key can be overridden)."""
 
-import sys
-
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from mnist_lit.errors import ConfigError
+from mnist_lit.errors import ConfigError, exit_with
 from mnist_lit.training import train
 
 
@@ -19,8 +17,7 @@ def main(cfg: DictConfig) -> float | None:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             # Hydra records the job as failed and the sweep goes on; SystemExit would end the sweep.
             raise
-        print(f"Error: {e}", file=sys.stderr)
-        sys.exit(2)
+        exit_with(e)
 
 
 if __name__ == "__main__":

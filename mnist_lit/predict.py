@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from mnist_lit.config import check_checkpoint, check_predict_config
-from mnist_lit.errors import ConfigError
+from mnist_lit.errors import ConfigError, exit_with
 from mnist_lit.evaluation import classify
 from mnist_lit.module import load_classifier
 
@@ -154,8 +153,7 @@ def main(cfg: DictConfig) -> None:
     try:
         predict_images(cfg)
     except ConfigError as e:
-        print(f"Error: {e}", file=sys.stderr)
-        sys.exit(2)
+        exit_with(e)
 
 
 if __name__ == "__main__":
