@@ -67,8 +67,10 @@ def test_checkpoints_load_weights_only_and_best_is_the_best_epoch(mlp_run):
 
 
 def test_same_seed_same_metrics(synthetic, tmp_path, mlp_run):
+    """Same seed and config: identical numbers; trainer.deterministic=true works and changes none on a CPU."""
     run_dir, _ = mlp_run
-    run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}", "trainer.max_epochs=3")
+    run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}", "trainer.max_epochs=3",
+            "trainer.deterministic=true")  # fmt: skip
     first = json.loads((run_dir / "metrics.json").read_text())
     second = json.loads((tmp_path / "metrics.json").read_text())
     for key in ("test/acc", "test/loss", "val/acc", "val/loss", "epochs", "best_epoch"):
