@@ -40,9 +40,10 @@ def skip_nvml_probe_without_gpu() -> None:
     """Let ``torch.cuda.is_available()`` use its cheap check on machines without a GPU.
 
     Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 (to keep forked workers usable), which makes
-    every ``is_available()`` load the NVML library again; Adam asks on every step, costing
-    about 5% of an MLP epoch on a CPU with a CUDA build of torch. With no GPU there is nothing
-    to protect, so the probe's answer (checked once) is kept and the variable dropped.
+    every ``is_available()`` load the NVML library again; Adam asks on every step. On this
+    project's 2-core CPU with a CUDA build of torch, the plain-loop reference took 2.2 s an MLP
+    epoch with the variable set and 1.4 s without. With no GPU there is nothing to protect, so
+    the probe's answer (checked once) is kept and the variable dropped.
     """
     if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1" and torch.cuda.device_count() == 0:
         del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
