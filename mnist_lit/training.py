@@ -6,7 +6,6 @@ import json
 import logging
 import math
 import os
-import resource
 import signal
 import sys
 import time
@@ -29,6 +28,11 @@ from mnist_lit.evaluation import evaluate
 from mnist_lit.models import count_parameters
 from mnist_lit.module import DigitClassifier
 from mnist_lit.parallel import setup_parallelism
+
+try:
+    import resource
+except ImportError:  # Windows has no getrusage
+    resource = None
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +77,10 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def peak_rss_mb() -> float:
+def peak_rss_mb() -> float | None:
     """Peak resident memory of this process so far, in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    if resource is None:  # Windows
+        return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (1 << 20 if sys.platform == "darwin" else 1 << 10), 1)
 
