@@ -129,12 +129,15 @@ class ResumeHint(L.Callback):
         if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or not trainer.is_global_zero:
             return
         what = "SIGTERM" if isinstance(exception, SIGTERMException) else "Ctrl-C"
-        checkpoint = next((cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)), None)
-        last = checkpoint.last_model_path if checkpoint is not None else ""
+        checkpoint = trainer.checkpoint_callback
+        last = checkpoint.last_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
         if last and os.path.isfile(last):
             log.warning(
                 "%s during epoch %d: stopped. %s holds epoch %d; resume with the same overrides plus ckpt_path=%s",
                 what, trainer.current_epoch + 1, last, trainer.current_epoch, last,
             )  # fmt: skip
         else:
-            log.warning("%s during epoch %d: stopped before any epoch completed; nothing to resume", what, 1)
+            log.warning(
+                "%s during epoch %d: stopped before any epoch completed; nothing to resume",
+                what, trainer.current_epoch + 1,
+            )  # fmt: skip

@@ -17,7 +17,6 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
@@ -104,7 +103,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, DigitClassifier, L.Tr
 
 def stop_reason(trainer: L.Trainer) -> tuple[bool, str]:
     """(stopped early?, why training ended), in words."""
-    early = find_callback(trainer, EarlyStopping)
+    early = trainer.early_stopping_callback
     if early is not None and early.stopping_reason_message:
         return True, early.stopping_reason_message.strip()
     if trainer.interrupted:
@@ -156,7 +155,7 @@ def train(cfg: DictConfig) -> float | None:
         raise SystemExit(128 + signal.SIGTERM) from None
     fit_seconds = time.perf_counter() - started
 
-    checkpoint = find_callback(trainer, ModelCheckpoint)
+    checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
     # Read before testing: testing from best.ckpt restores the callbacks' state as it was at that epoch.
     summary = find_callback(trainer, EpochSummary)
