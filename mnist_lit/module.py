@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any
 
 import lightning as L
@@ -84,6 +85,17 @@ class DigitClassifier(L.LightningModule):
         # (which costs more than the MLP's own step) and no host synchronisation.
         self.metrics = nn.ModuleDict({f"{stage}_metrics": EpochMetrics() for stage in STAGES})
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning records the hook being run in ``_current_fx_name`` twice per hook call, a
+        # dozen times per optimizer step; ``nn.Module.__setattr__`` (which looks for parameters,
+        # buffers and submodules first) costs about 1.5 us a time, 1-2% of the MLP's epoch.
+        # A string is none of those, so it goes straight into the instance dict, as nn.Module
+        # would put it.
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
@@ -147,11 +159,31 @@ class DigitClassifier(L.LightningModule):
         make_scheduler = instantiate(config)
         kwargs = {}
         if "total_steps" in inspect.signature(make_scheduler.func).parameters and "total_steps" not in config:
-            # Lightning counts fetched batches; each may hold several optimizer steps (an upper bound).
-            steps_per_fetch = getattr(self.trainer.datamodule, "steps_per_fetch", 1)
-            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches) * steps_per_fetch
+            kwargs["total_steps"] = self._total_optimizer_steps()
         scheduler = make_scheduler(optimizer, **kwargs)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
+
+    def _total_optimizer_steps(self) -> int:
+        """The optimizer steps this fit will take, for schedules of a fixed length (one-cycle).
+
+        Lightning counts fetched batches; a fetch holds up to ``data.steps_per_fetch`` optimizer
+        batches, and an epoch's last fetch may hold fewer.
+        """
+        trainer = self.trainer
+        fetches = trainer.estimated_stepping_batches  # also sets num_training_batches (fetches an epoch)
+        datamodule = trainer.datamodule
+        steps_per_fetch = getattr(datamodule, "steps_per_fetch", 1)
+        loader = trainer.train_dataloader
+        if steps_per_fetch == 1 or loader is None or not math.isfinite(trainer.num_training_batches):
+            return int(fetches) * steps_per_fetch  # an upper bound
+        images = len(loader.sampler)  # this process's share of an epoch (DDP splits it)
+        per_epoch = min(trainer.num_training_batches * steps_per_fetch, math.ceil(images / datamodule.batch_size))
+        total = per_epoch * trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else math.inf
+        if trainer.max_steps > 0:
+            total = min(total, trainer.max_steps)
+        if not math.isfinite(total):
+            raise ValueError("a one-cycle schedule needs trainer.max_epochs or trainer.max_steps")
+        return int(total)
 
 
 def load_classifier(ckpt_path: str, map_location: str | torch.device = "cpu") -> DigitClassifier:
