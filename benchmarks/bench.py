@@ -83,15 +83,20 @@ def measure(name: str, overrides: list[str], rounds: int, epochs: int) -> dict:
     samples: dict[str, dict[str, list[float]]] = {
         kind: {"epoch": [], "startup": [], "rss": []} for kind in ("project", "plain")
     }
+    round_ratios = []
     for round_ in range(rounds):
         order = [("project", project_epochs), ("plain", plain_epochs)]
+        medians = {}
         for kind, fn in order if round_ % 2 == 0 else order[::-1]:
             result = fn(overrides, epochs)
             samples[kind]["epoch"] += result["epoch_seconds"][1:]
             samples[kind]["startup"].append(result["startup_seconds"])
             samples[kind]["rss"].append(result["peak_rss_mb"])
+            medians[kind] = statistics.median(result["epoch_seconds"][1:])
             print(f"  {name} round {round_ + 1}/{rounds} {kind:7s} epochs "
                   + " ".join(f"{s:.2f}" for s in result["epoch_seconds"]), flush=True)  # fmt: skip
+        # the two processes of a round ran back to back, so their ratio shares the machine's state
+        round_ratios.append(round(medians["project"] / medians["plain"], 3))
     row = {"model": name, "overrides": overrides, "rounds": rounds, "epochs_per_process": epochs}
     for kind, s in samples.items():
         epoch = statistics.median(s["epoch"])
@@ -103,6 +108,7 @@ def measure(name: str, overrides: list[str], rounds: int, epochs: int) -> dict:
             "epoch_samples": [round(x, 3) for x in s["epoch"]],
         }
     row["ratio"] = round(row["project"]["epoch_seconds"] / row["plain"]["epoch_seconds"], 3)
+    row["round_ratios"] = round_ratios
     return row
 
 
@@ -112,15 +118,16 @@ def table(rows: list[dict], info: dict) -> str:
         f"torch {info['torch']}, lightning {info['lightning']}, Python {info['python']}",
         "",
         "| model | epoch s (project) | epoch s (plain) | ratio | images/s (project) | images/s (plain) "
-        "| start-up s (project / plain) | peak RSS MiB (project / plain) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| start-up s (project / plain) | peak RSS MiB (project / plain) | ratio per round |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         p, q = r["project"], r["plain"]
         lines.append(
             f"| {r['model']} | {p['epoch_seconds']:.2f} | {q['epoch_seconds']:.2f} | {r['ratio']:.3f} "
             f"| {p['images_per_second']} | {q['images_per_second']} | {p['startup_seconds']:.1f} / "
-            f"{q['startup_seconds']:.1f} | {p['peak_rss_mb']:.0f} / {q['peak_rss_mb']:.0f} |"
+            f"{q['startup_seconds']:.1f} | {p['peak_rss_mb']:.0f} / {q['peak_rss_mb']:.0f} "
+            f"| {' '.join(f'{x:.2f}' for x in r['round_ratios'])} |"
         )
     return "\n".join(lines)
 
@@ -135,17 +142,22 @@ PRESETS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=list(PRESETS))
-    parser.add_argument("--rounds", type=int, default=3, help="project/plain process pairs per model")
+    parser.add_argument("--rounds", type=int, default=5, help="project/plain process pairs per model")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per process (the first is not counted)")
     parser.add_argument(
         "--output", type=Path, default=None, help="JSON file (default benchmarks/results/<machine>.json)"
     )
+    parser.add_argument(
+        "overrides", nargs="*", help="more Hydra overrides for both sides, after the model's (e.g. data.data_dir=...)"
+    )
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error(f"--epochs={args.epochs}: must be at least 2, since each process's first epoch is a warm-up")
+    if args.rounds < 1:
+        parser.error(f"--rounds={args.rounds}: must be at least 1")
     info = machine()
     started = time.perf_counter()
-    rows = [measure(name, PRESETS[name], args.rounds, args.epochs) for name in args.models]
+    rows = [measure(name, PRESETS[name] + args.overrides, args.rounds, args.epochs) for name in args.models]
     text = table(rows, info)
     print("\n" + text)
     slug = re.sub(r"[^a-z0-9]+", "-", f"{info['cpu']}-{info['cores']}c-{info['gpu'] or 'cpu'}".lower()).strip("-")

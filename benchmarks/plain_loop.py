@@ -36,9 +36,7 @@ def main() -> None:
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=args.overrides)
     torch.manual_seed(cfg.seed)
-    data = MNISTDataModule(
-        data_dir=cfg.data.data_dir, val_fraction=cfg.data.val_fraction, split_seed=cfg.data.split_seed
-    )
+    data: MNISTDataModule = instantiate(cfg.data)  # the project's files, checks and split; its loaders are not used
     data.prepare_data()
     data.setup("fit")
     train_x, train_y = normalize(data.train_set.images), data.train_set.labels

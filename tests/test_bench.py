@@ -1,0 +1,40 @@
+"""``make bench``'s machinery on synthetic data: both sides run, the table and JSON agree (no time is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import ROOT, synthetic_overrides
+
+
+def test_bench_runs_both_sides_and_writes_its_table(synthetic, tmp_path):
+    output = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench", "--models", "mlp", "--rounds", "2", "--epochs", "2",
+         "--output", str(output), *synthetic_overrides(synthetic)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(output.read_text())
+    assert {"cpu", "cores", "gpu", "torch", "lightning"} <= set(result["machine"])
+    (row,) = result["rows"]
+    assert row["model"] == "mlp" and row["overrides"][0] == "model=mlp" and "data=synthetic" in row["overrides"]
+    for side in ("project", "plain"):
+        figures = row[side]
+        assert len(figures["epoch_samples"]) == 2  # 2 rounds x (2 epochs - the warm-up)
+        assert figures["epoch_seconds"] > 0 and figures["images_per_second"] > 0
+        assert figures["startup_seconds"] > 0 and figures["peak_rss_mb"] > 0
+    assert row["ratio"] == round(row["project"]["epoch_seconds"] / row["plain"]["epoch_seconds"], 3)
+    assert len(row["round_ratios"]) == 2
+    assert result["table"] in done.stdout and "| mlp |" in result["table"]
+    # the figures are labelled with the machine they came from
+    assert result["machine"]["cpu"] in result["table"]
+
+
+def test_bench_refuses_a_run_without_a_counted_epoch():
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench", "--epochs", "1"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "--epochs=1" in done.stderr and "warm-up" in done.stderr
