@@ -1,10 +1,15 @@
 """``make bench``: the project's training epoch against a plain PyTorch loop, interleaved, medians.
 
-For each model, rounds alternate two fresh processes: ``python train.py`` as users run it (real
-Hydra configs, data module, model and Trainer; progress bar, per-epoch metrics, checkpointing,
-early stopping all on) and ``benchmarks/plain_loop.py`` over the same model, tensors, batch
-size and optimizer. An epoch is timed from its start to the end of its validation pass (and,
-for the project, its checkpoint). The first epoch of every process is a warm-up and not counted.
+Each round runs ``python train.py`` as users run it (real Hydra configs, data module, model and
+Trainer; progress bar, per-epoch metrics, checkpointing and early stopping all on) with one
+addition, ``benchmarks.plain_loop.InterleavedReference``: after each of the project's epochs it
+runs one epoch of the plain PyTorch reference (same model, images, batch size and optimizer) in
+the same process. Each project epoch is paired with the reference epoch right after it: the two
+meet the same machine state, which matters on a shared VM whose speed drifts by 10-30% within a
+minute. The ratio is the median of the pairs' ratios; the first pair of every process is a
+warm-up and not counted. An epoch is timed from its start to the end of its validation pass
+(and, for the project, its checkpoint). Start-up (process start to the first epoch) and peak RSS
+come from the same project processes and from the reference run alone (``benchmarks/plain_loop.py``).
 Prints a table and writes it as JSON to ``benchmarks/results/<machine>.json``.
 """
 
@@ -24,6 +29,8 @@ from pathlib import Path
 
 import lightning
 import torch
+
+from benchmarks.plain_loop import InterleavedReference
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_IMAGES = 48_000
@@ -59,55 +66,64 @@ def run(cmd: list[str]) -> str:
     return done.stdout
 
 
-def project_epochs(overrides: list[str], epochs: int) -> dict:
-    """One ``python train.py`` process; its metrics.json has per-epoch seconds and start-up time."""
+def project_round(overrides: list[str], epochs: int) -> dict:
+    """One ``python train.py`` process with the interleaved reference; both sides' epoch seconds."""
     with tempfile.TemporaryDirectory() as run_dir:
+        reference = Path(run_dir) / "plain_reference.json"
         run([sys.executable, "train.py", *overrides, f"trainer.max_epochs={epochs}",
-             "callbacks.early_stopping.patience=1000", f"hydra.run.dir={run_dir}"])  # fmt: skip
+             "callbacks.early_stopping.patience=1000", f"hydra.run.dir={run_dir}",
+             f"+callbacks.plain_reference._target_={InterleavedReference.__module__}.InterleavedReference",
+             f"+callbacks.plain_reference.output={reference}"])  # fmt: skip
         metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+        plain = json.loads(reference.read_text())
     return {
-        "epoch_seconds": [record["seconds"] for record in metrics["history"]],
+        "project": [record["seconds"] for record in metrics["history"]],
+        "plain": plain["epoch_seconds"],
         "startup_seconds": metrics["startup_seconds"],
-        "peak_rss_mb": metrics["peak_rss_mb"],
-        "test_acc": metrics["test/acc"],
+        "peak_rss_mb": plain["project_peak_rss_mb"],
     }
 
 
-def plain_epochs(overrides: list[str], epochs: int) -> dict:
-    out = run([sys.executable, "-m", "benchmarks.plain_loop", f"--epochs={epochs}", *overrides])
+def plain_alone(overrides: list[str]) -> dict:
+    """The reference in its own process (2 epochs): its start-up and peak RSS."""
+    out = run([sys.executable, "-m", "benchmarks.plain_loop", "--epochs=2", *overrides])
     return json.loads(out.strip().splitlines()[-1])
 
 
 def measure(name: str, overrides: list[str], rounds: int, epochs: int) -> dict:
-    """Alternate project and plain processes; medians of the non-warm-up epochs."""
-    samples: dict[str, dict[str, list[float]]] = {
-        kind: {"epoch": [], "startup": [], "rss": []} for kind in ("project", "plain")
-    }
-    round_ratios = []
+    """Rounds of interleaved epochs; medians of the non-warm-up epochs and of the pairs' ratios."""
+    epoch_seconds: dict[str, list[float]] = {"project": [], "plain": []}
+    pair_ratios: list[float] = []
+    round_ratios: list[float] = []
+    startup: dict[str, list[float]] = {"project": [], "plain": []}
+    rss: dict[str, list[float]] = {"project": [], "plain": []}
     for round_ in range(rounds):
-        order = [("project", project_epochs), ("plain", plain_epochs)]
-        medians = {}
-        for kind, fn in order if round_ % 2 == 0 else order[::-1]:
-            result = fn(overrides, epochs)
-            samples[kind]["epoch"] += result["epoch_seconds"][1:]
-            samples[kind]["startup"].append(result["startup_seconds"])
-            samples[kind]["rss"].append(result["peak_rss_mb"])
-            medians[kind] = statistics.median(result["epoch_seconds"][1:])
-            print(f"  {name} round {round_ + 1}/{rounds} {kind:7s} epochs "
-                  + " ".join(f"{s:.2f}" for s in result["epoch_seconds"]), flush=True)  # fmt: skip
-        # the two processes of a round ran back to back, so their ratio shares the machine's state
-        round_ratios.append(round(medians["project"] / medians["plain"], 3))
+        result = project_round(overrides, epochs)
+        project, plain = result["project"][1:], result["plain"][1:]
+        ratios = [p / q for p, q in zip(project, plain, strict=True)]
+        epoch_seconds["project"] += project
+        epoch_seconds["plain"] += plain
+        pair_ratios += ratios
+        round_ratios.append(round(statistics.median(ratios), 3))
+        startup["project"].append(result["startup_seconds"])
+        rss["project"].append(result["peak_rss_mb"])
+        alone = plain_alone(overrides)
+        startup["plain"].append(alone["startup_seconds"])
+        rss["plain"].append(alone["peak_rss_mb"])
+        print(f"  {name} round {round_ + 1}/{rounds}: project " + " ".join(f"{s:.2f}" for s in result["project"])
+              + " | plain " + " ".join(f"{s:.2f}" for s in result["plain"]), flush=True)  # fmt: skip
     row = {"model": name, "overrides": overrides, "rounds": rounds, "epochs_per_process": epochs}
-    for kind, s in samples.items():
-        epoch = statistics.median(s["epoch"])
+    for kind in ("project", "plain"):
+        epoch = statistics.median(epoch_seconds[kind])
         row[kind] = {
             "epoch_seconds": round(epoch, 3),
             "images_per_second": round(TRAIN_IMAGES / epoch),
-            "startup_seconds": round(statistics.median(s["startup"]), 2),
-            "peak_rss_mb": max(s["rss"]),
-            "epoch_samples": [round(x, 3) for x in s["epoch"]],
+            "startup_seconds": round(statistics.median(startup[kind]), 2),
+            "peak_rss_mb": max(rss[kind]),
+            "epoch_samples": [round(x, 5) for x in epoch_seconds[kind]],
         }
-    row["ratio"] = round(row["project"]["epoch_seconds"] / row["plain"]["epoch_seconds"], 3)
+    row["ratio"] = round(statistics.median(pair_ratios), 3)
+    row["pair_ratios"] = [round(x, 4) for x in pair_ratios]
     row["round_ratios"] = round_ratios
     return row
 
@@ -142,8 +158,8 @@ PRESETS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=list(PRESETS))
-    parser.add_argument("--rounds", type=int, default=5, help="project/plain process pairs per model")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per process (the first is not counted)")
+    parser.add_argument("--rounds", type=int, default=3, help="project processes per model")
+    parser.add_argument("--epochs", type=int, default=6, help="epoch pairs per process (the first is not counted)")
     parser.add_argument(
         "--output", type=Path, default=None, help="JSON file (default benchmarks/results/<machine>.json)"
     )
