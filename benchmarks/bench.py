@@ -33,7 +33,6 @@ import torch
 from benchmarks.plain_loop import InterleavedReference
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN_IMAGES = 48_000
 
 
 def cpu_model() -> str:
@@ -81,6 +80,7 @@ def project_round(overrides: list[str], epochs: int) -> dict:
         "plain": plain["epoch_seconds"],
         "startup_seconds": metrics["startup_seconds"],
         "peak_rss_mb": plain["project_peak_rss_mb"],
+        "train_images": plain["train_images"],
     }
 
 
@@ -99,6 +99,7 @@ def measure(name: str, overrides: list[str], rounds: int, epochs: int) -> dict:
     rss: dict[str, list[float]] = {"project": [], "plain": []}
     for round_ in range(rounds):
         result = project_round(overrides, epochs)
+        train_images = result["train_images"]  # the same split in every round
         project, plain = result["project"][1:], result["plain"][1:]
         ratios = [p / q for p, q in zip(project, plain, strict=True)]
         epoch_seconds["project"] += project
@@ -117,7 +118,7 @@ def measure(name: str, overrides: list[str], rounds: int, epochs: int) -> dict:
         epoch = statistics.median(epoch_seconds[kind])
         row[kind] = {
             "epoch_seconds": round(epoch, 3),
-            "images_per_second": round(TRAIN_IMAGES / epoch),
+            "images_per_second": round(train_images / epoch),
             "startup_seconds": round(statistics.median(startup[kind]), 2),
             "peak_rss_mb": max(rss[kind]),
             "epoch_samples": [round(x, 5) for x in epoch_seconds[kind]],

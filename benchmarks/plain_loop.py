@@ -81,8 +81,8 @@ class InterleavedReference(L.Callback):
     """After each of the project's training epochs (validation and checkpoint included), one reference epoch.
 
     Added by ``make bench`` as ``+callbacks.plain_reference._target_=...``; writes ``output`` (JSON)
-    after every epoch: the reference's epoch seconds, and the project's peak RSS measured before
-    the reference allocated its own copy of the images.
+    after every epoch: the reference's epoch seconds, the training images per epoch, and the
+    project's peak RSS measured before the reference allocated its own copy of the images.
     """
 
     def __init__(self, output: str) -> None:
@@ -98,6 +98,7 @@ class InterleavedReference(L.Callback):
                 pl_module.hparams.model, pl_module.hparams.optimizer, data.train_set, data.val_set,
                 data.batch_size, data.eval_batch_size, pl_module.device,
             )  # fmt: skip
+            self.results["train_images"] = len(self.loop.train_y)
         # As in the reference's own process: without Lightning's NVML-based CUDA check (see main()).
         nvml_check = os.environ.pop(NVML_CHECK, None)
         try:
@@ -130,7 +131,8 @@ def main() -> None:
     )
     startup = process_age()
     seconds = [loop.epoch() for _ in range(args.epochs)]
-    print(json.dumps({"epoch_seconds": seconds, "startup_seconds": startup, "peak_rss_mb": peak_rss_mb()}))
+    print(json.dumps({"epoch_seconds": seconds, "startup_seconds": startup, "peak_rss_mb": peak_rss_mb(),
+                      "train_images": len(loop.train_y)}))  # fmt: skip
 
 
 if __name__ == "__main__":

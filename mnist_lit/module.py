@@ -175,7 +175,7 @@ class DigitClassifier(L.LightningModule):
         steps_per_fetch = getattr(datamodule, "steps_per_fetch", 1)
         loader = trainer.train_dataloader
         if steps_per_fetch == 1 or loader is None or not math.isfinite(trainer.num_training_batches):
-            return int(fetches) * steps_per_fetch  # an upper bound
+            return int(fetches) * steps_per_fetch  # exact with one step a fetch, else an upper bound
         images = len(loader.sampler)  # this process's share of an epoch (DDP splits it)
         per_epoch = min(trainer.num_training_batches * steps_per_fetch, math.ceil(images / datamodule.batch_size))
         total = per_epoch * trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else math.inf
