@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from mnist_lit.callbacks import EpochSummary
 from mnist_lit.config import check_config, command_config
 from mnist_lit.evaluation import evaluate
+from mnist_lit.memory import keep_freed_memory
 from mnist_lit.models import count_parameters
 from mnist_lit.module import DigitClassifier
 from mnist_lit.parallel import setup_parallelism
@@ -141,6 +142,7 @@ def log_hyperparameters(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, 
 def train(cfg: DictConfig) -> float | None:
     """Train and test the model ``cfg`` describes; returns ``cfg.optimized_metric`` if set."""
     check_config(cfg)
+    keep_freed_memory(cfg.keep_freed_memory)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     setup_parallelism(cfg)  # torch threads of a parallel sweep job; where DDP may start processes
     L.seed_everything(cfg.seed, workers=True)

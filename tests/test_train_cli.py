@@ -105,6 +105,7 @@ def test_resume_from_last_checkpoint_continues_the_epoch_count(synthetic, tmp_pa
         (["optimizer.lr=-1"], "optimizer.lr=-1"),
         (["model=transformer"], "Could not find 'model/transformer'"),
         (["model.nonsense=3"], "nonsense"),
+        (["keep_freed_memory=sometimes"], "keep_freed_memory='sometimes' is not allowed: it must be true or false"),
     ],
 )
 def test_bad_config_exits_with_a_clear_message(synthetic, tmp_path, overrides, expected):
