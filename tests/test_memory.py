@@ -11,20 +11,23 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
 
-# Allocates and frees a 64 MiB tensor 5 times to settle the heap, then 9 times more, and prints
-# whether the setting was applied and the minor page faults of those 9 rounds. glibc serves blocks
+# Allocates and frees a 64 MiB tensor 10 times to settle the heap, then 20 times more, and prints
+# whether the setting was applied and the minor page faults of those 20 rounds. glibc serves blocks
 # that large with mmap and unmaps them on free, so by default every round faults in all 16,384 of
-# its pages again; with the setting the freed block is reused (after 3 rounds here).
+# its pages again. With the setting the heap grows a few times until a freed block fits the next
+# tensor, and from then on it is reused: on the 2-core VM the faults stopped after 2 to 9 rounds
+# (in 20 runs, some run two at a time), so a few late rounds may still fault and the bound allows
+# for it.
 SCRIPT = """
 import resource, sys, torch
 from mnist_lit.memory import keep_freed_memory
 applied = keep_freed_memory(sys.argv[1] == "true")
 def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(5):
+for _ in range(10):
     torch.ones(2**24).sum()
 before = faults()
-for _ in range(9):
+for _ in range(20):
     torch.ones(2**24).sum()
 print(applied, faults() - before)
 """
@@ -44,9 +47,9 @@ def test_freed_memory_is_reused_instead_of_faulted_in_again():
         pytest.skip("this C library has no mallopt (not glibc)")
     default_applied, default = page_faults(False)
     assert not default_applied
-    pages = 9 * 2**26 // 4096
+    pages = 20 * 2**26 // 4096  # 16,384 a round
     assert default > pages // 2, default  # glibc's default: the pages come back from the kernel each time
-    assert kept < pages // 20, kept
+    assert kept < pages // 4, kept  # at most a few rounds while the heap grows, then none
 
 
 def test_a_value_that_is_not_a_boolean_is_refused():
