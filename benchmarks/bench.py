@@ -2,14 +2,16 @@
 
 Each round runs ``python train.py`` as users run it (real Hydra configs, data module, model and
 Trainer; progress bar, per-epoch metrics, checkpointing and early stopping all on) with one
-addition, ``benchmarks.plain_loop.InterleavedReference``: after each of the project's epochs it
-runs one epoch of the plain PyTorch reference (same model, images, batch size and optimizer) in
-the same process. Each project epoch is paired with the reference epoch right after it: the two
-meet the same machine state, which matters on a shared VM whose speed drifts by 10-30% within a
-minute. The ratio is the median of the pairs' ratios; the first pair of every process is a
-warm-up and not counted. An epoch is timed from its start to the end of its validation pass
-(and, for the project, its checkpoint). Start-up (process start to the first epoch) and peak RSS
-come from the same project processes and from the reference run alone (``benchmarks/plain_loop.py``).
+addition, ``benchmarks.plain_loop.InterleavedReference``: it trains the plain PyTorch reference
+(same model, images, batch size and optimizer) in the same process, alongside the project: after
+each batch the Trainer fetches (32 optimizer steps) the reference takes as many steps, timed
+apart, so the two sides take turns every fraction of a second and meet the same machine state,
+which matters on a shared VM whose speed drifts by 10-30% within a minute. Each project epoch
+(from its start to the next epoch's: steps, fetches, validation, epoch-end logging, checkpoints)
+is paired with the reference epoch trained alongside it (its steps and its validation pass). The
+ratio is the median of the pairs' ratios; the first pair of every process is a warm-up, each side
+alone, and not counted. Start-up (process start to the first epoch) and peak RSS come from the
+same project processes and from the reference run alone (``benchmarks/plain_loop.py``).
 Prints a table and writes it as JSON to ``benchmarks/results/<machine>.json``.
 """
 
@@ -75,12 +77,16 @@ def project_round(overrides: list[str], epochs: int) -> dict:
              f"+callbacks.plain_reference.output={reference}"])  # fmt: skip
         metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
         plain = json.loads(reference.read_text())
+    unequal = [steps for steps in plain["steps"] if steps[0] != steps[1]]
+    if unequal:
+        raise SystemExit(f"the two sides took different numbers of optimizer steps in an epoch: {unequal}")
     return {
-        "project": [record["seconds"] for record in metrics["history"]],
+        "project": plain["project_epoch_seconds"],
         "plain": plain["epoch_seconds"],
         "startup_seconds": metrics["startup_seconds"],
         "peak_rss_mb": plain["project_peak_rss_mb"],
         "train_images": plain["train_images"],
+        "steps_per_epoch": plain["steps"][0][0],
     }
 
 
@@ -100,6 +106,7 @@ def measure(name: str, overrides: list[str], rounds: int, epochs: int) -> dict:
     for round_ in range(rounds):
         result = project_round(overrides, epochs)
         train_images = result["train_images"]  # the same split in every round
+        steps_per_epoch = result["steps_per_epoch"]
         project, plain = result["project"][1:], result["plain"][1:]
         ratios = [p / q for p, q in zip(project, plain, strict=True)]
         epoch_seconds["project"] += project
@@ -114,6 +121,7 @@ def measure(name: str, overrides: list[str], rounds: int, epochs: int) -> dict:
         print(f"  {name} round {round_ + 1}/{rounds}: project " + " ".join(f"{s:.2f}" for s in result["project"])
               + " | plain " + " ".join(f"{s:.2f}" for s in result["plain"]), flush=True)  # fmt: skip
     row = {"model": name, "overrides": overrides, "rounds": rounds, "epochs_per_process": epochs}
+    row["train_images"], row["steps_per_epoch"] = train_images, steps_per_epoch
     for kind in ("project", "plain"):
         epoch = statistics.median(epoch_seconds[kind])
         row[kind] = {

@@ -5,17 +5,21 @@ Same model (built from the project's Hydra config), same optimizer, batch size a
 
 - ``python -m benchmarks.plain_loop [--epochs N] [overrides]``: on its own, in a fresh process;
   prints one JSON line (epoch seconds, time from process start to the first step, peak RSS);
-- ``InterleavedReference``: a callback that ``make bench`` adds to the real ``python train.py``,
-  running one reference epoch after each of the project's epochs in the same process, so that
-  each pair of epochs meets the same machine state (this shared VM's speed drifts by 10-30%).
+- ``InterleavedReference``: a callback that ``make bench`` adds to the real ``python train.py``.
+  After each batch the project's Trainer fetches (32 optimizer steps by default) it runs as many
+  reference steps, timed apart, so the two sides take turns every fraction of a second and meet
+  the same machine state (this shared VM's speed drifts by 10-30% within a minute). Each project
+  epoch is paired with the reference epoch trained alongside it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from torch import Tensor
 
 from mnist_lit.callbacks import process_age
 from mnist_lit.config import PROJECT_ROOT
@@ -35,7 +40,10 @@ NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 
 
 class PlainLoop:
-    """A network, Adam and the images; ``epoch()`` trains one epoch and validates, like the project."""
+    """A network, Adam and the images; ``epoch()`` trains one epoch and validates, like the project.
+
+    ``start_epoch()``, ``train_steps(n)`` and ``validate()`` run the same epoch in pieces.
+    """
 
     def __init__(
         self,
@@ -52,13 +60,18 @@ class PlainLoop:
         self.train_x, self.train_y = normalize(train.images.cpu()), train.labels.cpu()
         self.val_x, self.val_y = normalize(val.images.cpu()), val.labels.cpu()
         self.batch_size, self.eval_batch_size, self.device = batch_size, eval_batch_size, device
+        self._batches: Iterator[Tensor] = iter(())
 
-    def epoch(self) -> float:
-        """Seconds for one training epoch and its validation pass."""
-        started = time.perf_counter()
+    def start_epoch(self) -> None:
+        """A new shuffle of the training images."""
+        self._batches = iter(torch.randperm(len(self.train_y)).split(self.batch_size))
+
+    def train_steps(self, steps: int) -> int:
+        """Up to ``steps`` optimizer steps on the epoch's next batches; returns how many it took."""
         net, optimizer, device = self.net, self.optimizer, self.device
         net.train()
-        for index in torch.randperm(len(self.train_y)).split(self.batch_size):
+        taken = 0
+        for _, index in zip(range(steps), self._batches, strict=False):
             # index_select: the fastest gather for a small batch (advanced indexing is several times slower)
             images = self.train_x.index_select(0, index).to(device, non_blocking=True)
             labels = self.train_y.index_select(0, index).to(device, non_blocking=True)
@@ -66,47 +79,117 @@ class PlainLoop:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            taken += 1
+        return taken
+
+    def validate(self) -> None:
+        net, device = self.net, self.device
         net.eval()
         with torch.no_grad():
             for start in range(0, len(self.val_y), self.eval_batch_size):
                 stop = start + self.eval_batch_size
                 images, labels = self.val_x[start:stop].to(device), self.val_y[start:stop].to(device)
                 F.cross_entropy(net(images), labels).item()  # .item(): wait for the device, as logging does
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - started
+
+    def epoch(self) -> float:
+        """Seconds for one training epoch and its validation pass."""
+        started = now(self.device)
+        self.start_epoch()
+        self.train_steps(len(self.train_y))
+        self.validate()
+        return now(self.device) - started
+
+
+def now(device: torch.device) -> float:
+    """``perf_counter`` once the device has finished the work queued so far."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 class InterleavedReference(L.Callback):
-    """After each of the project's training epochs (validation and checkpoint included), one reference epoch.
+    """Trains the plain reference alongside the project, batch by fetched batch, in the same process.
 
-    Added by ``make bench`` as ``+callbacks.plain_reference._target_=...``; writes ``output`` (JSON)
-    after every epoch: the reference's epoch seconds, the training images per epoch, and the
-    project's peak RSS measured before the reference allocated its own copy of the images.
+    Added by ``make bench`` as ``+callbacks.plain_reference._target_=...``. The project's first
+    epoch runs alone (its warm-up); then the project's peak RSS is taken, the reference builds its
+    network and its own copy of the images and runs its warm-up epoch alone. From the second
+    epoch on, after each batch the project's Trainer fetches, the reference takes as many optimizer
+    steps (``data.steps_per_fetch`` of them, or one), timed apart; its validation pass runs when
+    the project's epoch is over. A project epoch is timed from its start to the start of the
+    next epoch (or the end of training): its steps, the fetches, its validation pass, its
+    epoch-end metrics and logging, its checkpoints and early-stopping check; less the reference's
+    time inside it. Writes ``output`` (JSON) after every epoch: ``project_epoch_seconds`` and
+    ``epoch_seconds`` (the reference's), pair by pair, each pair's optimizer steps (project,
+    reference), the training images per epoch and the project's peak RSS.
     """
 
     def __init__(self, output: str) -> None:
         self.output = Path(output)
         self.loop: PlainLoop | None = None
-        self.results: dict[str, Any] = {"epoch_seconds": []}
+        self.results: dict[str, Any] = {"project_epoch_seconds": [], "epoch_seconds": [], "steps": []}
+        self._project_started: float | None = None
+        self._reference_inside = 0.0  # the reference's seconds within the project's current epoch
+        self._steps = [0, 0]  # optimizer steps in the current epoch: the project's, the reference's
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.loop is None:
-            self.results["project_peak_rss_mb"] = peak_rss_mb()
-            data = trainer.datamodule
-            self.loop = PlainLoop(
-                pl_module.hparams.model, pl_module.hparams.optimizer, data.train_set, data.val_set,
-                data.batch_size, data.eval_batch_size, pl_module.device,
-            )  # fmt: skip
-            self.results["train_images"] = len(self.loop.train_y)
-        # As in the reference's own process: without Lightning's NVML-based CUDA check (see main()).
-        nvml_check = os.environ.pop(NVML_CHECK, None)
-        try:
-            self.results["epoch_seconds"].append(self.loop.epoch())
-        finally:
-            if nvml_check is not None:
-                os.environ[NVML_CHECK] = nvml_check
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._end_epoch(trainer, pl_module)
+        if self.loop is not None:
+            self.loop.start_epoch()
+        self._reference_inside = 0.0
+        self._steps = [0, 0]
+        self._project_started = now(pl_module.device)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        steps = len(batch) if isinstance(batch, list) else 1  # a fetch of steps_per_fetch batches, or one
+        self._steps[0] += steps
+        if self.loop is None:  # the project's warm-up epoch runs alone
+            return
+        with without_nvml_check():
+            started = now(pl_module.device)
+            self._steps[1] += self.loop.train_steps(steps)
+            self._reference_inside += now(pl_module.device) - started
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._end_epoch(trainer, pl_module)
+
+    def _end_epoch(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._project_started is None:
+            return
+        device = pl_module.device
+        project = now(device) - self._project_started - self._reference_inside
+        self._project_started = None
+        with without_nvml_check():
+            if self.loop is None:
+                self.results["project_peak_rss_mb"] = peak_rss_mb()
+                data = trainer.datamodule
+                self.loop = PlainLoop(
+                    pl_module.hparams.model, pl_module.hparams.optimizer, data.train_set, data.val_set,
+                    data.batch_size, data.eval_batch_size, device,
+                )  # fmt: skip
+                self.results["train_images"] = len(self.loop.train_y)
+                reference = self.loop.epoch()  # its warm-up, alone like the project's
+                self._steps[1] = self._steps[0]
+            else:
+                started = now(device)
+                self.loop.validate()
+                reference = self._reference_inside + now(device) - started
+        self.results["project_epoch_seconds"].append(project)
+        self.results["epoch_seconds"].append(reference)
+        self.results["steps"].append(self._steps)
         self.output.write_text(json.dumps(self.results))
+
+
+@contextlib.contextmanager
+def without_nvml_check() -> Iterator[None]:
+    """As in the reference's own process: without Lightning's NVML-based CUDA check (see main())."""
+    saved = os.environ.pop(NVML_CHECK, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[NVML_CHECK] = saved
 
 
 def main() -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import ROOT, synthetic_overrides
+from tests.conftest import N_TRAIN, ROOT, synthetic_overrides
 
 
 def test_bench_runs_both_sides_and_writes_its_table(synthetic, tmp_path):
@@ -29,7 +30,9 @@ def test_bench_runs_both_sides_and_writes_its_table(synthetic, tmp_path):
         assert len(figures["epoch_samples"]) == 4  # 2 rounds x (3 epochs - the warm-up)
         assert figures["epoch_seconds"] > 0 and figures["images_per_second"] > 0
         assert figures["startup_seconds"] > 0 and figures["peak_rss_mb"] > 0
-    # each project epoch is paired with the reference epoch run right after it in the same process
+    # both sides take every optimizer step of an epoch (the reference's are interleaved with the project's)
+    assert row["train_images"] == N_TRAIN * 4 // 5 and row["steps_per_epoch"] == math.ceil(N_TRAIN * 4 // 5 / 32)
+    # each project epoch is paired with the reference epoch trained alongside it
     pairs = zip(row["project"]["epoch_samples"], row["plain"]["epoch_samples"], strict=True)
     assert row["pair_ratios"] == [pytest.approx(p / q, rel=1e-2) for p, q in pairs]
     assert row["ratio"] == pytest.approx(statistics.median(row["pair_ratios"]), abs=1e-3)
