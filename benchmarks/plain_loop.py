@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -170,7 +171,7 @@ class InterleavedReference(L.Callback):
                 )  # fmt: skip
                 self.results["train_images"] = len(self.loop.train_y)
                 reference = self.loop.epoch()  # its warm-up, alone like the project's
-                self._steps[1] = self._steps[0]
+                self._steps[1] = math.ceil(len(self.loop.train_y) / self.loop.batch_size)
             else:
                 started = now(device)
                 self.loop.validate()
