@@ -63,6 +63,10 @@ class PlainLoop:
         self.batch_size, self.eval_batch_size, self.device = batch_size, eval_batch_size, device
         self._batches: Iterator[Tensor] = iter(())
 
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.train_y) / self.batch_size)
+
     def start_epoch(self) -> None:
         """A new shuffle of the training images."""
         self._batches = iter(torch.randperm(len(self.train_y)).split(self.batch_size))
@@ -96,7 +100,7 @@ class PlainLoop:
         """Seconds for one training epoch and its validation pass."""
         started = now(self.device)
         self.start_epoch()
-        self.train_steps(len(self.train_y))
+        self.train_steps(self.steps_per_epoch)
         self.validate()
         return now(self.device) - started
 
@@ -171,7 +175,7 @@ class InterleavedReference(L.Callback):
                 )  # fmt: skip
                 self.results["train_images"] = len(self.loop.train_y)
                 reference = self.loop.epoch()  # its warm-up, alone like the project's
-                self._steps[1] = math.ceil(len(self.loop.train_y) / self.loop.batch_size)
+                self._steps[1] = self.loop.steps_per_epoch
             else:
                 started = now(device)
                 self.loop.validate()
