@@ -116,21 +116,28 @@ class EpochSummary(L.Callback):
         self.history = [dict(record) for record in state_dict.get("history", [])]
 
 
+def latest_checkpoint(trainer: L.Trainer) -> str:
+    """The path of the checkpoint written every epoch (the ModelCheckpoint without a monitor), or ""."""
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.monitor is None and callback.best_model_path:
+            return callback.best_model_path
+    return ""
+
+
 class ResumeHint(L.Callback):
     """On Ctrl-C or SIGTERM (a cluster pre-empting the job), say which checkpoint resumes the run.
 
-    ModelCheckpoint writes ``last.ckpt`` at the end of every epoch; resuming from it restarts the
-    interrupted epoch. A mid-epoch checkpoint is not written: Lightning does not restore the
-    validation loop of a partly run epoch reliably, and ``save_on_exception`` would also
-    overwrite ``best.ckpt`` with an unvalidated state.
+    ``last.ckpt`` is written at the end of every epoch; resuming from it restarts the interrupted
+    epoch. A mid-epoch checkpoint is not written: Lightning does not restore the validation loop
+    of a partly run epoch reliably, and ``save_on_exception`` would also overwrite ``best.ckpt``
+    with an unvalidated state.
     """
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or not trainer.is_global_zero:
             return
         what = "SIGTERM" if isinstance(exception, SIGTERMException) else "Ctrl-C"
-        checkpoint = trainer.checkpoint_callback
-        last = checkpoint.last_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
+        last = latest_checkpoint(trainer)
         if last and os.path.isfile(last):
             log.warning(
                 "%s during epoch %d: stopped. %s holds epoch %d; resume with the same overrides plus ckpt_path=%s",

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_lit.errors import ConfigError
 from mnist_lit.models import ARCHITECTURES, feature_map_sizes
+from mnist_lit.perf.checks import check_fast_config, is_fast_module
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,13 +61,15 @@ def check_config(cfg: DictConfig) -> None:
     """Reject a config that cannot work, before any download or training; raises ConfigError."""
     _number(cfg, "data.val_fraction", low=0, high=1, low_open=True, high_open=True)
     _number(cfg, "data.batch_size", low=1, integer=True)
-    _number(cfg, "data.steps_per_fetch", low=1, integer=True)
     _number(cfg, "data.eval_batch_size", low=1, integer=True)
     _number(cfg, "data.num_workers", low=0, integer=True)
     _number(cfg, "optimizer.lr", low=0, low_open=True)
     _number(cfg, "trainer.max_epochs", low=1, integer=True)
     _number(cfg, "seed", low=0, high=2**32 - 1, integer=True)
     check_model(cfg.model)
+    if is_fast_module(cfg):
+        _number(cfg, "data.steps_per_fetch", low=1, integer=True)
+        check_fast_config(cfg)
     if cfg.get("ckpt_path"):
         check_checkpoint(cfg.ckpt_path, cfg.model.arch)
 

@@ -69,7 +69,6 @@ class MNISTDataModule(L.LightningDataModule):
         self,
         data_dir: str = "data",
         batch_size: int = 32,
-        steps_per_fetch: int = 1,
         eval_batch_size: int = 1000,
         val_fraction: float = 0.2,
         split_seed: int = 42,
@@ -82,7 +81,6 @@ class MNISTDataModule(L.LightningDataModule):
         super().__init__()
         self.data_dir = Path(data_dir)
         self.batch_size = batch_size
-        self.steps_per_fetch = steps_per_fetch
         self.eval_batch_size = eval_batch_size
         self.val_fraction = val_fraction
         self.split_seed = split_seed
@@ -120,7 +118,8 @@ class MNISTDataModule(L.LightningDataModule):
             return self.trainer.strategy.root_device
         return torch.device("cpu")
 
-    def _loader(self, dataset: ImageTensorDataset | None, batch_size: int, shuffle: bool) -> DataLoader:
+    def loader(self, dataset: ImageTensorDataset | None, batch_size: int, shuffle: bool) -> DataLoader:
+        """A loader of whole-batch gathers over ``dataset``."""
         if dataset is None:
             raise RuntimeError("MNISTDataModule.setup() has not been called for this stage")
         on_cpu = dataset.labels.device.type == "cpu"
@@ -135,24 +134,17 @@ class MNISTDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        # steps_per_fetch batches are gathered at once and split after transfer: the sampler's
-        # permutation is the same, so the optimizer sees exactly the batches it would one by one.
-        return self._loader(self.train_set, self.batch_size * self.steps_per_fetch, shuffle=True)
+        return self.loader(self.train_set, self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.eval_batch_size, shuffle=False)
+        return self.loader(self.val_set, self.eval_batch_size, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size, shuffle=False)
+        return self.loader(self.test_set, self.eval_batch_size, shuffle=False)
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
 
-    def on_after_batch_transfer(
-        self, batch: tuple[Tensor, Tensor], dataloader_idx: int
-    ) -> tuple[Tensor, Tensor] | list[tuple[Tensor, Tensor]]:
-        """Normalise; a training fetch becomes the list of its ``batch_size`` optimizer batches."""
-        images, labels = normalize(batch[0]), batch[1]
-        if self.trainer is not None and self.trainer.training and self.steps_per_fetch > 1:
-            return list(zip(images.split(self.batch_size), labels.split(self.batch_size), strict=True))
-        return images, labels
+    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
+        """Normalise the uint8 images on the device they were moved to."""
+        return normalize(batch[0]), batch[1]

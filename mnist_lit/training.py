@@ -16,7 +16,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
@@ -24,10 +24,9 @@ from omegaconf import DictConfig, OmegaConf
 from mnist_lit.callbacks import EpochSummary
 from mnist_lit.config import check_config, command_config
 from mnist_lit.evaluation import evaluate
-from mnist_lit.memory import keep_freed_memory
 from mnist_lit.models import count_parameters
-from mnist_lit.module import DigitClassifier
 from mnist_lit.parallel import setup_parallelism
+from mnist_lit.runtime import configure_process
 
 try:
     import resource
@@ -38,19 +37,6 @@ log = logging.getLogger(__name__)
 
 # The images are in memory, so worker processes would only add start-up and IPC cost.
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-
-
-def skip_nvml_probe_without_gpu() -> None:
-    """Let ``torch.cuda.is_available()`` use its cheap check on machines without a GPU.
-
-    Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 (to keep forked workers usable), which makes
-    every ``is_available()`` load the NVML library again; Adam asks on every step. On this
-    project's 2-core CPU with a CUDA build of torch, the plain-loop reference took 2.2 s an MLP
-    epoch with the variable set and 1.4 s without. With no GPU there is nothing to protect, so
-    the probe's answer (checked once) is kept and the variable dropped.
-    """
-    if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1" and torch.cuda.device_count() == 0:
-        del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]
 
 
 def plain(cfg: DictConfig | None) -> Any:
@@ -89,13 +75,13 @@ def find_callback(trainer: L.Trainer, kind: type) -> Any:
     return next((cb for cb in trainer.callbacks if isinstance(cb, kind)), None)
 
 
-def build(cfg: DictConfig) -> tuple[L.LightningDataModule, DigitClassifier, L.Trainer]:
+def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
     """The data module, model and trainer that ``cfg`` describes, as ``train`` uses them."""
-    skip_nvml_probe_without_gpu()
     datamodule = instantiate(cfg.data)
-    model = DigitClassifier(
-        model=plain(cfg.model), optimizer=plain(cfg.optimizer), scheduler=plain(cfg.get("scheduler"))
-    )
+    # Hyperparameters as plain values (checkpoints load with weights_only=True); the optimizer and
+    # scheduler configs are instantiated by the module's configure_optimizers, not here.
+    module_class = get_class(cfg.module._target_)
+    model = module_class(model=plain(cfg.model), optimizer=plain(cfg.optimizer), scheduler=plain(cfg.get("scheduler")))
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
@@ -142,7 +128,7 @@ def log_hyperparameters(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, 
 def train(cfg: DictConfig) -> float | None:
     """Train and test the model ``cfg`` describes; returns ``cfg.optimized_metric`` if set."""
     check_config(cfg)
-    keep_freed_memory(cfg.keep_freed_memory)
+    configure_process(cfg.keep_freed_memory)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     setup_parallelism(cfg)  # torch threads of a parallel sweep job; where DDP may start processes
     L.seed_everything(cfg.seed, workers=True)
@@ -165,6 +151,7 @@ def train(cfg: DictConfig) -> float | None:
     stopped_early, reason = stop_reason(trainer)
     facts = {
         "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,  # optimizer steps, the x-axis of TensorBoard's scalars
         "stopped_early": stopped_early,
         "stop_reason": reason,
         "fit_seconds": round(fit_seconds, 3),

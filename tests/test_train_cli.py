@@ -114,22 +114,3 @@ def test_bad_config_exits_with_a_clear_message(synthetic, tmp_path, overrides, e
     assert expected in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "checkpoints").exists()
-
-
-@pytest.mark.parametrize("steps_per_fetch", [1, 5])
-def test_steps_per_fetch_is_an_execution_detail(synthetic, tmp_path, mlp_run, steps_per_fetch):
-    """Fetching many batches at once and stepping through them gives the same training as one at a time.
-
-    The default (32 batches) takes the 400 synthetic training images in one fetch; 5 takes them in
-    three, the last one short.
-    """
-    run_dir, _ = mlp_run
-    run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}", "trainer.max_epochs=3",
-            f"data.steps_per_fetch={steps_per_fetch}")  # fmt: skip
-    fetched = json.loads((run_dir / "metrics.json").read_text())
-    single = json.loads((tmp_path / "metrics.json").read_text())
-    assert fetched["history"] and len(fetched["history"]) == len(single["history"])
-    for a, b in zip(fetched["history"], single["history"], strict=True):
-        for key in ("train/loss", "train/acc", "val/loss", "val/acc"):
-            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
-    assert fetched["test/acc"] == single["test/acc"]

@@ -1,0 +1,79 @@
+"""What ``perf=fast`` cannot honour, refused before anything runs."""
+
+from __future__ import annotations
+
+import lightning as L
+from hydra.utils import get_class
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_lit.errors import ConfigError
+
+# Hooks Lightning calls per fetched batch or per optimizer step: under perf=fast a fetch holds
+# many batches and the optimizer steps inside training_step, so these would not mean what they say.
+PER_BATCH_HOOKS = (
+    "on_train_batch_start",
+    "on_train_batch_end",
+    "on_before_backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "on_before_zero_grad",
+)
+USE_DEFAULT = "remove perf=fast to use it (the default path is standard Lightning)"
+
+
+def refuse(key: str, value: object, why: str) -> ConfigError:
+    return ConfigError(f"{key}={value!r} is not allowed with perf=fast: {why}; {USE_DEFAULT}")
+
+
+def is_fast_module(cfg: DictConfig) -> bool:
+    """Whether ``cfg`` trains with the ``perf=fast`` module."""
+    from mnist_lit.perf.module import FastDigitClassifier
+
+    target = OmegaConf.select(cfg, "module._target_")
+    return bool(target) and issubclass(get_class(target), FastDigitClassifier)
+
+
+def check_fast_config(cfg: DictConfig) -> None:
+    """Refuse Trainer flags and callbacks that the fast path cannot honour; raises ConfigError."""
+    trainer = cfg.get("trainer") or {}
+    clip = trainer.get("gradient_clip_val")
+    if clip not in (None, 0, 0.0):
+        raise refuse("trainer.gradient_clip_val", clip, "the optimizer steps inside training_step, unclipped")
+    accumulate = trainer.get("accumulate_grad_batches", 1)
+    if accumulate != 1:
+        raise refuse("trainer.accumulate_grad_batches", accumulate, "every batch of a fetch takes its own step")
+    counted = {
+        "limit_train_batches": "an integer counts fetches of data.steps_per_fetch batches, not batches",
+        "val_check_interval": "an integer counts fetches of data.steps_per_fetch batches, not batches",
+    }
+    for key, why in counted.items():
+        value = trainer.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise refuse(f"trainer.{key}", value, why)
+    max_steps = trainer.get("max_steps")
+    if max_steps not in (None, -1):
+        raise refuse("trainer.max_steps", max_steps, "Lightning checks it once per fetch, so it would overshoot")
+    if trainer.get("log_every_n_steps") is not None:
+        value = trainer.get("log_every_n_steps")
+        raise refuse("trainer.log_every_n_steps", value, "Lightning would count fetches, not optimizer steps")
+    for name, callback in (cfg.get("callbacks") or {}).items():
+        if callback is not None and callback.get("_target_"):
+            check_callback(f"callbacks.{name}", callback)
+
+
+def check_callback(key: str, callback: DictConfig) -> None:
+    """A callback whose per-batch hooks would see fetches instead of batches is refused."""
+    cls = get_class(callback._target_)
+    if issubclass(cls, ProgressBar) or getattr(cls, "handles_fetched_batches", False):
+        return  # a bar counting fetches is still a bar; some callbacks are written for fetches
+    if issubclass(cls, ModelCheckpoint):
+        for option in ("every_n_train_steps", "train_time_interval"):
+            if callback.get(option):
+                raise refuse(f"{key}.{option}", callback.get(option), "it would count fetches, not batches")
+        return
+    hooks = [hook for hook in PER_BATCH_HOOKS if getattr(cls, hook, None) is not getattr(L.Callback, hook)]
+    if hooks:
+        raise refuse(
+            f"{key}._target_", callback._target_, f"its {', '.join(hooks)} would run once per fetch, not per batch"
+        )
