@@ -3,16 +3,19 @@
 Each round runs ``python train.py`` as users run it (real Hydra configs, data module, model and
 Trainer; progress bar, per-epoch metrics, checkpointing and early stopping all on) with one
 addition, ``benchmarks.plain_loop.InterleavedReference``: it trains the plain PyTorch reference
-(same model, images, batch size and optimizer) in the same process, alongside the project: after
-each batch the Trainer fetches (32 optimizer steps) the reference takes as many steps, timed
-apart, so the two sides take turns every fraction of a second and meet the same machine state,
+(same model, images, batch size and optimizer) in the same process, alongside the project: every
+32 project optimizer steps the reference takes as many, timed apart, so the two sides take turns
+every fraction of a second and meet the same machine state,
 which matters on a shared VM whose speed drifts by 10-30% within a minute. Each project epoch
 (from its start to the next epoch's: steps, fetches, validation, epoch-end logging, checkpoints)
 is paired with the reference epoch trained alongside it (its steps and its validation pass). The
 ratio is the median of the pairs' ratios; the first pair of every process is a warm-up, each side
 alone, and not counted. Start-up (process start to the first epoch) and peak RSS come from the
 same project processes and from the reference run alone (``benchmarks/plain_loop.py``).
-Prints a table and writes it as JSON to ``benchmarks/results/<machine>.json``.
+Both training paths are measured: the default (standard Lightning: one batch per training_step,
+automatic optimisation) and ``perf=fast`` (32 optimizer steps per fetched batch), each against
+its own interleaved reference. Prints a table and writes it as JSON to
+``benchmarks/results/<machine>.json``.
 """
 
 from __future__ import annotations
@@ -157,16 +160,19 @@ def table(rows: list[dict], info: dict) -> str:
     return "\n".join(lines)
 
 
+# "<model>" is the default, standard-Lightning path; "<model>-fast" the opt-in perf=fast path.
 PRESETS = {
     "mlp": ["model=mlp"],
+    "mlp-fast": ["model=mlp", "perf=fast"],
     "cnn": ["model=cnn"],
+    "cnn-fast": ["model=cnn", "perf=fast"],
     "cnn-bf16": ["model=cnn", "trainer.precision=bf16-mixed"],
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=list(PRESETS))
+    parser.add_argument("--models", nargs="+", default=["mlp", "mlp-fast", "cnn", "cnn-fast"], choices=list(PRESETS))
     parser.add_argument("--rounds", type=int, default=3, help="project processes per model")
     parser.add_argument("--epochs", type=int, default=6, help="epoch pairs per process (the first is not counted)")
     parser.add_argument(

@@ -6,10 +6,10 @@ Same model (built from the project's Hydra config), same optimizer, batch size a
 - ``python -m benchmarks.plain_loop [--epochs N] [overrides]``: on its own, in a fresh process;
   prints one JSON line (epoch seconds, time from process start to the first step, peak RSS);
 - ``InterleavedReference``: a callback that ``make bench`` adds to the real ``python train.py``.
-  After each batch the project's Trainer fetches (32 optimizer steps by default) it runs as many
-  reference steps, timed apart, so the two sides take turns every fraction of a second and meet
-  the same machine state (this shared VM's speed drifts by 10-30% within a minute). Each project
-  epoch is paired with the reference epoch trained alongside it.
+  Every 32 project optimizer steps (32 batches on the default path, one fetch under ``perf=fast``)
+  it runs as many reference steps, timed apart, so the two sides take turns every fraction of a
+  second and meet the same machine state (a shared VM's speed drifts by 10-30% within a minute).
+  Each project epoch is paired with the reference epoch trained alongside it.
 """
 
 from __future__ import annotations
@@ -113,23 +113,28 @@ def now(device: torch.device) -> float:
 
 
 class InterleavedReference(L.Callback):
-    """Trains the plain reference alongside the project, batch by fetched batch, in the same process.
+    """Trains the plain reference alongside the project, turn by turn, in the same process.
 
     Added by ``make bench`` as ``+callbacks.plain_reference._target_=...``. The project's first
     epoch runs alone (its warm-up); then the project's peak RSS is taken, the reference builds its
     network and its own copy of the images and runs its warm-up epoch alone. From the second
-    epoch on, after each batch the project's Trainer fetches, the reference takes as many optimizer
-    steps (``data.steps_per_fetch`` of them, or one), timed apart; its validation pass runs when
-    the project's epoch is over. A project epoch is timed from its start to the start of the
-    next epoch (or the end of training): its steps, the fetches, its validation pass, its
+    epoch on, once the project has taken ``turn`` optimizer steps (a batch is one step; a fetch
+    of ``perf=fast`` holds ``data.steps_per_fetch``), the reference takes as many, timed apart;
+    its last steps and its validation pass run when the project's epoch is over. A project epoch
+    is timed from its start to the start of the next epoch (or the end of training): its steps,
+    the fetches, its validation pass, its
     epoch-end metrics and logging, its checkpoints and early-stopping check; less the reference's
     time inside it. Writes ``output`` (JSON) after every epoch: ``project_epoch_seconds`` and
     ``epoch_seconds`` (the reference's), pair by pair, each pair's optimizer steps (project,
     reference), the training images per epoch and the project's peak RSS.
     """
 
-    def __init__(self, output: str) -> None:
+    handles_fetched_batches = True  # counts the batches of a perf=fast fetch, so perf=fast accepts it
+
+    def __init__(self, output: str, turn: int = 32) -> None:
         self.output = Path(output)
+        self.turn = turn
+        self._owed = 0  # project steps the reference has not yet matched
         self.loop: PlainLoop | None = None
         self.results: dict[str, Any] = {"project_epoch_seconds": [], "epoch_seconds": [], "steps": []}
         self._project_started: float | None = None
@@ -142,6 +147,7 @@ class InterleavedReference(L.Callback):
             self.loop.start_epoch()
         self._reference_inside = 0.0
         self._steps = [0, 0]
+        self._owed = 0
         self._project_started = now(pl_module.device)
 
     def on_train_batch_end(
@@ -151,10 +157,17 @@ class InterleavedReference(L.Callback):
         self._steps[0] += steps
         if self.loop is None:  # the project's warm-up epoch runs alone
             return
+        self._owed += steps
+        if self._owed >= self.turn:
+            self._reference_turn(pl_module.device)
+
+    def _reference_turn(self, device: torch.device) -> None:
+        """The reference takes the optimizer steps it owes, timed apart from the project."""
         with without_nvml_check():
-            started = now(pl_module.device)
-            self._steps[1] += self.loop.train_steps(steps)
-            self._reference_inside += now(pl_module.device) - started
+            started = now(device)
+            self._steps[1] += self.loop.train_steps(self._owed)
+            self._owed = 0
+            self._reference_inside += now(device) - started
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._end_epoch(trainer, pl_module)
@@ -177,6 +190,7 @@ class InterleavedReference(L.Callback):
                 reference = self.loop.epoch()  # its warm-up, alone like the project's
                 self._steps[1] = self.loop.steps_per_epoch
             else:
+                self._reference_turn(device)  # the epoch's last steps
                 started = now(device)
                 self.loop.validate()
                 reference = self._reference_inside + now(device) - started

@@ -33,7 +33,7 @@ step() { echo; echo "== $1"; shift; "$@" || { echo "gpu_check: FAILED: $*"; stat
 
 step "GPU tests" $PY -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py
 step "benchmark (project vs plain loop, on the GPU)" \
-    $PY -m benchmarks.bench --models mlp cnn --rounds 2 --epochs 3 --output "$OUT/bench.json"
+    $PY -m benchmarks.bench --models mlp mlp-fast cnn cnn-fast --rounds 2 --epochs 3 --output "$OUT/bench.json"
 step "default CNN, 2 epochs" $PY train.py model=cnn trainer=gpu trainer.max_epochs=2 "hydra.run.dir=$OUT/cnn"
 step "speed run (experiment=speedrun)" $PY train.py experiment=speedrun "hydra.run.dir=$OUT/speedrun"
 

@@ -16,15 +16,17 @@ from tests.conftest import N_TRAIN, ROOT, synthetic_overrides
 def test_bench_runs_both_sides_and_writes_its_table(synthetic, tmp_path):
     output = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench", "--models", "mlp", "--rounds", "2", "--epochs", "3",
+        [sys.executable, "-m", "benchmarks.bench", "--models", "mlp", "mlp-fast", "--rounds", "2", "--epochs", "3",
          "--output", str(output), *synthetic_overrides(synthetic)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(output.read_text())
     assert {"cpu", "cores", "gpu", "torch", "lightning"} <= set(result["machine"])
-    (row,) = result["rows"]
+    row, fast = result["rows"]  # the default path and perf=fast, each with its own reference
     assert row["model"] == "mlp" and row["overrides"][0] == "model=mlp" and "data=synthetic" in row["overrides"]
+    assert fast["model"] == "mlp-fast" and "perf=fast" in fast["overrides"]
+    assert fast["steps_per_epoch"] == row["steps_per_epoch"]
     for side in ("project", "plain"):
         figures = row[side]
         assert len(figures["epoch_samples"]) == 4  # 2 rounds x (3 epochs - the warm-up)
@@ -37,7 +39,7 @@ def test_bench_runs_both_sides_and_writes_its_table(synthetic, tmp_path):
     assert row["pair_ratios"] == [pytest.approx(p / q, rel=1e-2) for p, q in pairs]
     assert row["ratio"] == pytest.approx(statistics.median(row["pair_ratios"]), abs=1e-3)
     assert len(row["round_ratios"]) == 2
-    assert result["table"] in done.stdout and "| mlp |" in result["table"]
+    assert result["table"] in done.stdout and "| mlp |" in result["table"] and "| mlp-fast |" in result["table"]
     # the figures are labelled with the machine they came from
     assert result["machine"]["cpu"] in result["table"]
 

@@ -33,3 +33,16 @@ def test_speedrun_preset_on_the_gpu(synthetic, tmp_path):
         "data.batch_size=64",
     )  # fmt: skip
     assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 4
+
+
+def test_fp16_mixed_precision_scales_gradients_and_clips(synthetic, tmp_path):
+    """16-mixed trains with Lightning's gradient scaler (its state in the checkpoint); clipping unscales first."""
+    run_cli(
+        "train.py", "model=cnn", "trainer=gpu", "trainer.precision=16-mixed", "+trainer.gradient_clip_val=1.0",
+        *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}", "trainer.max_epochs=6",
+        "callbacks.early_stopping.patience=6",
+    )  # fmt: skip
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["epochs"] == 6 and metrics["test/acc"] > 0.8
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert "MixedPrecision" in state and state["MixedPrecision"]["scale"] > 0
