@@ -7,7 +7,10 @@ import json
 import pytest
 import torch
 
+from mnist_lit.config import check_config
+from mnist_lit.errors import ConfigError
 from tests.conftest import run_cli, synthetic_overrides
+from tests.test_models import compose_train
 
 HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
 
@@ -58,17 +61,27 @@ def test_fast_path_steps_the_one_cycle_schedule_per_optimizer_step(synthetic, tm
         ("+trainer.log_every_n_steps=5", "trainer.log_every_n_steps=5"),
         ("+callbacks.lr._target_=lightning.pytorch.callbacks.LearningRateMonitor", "callbacks.lr._target_="),
         ("+callbacks.model_checkpoint.every_n_train_steps=10", "callbacks.model_checkpoint.every_n_train_steps=10"),
+        ("+callbacks.mine._target_=tests.lightning_probes.BatchRecorder", "on_train_batch_start, on_train_batch_end"),
         ("data.steps_per_fetch=0", "data.steps_per_fetch=0"),
     ],
 )
-def test_fast_path_refuses_what_it_cannot_honour(synthetic, tmp_path, override, key):
-    done = run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}", "perf=fast", override,
-                   check=False)  # fmt: skip
-    assert done.returncode == 2, done.stderr[-2000:]
-    assert "Traceback" not in done.stderr
+def test_fast_path_refuses_what_it_cannot_honour(override, key):
+    with pytest.raises(ConfigError) as refused:
+        check_config(compose_train("perf=fast", override))
+    assert key in str(refused.value)
+    assert "perf=fast" in str(refused.value) or key.startswith("data.")
+    check_config(compose_train(override.replace("data.steps_per_fetch=0", "data.batch_size=32")))  # the default: fine
+
+
+def test_fast_path_refusal_on_the_command_line(synthetic, tmp_path):
+    done = run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}", "perf=fast",
+                   "+trainer.gradient_clip_val=1.0", check=False)  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
     error = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
-    assert error and key in error[0], done.stderr[-2000:]
-    assert "perf=fast" in error[0] or key.startswith("data.")
+    assert error == [
+        "Error: trainer.gradient_clip_val=1.0 is not allowed with perf=fast: the optimizer steps inside "
+        "training_step, unclipped; remove perf=fast to use it (the default path is standard Lightning)"
+    ]
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics.json").exists()
 
 
