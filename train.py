@@ -5,7 +5,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from mnist_lit.errors import ConfigError, exit_with
+from mnist_lit.errors import UserError, exit_with
 from mnist_lit.training import train
 
 
@@ -13,7 +13,7 @@ from mnist_lit.training import train
 def main(cfg: DictConfig) -> float | None:
     try:
         return train(cfg)
-    except ConfigError as e:
+    except UserError as e:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             # Hydra records the job as failed and the sweep goes on; SystemExit would end the sweep.
             raise
