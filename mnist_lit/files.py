@@ -49,6 +49,16 @@ def sync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def out_of_space(error: BaseException) -> OSError | None:
+    """The out-of-space OSError behind ``error``, if any (torch.save wraps it in a RuntimeError, for one)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in NO_SPACE:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def no_space(error: OSError, path: Path) -> OutputError:
     """The user-facing error for a write that ran out of space: what was kept and what to do."""
     return OutputError(
@@ -74,13 +84,11 @@ def atomic_file(
         if verify is not None:
             verify(tmp)
         os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
-        if e.errno in NO_SPACE:
-            raise no_space(e, path) from e
-        raise
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        full = out_of_space(e)
+        if full is not None:
+            raise no_space(full, path) from e
         raise
     sync_dir(path.parent)
 
