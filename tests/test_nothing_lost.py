@@ -45,7 +45,8 @@ def snapshot(directory: Path) -> dict[str, str]:
 
 def assert_refused(done: subprocess.CompletedProcess, expected: str) -> None:
     assert done.returncode == 2, done.stderr[-3000:]
-    assert f"Error: {expected}" in done.stderr, done.stderr[-3000:]
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
+    assert expected in line, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
 
 
