@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from mnist_lit.errors import ConfigError, exit_with
+from mnist_lit.errors import UserError, exit_with
 from mnist_lit.evaluation import evaluate
 
 
@@ -11,7 +11,7 @@ from mnist_lit.evaluation import evaluate
 def main(cfg: DictConfig) -> None:
     try:
         evaluate(cfg)
-    except ConfigError as e:
+    except UserError as e:
         exit_with(e)
 
 

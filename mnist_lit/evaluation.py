@@ -178,7 +178,15 @@ def locate_run(run_dir: str | None, ckpt_path: str | None) -> Run:
             else:
                 hint = "the run saved no checkpoint (it ended before its first validation); pick another run"
             raise ConfigError(f"run_dir={run_dir!r} has no checkpoints/best.ckpt: {hint}")
-    return Run(run_dir=directory, config=OmegaConf.load(config_file), ckpt_path=ckpt)
+    try:
+        config = OmegaConf.load(config_file)
+        config.model.arch  # noqa: B018  (the one key evaluation cannot do without)
+    except Exception as e:  # YAML errors, a list instead of a mapping, a missing key: one message for all
+        raise ConfigError(
+            f"{key}={value!r} is not allowed: {config_file} cannot be read as a training run's config "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
+        ) from e
+    return Run(run_dir=directory, config=config, ckpt_path=ckpt)
 
 
 def load_data(run: Run) -> L.LightningDataModule:
@@ -192,12 +200,15 @@ def load_data(run: Run) -> L.LightningDataModule:
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate ``cfg.ckpt_path`` (or ``cfg.run_dir``'s best checkpoint) on ``cfg.split``; write the report."""
     # Imported here: train.py imports this module, and matplotlib need not load unless a report is written.
-    from mnist_lit.report import write_report
+    from mnist_lit.report import check_report_dir, read_metrics, write_report
 
     check_eval_config(cfg, SPLITS)
     run = locate_run(cfg.run_dir, cfg.ckpt_path)
     check_checkpoint(str(run.ckpt_path), run.config.model.arch)
-    report_dir = Path(cfg.report_dir).expanduser().resolve() if cfg.report_dir else run.run_dir / "report"
+    report_dir = Path(cfg.report_dir).expanduser().absolute() if cfg.report_dir else run.run_dir / "report"
+    check_report_dir(report_dir, cfg.report_dir or str(report_dir))
+    if (run.run_dir / "metrics.json").is_file():
+        read_metrics(run.run_dir / "metrics.json")
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load_classifier(str(run.ckpt_path), map_location=device)

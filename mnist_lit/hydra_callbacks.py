@@ -13,6 +13,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from mnist_lit.files import write_text
 from mnist_lit.sweep_summary import ERROR_FILE, Job, describe, swept_keys, write_summary
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class SweepSummaryCallback(Callback):
             error = job_return._return_value  # the exception; JobReturn.return_value would re-raise it
             text = "".join(traceback.format_exception_only(type(error), error))
             text += "\n" + "".join(traceback.format_exception(type(error), error, error.__traceback__))
-            (Path(config.hydra.runtime.output_dir) / ERROR_FILE).write_text(text)
+            write_text(Path(config.hydra.runtime.output_dir) / ERROR_FILE, text)
             log.error("Job %s failed: %s", config.hydra.job.num, text.splitlines()[0])
         self._write(Path(config.hydra.sweep.dir), finished=False)
 

@@ -21,8 +21,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from mnist_lit.config import check_checkpoint, check_predict_config
-from mnist_lit.errors import ConfigError, exit_with
+from mnist_lit.errors import ConfigError, UserError, exit_with
 from mnist_lit.evaluation import classify
+from mnist_lit.files import atomic_file, unwritable_reason
 from mnist_lit.module import load_classifier
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -30,6 +31,7 @@ INVERT = ("auto", "always", "never")
 SIZE, BOX = 28, 20  # MNIST: a 28x28 image holding the digit scaled to fit a 20x20 box
 INK = 0.2  # a pixel belongs to the digit above this fraction of the darkest-to-brightest range
 MAX_PIXELS = 50_000_000  # a 48-megapixel photo fits; decoding anything larger could exhaust memory
+CSV_HEADER = "image,digit,top1,p1"  # how every predictions CSV starts
 
 
 def find_images(images: str | Sequence[str]) -> list[Path]:
@@ -52,6 +54,10 @@ def find_images(images: str | Sequence[str]) -> list[Path]:
 def grayscale(image: Image.Image) -> np.ndarray:
     """Any mode -> float32 gray levels in [0, 255]: transparency composited on white paper, 16-bit scaled."""
     image = ImageOps.exif_transpose(image)
+    if image.mode == "F":  # 32-bit floats, often 0..1: scaled by their own range (prepare stretches it anyway)
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        low, high = values.min(), values.max()
+        return ((values - low) * (255.0 / (high - low) if high > low else 0.0)).astype(np.float32)
     if image.mode.startswith("I"):  # 16- or 32-bit integer gray levels: scale by the type's range, not clip
         values = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") or values.max() <= 65535 else float(values.max())
@@ -113,26 +119,54 @@ def load_image(path: Path) -> Image.Image:
         raise ConfigError(f"images: {str(path)!r} is not allowed: not a readable image ({e})") from e
 
 
+def check_output(output: str) -> Path:
+    """Where the CSV may go: a new file, or an earlier predictions CSV of this command (replaced whole)."""
+    path = Path(output).expanduser()
+    if path.is_dir():
+        raise ConfigError(
+            f"output={output!r} is not allowed: it is a folder. Give a file name, e.g. {path}/predictions.csv"
+        )
+    if path.exists():
+        with open(path, newline="", errors="replace") as f:
+            header = f.readline().strip()
+        if not header.startswith(CSV_HEADER):
+            raise ConfigError(
+                f"output={output!r} is not allowed: that file exists and is not a predictions CSV of this command, "
+                "so it would be lost. Give a new file name"
+            )
+    reason = unwritable_reason(path.parent.absolute())
+    if reason:
+        raise ConfigError(f"output={output!r} cannot be written: {reason}. Give a file in a writable folder")
+    return path
+
+
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     """Write the predictions atomically: a reader sees the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_file(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def predict_images(cfg: DictConfig) -> list[dict[str, Any]]:
     """Predict a digit for every image ``cfg.images`` names; print them, and write ``cfg.output`` as CSV if set."""
     check_predict_config(cfg, INVERT)
     check_checkpoint(cfg.ckpt_path)
+    output = check_output(cfg.output) if cfg.output else None
     images = cfg.images if not isinstance(cfg.images, ListConfig) else list(cfg.images)
     paths = find_images(images)
-    prepared = torch.stack([prepare(load_image(path), cfg.invert) for path in paths])
+    prepared = []
+    for path in paths:
+        digit = prepare(load_image(path), cfg.invert)
+        if not digit.any():
+            raise ConfigError(
+                f"images: {str(path)!r} is not allowed: it holds no digit (every pixel has the background's "
+                "gray level). Give a picture of one digit, darker or lighter than its background"
+            )
+        prepared.append(digit)
     model = load_classifier(cfg.ckpt_path, map_location="cuda" if torch.cuda.is_available() else "cpu")
-    probs, digits = classify(model, prepared).topk(cfg.top_k, dim=1)
+    probs, digits = classify(model, torch.stack(prepared)).topk(cfg.top_k, dim=1)
 
     rows = []
     for path, p, d in zip(paths, probs.tolist(), digits.tolist(), strict=True):
@@ -142,8 +176,8 @@ def predict_images(cfg: DictConfig) -> list[dict[str, Any]]:
         rows.append(row)
         ranked = ", ".join(f"{digit} {prob:.3f}" for digit, prob in zip(d, p, strict=True))
         print(f"{path}: {d[0]}   (top {cfg.top_k}: {ranked})")
-    if cfg.output:
-        write_csv(Path(cfg.output).expanduser(), rows)
+    if output is not None:
+        write_csv(output, rows)
         print(f"Predictions written to {cfg.output}")
     return rows
 
@@ -152,7 +186,7 @@ def predict_images(cfg: DictConfig) -> list[dict[str, Any]]:
 def main(cfg: DictConfig) -> None:
     try:
         predict_images(cfg)
-    except ConfigError as e:
+    except UserError as e:
         exit_with(e)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,11 +22,25 @@ from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
 from mnist_lit.data import NUM_CLASSES
+from mnist_lit.errors import ConfigError
+from mnist_lit.files import new_temp_dir, replace_dir, unwritable_reason
 
 if TYPE_CHECKING:
     from mnist_lit.evaluation import Predictions, Run, Scores
 
 DIGITS = list(range(NUM_CLASSES))
+# Every file a report holds; a folder with these and nothing else is an earlier report.
+REPORT_FILES = (
+    "report.md",
+    "classification_report.txt",
+    "classification_report.json",
+    "confusion_matrix.csv",
+    "confusion_matrix.png",
+    "misclassified.png",
+    "learning_curves.png",
+    "class_distribution.png",
+    "samples.png",
+)
 CURVES = ("loss", "acc")
 
 # Reading event files logs every file switch at INFO; the report has nothing to add by showing that.
@@ -202,13 +215,28 @@ def save_figure(fig: Figure, path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
-def replace_dir(tmp: Path, target: Path) -> None:
-    """Put the finished ``tmp`` folder in ``target``'s place: readers never see a half-written report."""
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
+def is_report(directory: Path) -> bool:
+    """Whether ``directory`` is an earlier report of this project: its files and nothing else."""
+    names = {p.name for p in directory.iterdir()}
+    return {"report.md", "classification_report.json"} <= names <= set(REPORT_FILES)
+
+
+def check_report_dir(report_dir: Path, shown: str) -> None:
+    """``report_dir`` may be new, empty or an earlier report (replaced whole); anything else is refused."""
+    if report_dir.is_dir():
+        if any(report_dir.iterdir()) and not is_report(report_dir):
+            raise ConfigError(
+                f"report_dir={shown} is not allowed: that folder holds files that are not an earlier report of "
+                "this project, and replacing it would remove them. Give a new folder name (or leave report_dir "
+                "unset: <run>/report)"
+            )
+    elif report_dir.exists():
+        raise ConfigError(
+            f"report_dir={shown} is not allowed: it is a file. Give a folder name that does not exist yet"
+        )
+    reason = unwritable_reason(report_dir.parent)
+    if reason:
+        raise ConfigError(f"report_dir={shown} cannot be written: {reason}. Give a folder in a writable place")
 
 
 def log_to_tensorboard(run_dir: Path, report_dir: Path, split: str, text: str, step: int) -> None:
@@ -219,6 +247,20 @@ def log_to_tensorboard(run_dir: Path, report_dir: Path, split: str, text: str, s
             writer.add_image(f"{split}/{name}", image, step, dataformats="HWC")
         # Four leading spaces: TensorBoard renders text as Markdown, and this keeps the columns aligned.
         writer.add_text(f"{split}/classification_report", "\n".join(f"    {line}" for line in text.splitlines()), step)
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    """A run's metrics.json; ConfigError naming the file when it is not a JSON object."""
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ConfigError(
+            f"run_dir={path.parent} is not allowed: its metrics.json cannot be read ({e}). "
+            "Move the file aside to evaluate the run without it"
+        ) from e
+    if not isinstance(metrics, dict):
+        raise ConfigError(f"run_dir={path.parent} is not allowed: its metrics.json holds no JSON object")
+    return metrics
 
 
 def write_report(
@@ -235,7 +277,7 @@ def write_report(
     metrics_file = run.run_dir / "metrics.json"
     metrics_acc = None
     if cfg.split == "test" and run.ckpt_path.name == "best.ckpt" and metrics_file.is_file():
-        metrics_acc = json.loads(metrics_file.read_text()).get("test/acc")
+        metrics_acc = read_metrics(metrics_file).get("test/acc")
     report = scores.as_dict()
     top = scores.top_confusions(cfg.top_confusions)
     summary = {
@@ -262,9 +304,7 @@ def write_report(
     }
 
     report_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = report_dir.with_name(f".{report_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = new_temp_dir(report_dir)
     try:
         (tmp / "classification_report.txt").write_text(text)
         document = {**summary, "report": report, "confusion_matrix": scores.confusion.tolist()}

@@ -13,13 +13,15 @@ import csv
 import io
 import json
 import math
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
+
+from mnist_lit.errors import EXIT_STATUS, ConfigError, UserError, report
+from mnist_lit.files import atomic_file, unwritable_reason, write_text
 
 SUMMARY_FILES = ("summary.csv", "summary.md", "accuracy_vs_parameters.png")
 ERROR_FILE = "error.txt"
@@ -76,13 +78,30 @@ def first_error_line(text: str) -> str:
 
 
 def read_job(job_dir: Path, finished: bool) -> Job:
-    """The job in ``job_dir``; without metrics.json it failed (or, while the sweep runs, is running)."""
-    overrides = parse_overrides(yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or [])
+    """The job in ``job_dir``; without metrics.json it failed (or, while the sweep runs, is running).
+
+    A job whose files cannot be read is listed as failed, with the reason, rather than ending the summary.
+    """
+    try:
+        lines = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
+        overrides = parse_overrides(lines if isinstance(lines, list) else [])
+        unreadable = None if isinstance(lines, list) else "overrides.yaml holds no list of overrides"
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        overrides, unreadable = {}, f"overrides.yaml cannot be read ({type(e).__name__})"
     job = Job(num=job_number(job_dir), path=job_dir, overrides=overrides)
     metrics_path = job_dir / "metrics.json"
     error_path = job_dir / ERROR_FILE
+    metrics = None
     if metrics_path.is_file():
-        metrics = json.loads(metrics_path.read_text())
+        try:
+            metrics = json.loads(metrics_path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            unreadable = f"metrics.json cannot be read ({type(e).__name__}: {str(e)[:100]})"
+        if not isinstance(metrics, dict) and unreadable is None:
+            unreadable = "metrics.json holds no JSON object"
+    if unreadable:
+        job.status, job.error = "failed", unreadable
+    elif metrics is not None:
         job.figures = {column: metrics.get(key) for column, key, _ in FIGURES}
     elif error_path.is_file():
         job.status, job.error = "failed", first_error_line(error_path.read_text())
@@ -221,7 +240,7 @@ def csv_text(jobs: list[Job]) -> str:
     return buffer.getvalue()
 
 
-def plot(jobs: list[Job], path: Path) -> None:
+def plot(jobs: list[Job], path: Path | BinaryIO) -> None:
     """Validation and test accuracy against parameter count, one point per finished job, labelled by job number."""
     from matplotlib.figure import Figure  # imported here: only the plot needs it, and it is slow to import
 
@@ -246,24 +265,17 @@ def plot(jobs: list[Job], path: Path) -> None:
     ax.grid(True, alpha=0.3)
     if done:
         ax.legend(title="points labelled by job number", fontsize=8, title_fontsize=8)
-    figure.savefig(path, dpi=120)
-
-
-def replace_atomically(path: Path, write: Any) -> None:
-    """Write via a temporary file and rename it: readers, and jobs ending together, never see half a file."""
-    # the suffix stays last: savefig picks the image format from it
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
+    figure.savefig(path, dpi=120, format="png")
 
 
 def write_summary(sweep_dir: Path, finished: bool = True) -> list[Job]:
     """Write summary.csv, summary.md and the plot into ``sweep_dir``; returns the jobs, best first."""
     jobs = read_sweep(sweep_dir, finished)
     md = markdown(sweep_dir, jobs)
-    replace_atomically(sweep_dir / "summary.csv", lambda p: p.write_text(csv_text(jobs)))
-    replace_atomically(sweep_dir / "summary.md", lambda p: p.write_text(md))
-    replace_atomically(sweep_dir / "accuracy_vs_parameters.png", lambda p: plot(jobs, p))
+    write_text(sweep_dir / "summary.csv", csv_text(jobs))
+    write_text(sweep_dir / "summary.md", md)
+    with atomic_file(sweep_dir / "accuracy_vs_parameters.png", "wb") as f:
+        plot(jobs, f)
     return jobs
 
 
@@ -273,15 +285,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sweep_dir", type=Path, help="a Hydra multirun directory, e.g. logs/sweeps/<time>")
     args = parser.parse_args(argv)
     sweep_dir: Path = args.sweep_dir
-    if not sweep_dir.is_dir():
-        problem = "is not a directory: give a sweep's directory, e.g. logs/sweeps/<time>"
-        print(f"Error: sweep_dir={str(sweep_dir)!r} {problem}", file=sys.stderr)
-        return 2
-    if not any(sweep_dir.glob("**/.hydra/overrides.yaml")):
-        problem = "holds no job directory (none has .hydra/overrides.yaml): give one a multirun wrote"
-        print(f"Error: sweep_dir={str(sweep_dir)!r} {problem}", file=sys.stderr)
-        return 2
-    write_summary(sweep_dir)
+    try:
+        if not sweep_dir.is_dir():
+            raise ConfigError(
+                f"sweep_dir={str(sweep_dir)!r} is not a directory: give a sweep's directory, e.g. logs/sweeps/<time>"
+            )
+        if not any(sweep_dir.glob("**/.hydra/overrides.yaml")):
+            raise ConfigError(
+                f"sweep_dir={str(sweep_dir)!r} holds no job directory (none has .hydra/overrides.yaml): "
+                "give one a multirun wrote"
+            )
+        reason = unwritable_reason(sweep_dir)
+        if reason:
+            raise ConfigError(f"sweep_dir={str(sweep_dir)!r} cannot take the summary: {reason}")
+        write_summary(sweep_dir)
+    except UserError as e:
+        report(e)
+        return EXIT_STATUS
     print((sweep_dir / "summary.md").read_text(), end="")
     print(f"\nWritten: {', '.join(str(sweep_dir / name) for name in SUMMARY_FILES)}")
     return 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import signal
 import sys
 import time
@@ -24,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from mnist_lit.callbacks import EpochSummary
 from mnist_lit.config import check_config, command_config
 from mnist_lit.evaluation import evaluate
+from mnist_lit.files import write_text
 from mnist_lit.models import count_parameters
 from mnist_lit.parallel import setup_parallelism
 from mnist_lit.runtime import configure_process
@@ -54,13 +54,6 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
     return flat
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def peak_rss_mb() -> float | None:
@@ -170,7 +163,7 @@ def train(cfg: DictConfig) -> float | None:
     metrics = {**summarise(history, test), **facts, "peak_rss_mb": peak_rss_mb(), "history": history}
     metrics["threads"] = torch.get_num_threads()  # what fit_seconds was measured with
     if trainer.is_global_zero:
-        write_json(run_dir / "metrics.json", metrics)
+        write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         log_hyperparameters(trainer, cfg, metrics)
         if cfg.get("evaluate_after_fit") and test:
             # The same report as python evaluate.py run_dir=<this run>: best.ckpt on the test split.

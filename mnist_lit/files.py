@@ -1,0 +1,122 @@
+"""Writing outputs so that nothing is ever half-written: a temporary file in the same folder, fsync, rename.
+
+A reader (or a run killed at any moment, or a full disk) sees the previous file or the new one,
+never part of one; the temporary file is removed when the write fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from mnist_lit.errors import OutputError
+
+# A full disk, an exhausted quota, a file-size limit: the user can free space and run again.
+NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def unwritable_reason(directory: Path) -> str | None:
+    """Why ``directory`` cannot be created or written to, or None if it can."""
+    existing = directory
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
+def sync_dir(directory: Path) -> None:
+    """fsync a folder, so that a rename in it survives a power cut (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # Windows cannot open folders; its renames are journaled
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def out_of_space(error: BaseException) -> OSError | None:
+    """The out-of-space OSError behind ``error``, if any (torch.save wraps it in a RuntimeError, for one)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in NO_SPACE:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def no_space(error: OSError, path: Path) -> OutputError:
+    """The user-facing error for a write that ran out of space: what was kept and what to do."""
+    return OutputError(
+        f"could not write {path}: {error.strerror or error} (disk full or file size limit). "
+        f"The previous {path.name}, if any, is unchanged. Free some space and run the command again."
+    )
+
+
+@contextlib.contextmanager
+def atomic_file(
+    path: str | os.PathLike, mode: str = "w", verify: Callable[[Path], None] | None = None, **kwargs: Any
+) -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path``; on success fsync it, ``verify(tmp)`` it, and rename it to ``path``."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        with open(tmp, mode, **kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        if verify is not None:
+            verify(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        full = out_of_space(e)
+        if full is not None:
+            raise no_space(full, path) from e
+        raise
+    sync_dir(path.parent)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_file(path, "w") as f:
+        f.write(text)
+
+
+def replace_dir(tmp: Path, target: Path) -> None:
+    """Put the finished folder ``tmp`` in ``target``'s place, whole; the previous ``target`` is removed after.
+
+    Each file is fsynced first. Between the two renames a kill leaves the previous folder beside
+    ``target`` as ``.<name>.old-<pid>``: nothing is lost, and no reader ever sees a half-written folder.
+    """
+    for file in tmp.iterdir():
+        with open(file, "rb") as f:
+            os.fsync(f.fileno())
+    sync_dir(tmp)
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    sync_dir(target.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def new_temp_dir(target: Path) -> Path:
+    """An empty folder beside ``target``, to build its replacement in (same filesystem, so the rename is atomic)."""
+    return Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))

@@ -1,0 +1,144 @@
+"""The run directory, checked and claimed before Hydra or Lightning writes anything into it.
+
+``RunDirectoryGuard`` is a Hydra callback (conf/hydra/default.yaml). Its ``on_run_start`` runs
+before Hydra creates the run directory and saves ``.hydra/`` into it, so a run that will be
+refused leaves every file as it was.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from mnist_lit.errors import ConfigError, exit_with
+from mnist_lit.files import unwritable_reason
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks on folders; the occupancy check still applies
+    fcntl = None
+
+# What a training run leaves in its directory; any of them means the directory is taken.
+RUN_MARKERS = (".hydra", "checkpoints", "metrics.json")
+# What a multirun leaves in its sweep directory.
+SWEEP_MARKERS = ("multirun.yaml", "summary.md", "summary.csv")
+
+
+def resumed_run(ckpt_path: str | None) -> Path | None:
+    """The run directory of ``<run>/checkpoints/<name>.ckpt``, or None."""
+    if not ckpt_path:
+        return None
+    path = Path(ckpt_path).expanduser().resolve()
+    return path.parent.parent if path.parent.name == "checkpoints" else None
+
+
+def check_run_dir(run_dir: Path, shown: str, ckpt_path: str | None = None) -> None:
+    """``run_dir`` must be writable and hold no other run (it may hold the run that ``ckpt_path`` resumes)."""
+    reason = unwritable_reason(run_dir)
+    if reason:
+        raise ConfigError(
+            f"hydra.run.dir={shown} cannot be used: {reason}. Choose a writable place with hydra.run.dir=... "
+            "or paths.log_dir=..."
+        )
+    if not run_dir.is_dir():
+        return
+    found = [name for name in RUN_MARKERS if (run_dir / name).exists()]
+    if found and resumed_run(ckpt_path) != run_dir.resolve():
+        raise ConfigError(
+            f"hydra.run.dir={shown} already holds another run ({', '.join(found)}), which would be overwritten: "
+            f"choose a new directory, or resume that run with ckpt_path={run_dir}/checkpoints/last.ckpt"
+        )
+
+
+def check_sweep_dir(sweep_dir: Path, shown: str) -> None:
+    """``sweep_dir`` must be writable and hold no earlier sweep."""
+    reason = unwritable_reason(sweep_dir)
+    if reason:
+        raise ConfigError(
+            f"hydra.sweep.dir={shown} cannot be used: {reason}. Choose a writable place with hydra.sweep.dir=... "
+            "or paths.log_dir=..."
+        )
+    if not sweep_dir.is_dir():
+        return
+    found = [name for name in SWEEP_MARKERS if (sweep_dir / name).exists()]
+    found += sorted(p.name for p in sweep_dir.iterdir() if (p / ".hydra").is_dir())[:3]
+    if found:
+        raise ConfigError(
+            f"hydra.sweep.dir={shown} already holds an earlier sweep ({', '.join(found)}), which would be "
+            "overwritten: choose a new directory (the default is a new one per sweep)"
+        )
+
+
+def lock_directory(directory: Path, key: str) -> int | None:
+    """Hold an exclusive lock on ``directory`` until the process ends; ConfigError if another process holds it.
+
+    The lock is taken on the folder itself, so nothing is added to it; the operating system
+    releases it when the process ends, however it ends.
+    """
+    if fcntl is None:
+        return None
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(
+            f"{key}={directory} is in use: another command is writing into it right now. "
+            f"Wait for it to end, or choose another directory with {key}=..."
+        ) from None
+    return fd
+
+
+class RunDirectoryGuard(Callback):
+    """Checks the config, the data folder and the run (or sweep) directory, then locks that directory.
+
+    Everything is checked before Hydra writes anything, and the directory is checked again once
+    it is locked: of two commands started at once for the same directory, one runs and the
+    other is refused, whichever order their checks ran in.
+    """
+
+    def __init__(self) -> None:
+        self.lock: int | None = None
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if os.environ.get("LOCAL_RANK", "0") != "0":
+            return  # a DDP process that Lightning started inside the run that rank 0 has claimed
+        from mnist_lit.config import check_config  # imported here: it loads torch, which sweeps need not wait for
+
+        shown = str(config.hydra.run.dir)
+        run_dir = Path(shown).expanduser().absolute()
+        try:
+            check_config(config)
+            check_run_dir(run_dir, shown, config.get("ckpt_path"))
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self.lock = lock_directory(run_dir, "hydra.run.dir")
+            check_run_dir(run_dir, shown, config.get("ckpt_path"))
+        except ConfigError as e:
+            exit_with(e)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        shown = str(config.hydra.sweep.dir)
+        sweep_dir = Path(shown).expanduser().absolute()
+        try:
+            check_sweep_dir(sweep_dir, shown)
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            self.lock = lock_directory(sweep_dir, "hydra.sweep.dir")
+            check_sweep_dir(sweep_dir, shown)
+        except ConfigError as e:
+            exit_with(e)
+
+    def release(self) -> None:
+        """Give the lock back (the process ending does the same)."""
+        if self.lock is not None:
+            os.close(self.lock)
+            self.lock = None
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self.release()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self.release()
