@@ -1,0 +1,34 @@
+"""``python -m benchmarks.speedrun``: the peer recipe and the project's speed run side by side (synthetic data)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from benchmarks.speedrun import peer_network
+from tests.conftest import ROOT, synthetic_overrides
+
+
+def test_peer_network_is_the_published_shape():
+    import torch
+
+    assert peer_network()(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert sum(p.numel() for p in peer_network().parameters()) == (25 * 24 + 24) + (24 * 9 * 32 + 32) + (
+        800 * 256 + 256
+    ) + (256 * 10 + 10)
+
+
+def test_speedrun_bench_reports_both_sides(synthetic, tmp_path):
+    output = tmp_path / "speedrun.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.speedrun", "--seeds", "2", "--output", str(output),
+         *synthetic_overrides(synthetic), "data.batch_size=64", "trainer.max_epochs=1", "model.filters=8"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(output.read_text())["rows"]
+    assert [r["side"] for r in rows] == ["peer recipe", "experiment=speedrun"]
+    for row in rows:
+        assert row["runs"] == 2 and 0 <= row["min_acc"] <= row["mean_acc"] <= 1 and row["mean_seconds"] > 0
+    assert "| peer recipe | 2 |" in done.stdout and "| experiment=speedrun | 2 |" in done.stdout
