@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# GPU checks for a machine with one CUDA GPU and no network: the GPU-marked tests, the benchmark,
-# the default CNN for 2 epochs and the speed run, printing their figures. Skips cleanly without a GPU.
+# GPU checks for a machine with one CUDA GPU and no network: the GPU-marked tests, the speed run beside
+# the peer recipe (10 seeds), the benchmark of both training paths, the default MLP and CNN for 2 epochs
+# (the CNN also compiled), and start-up's slowest imports, printing their figures. Skips cleanly without a GPU.
 #
 #   bash scripts/gpu_check.sh [WHEEL_DIR]
 #
@@ -32,13 +33,18 @@ status=0
 step() { echo; echo "== $1"; shift; "$@" || { echo "gpu_check: FAILED: $*"; status=1; }; }
 
 step "GPU tests" $PY -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py
-step "benchmark (project vs plain loop, on the GPU)" \
+step "speed run beside the peer recipe, 10 seeds" $PY -m benchmarks.speedrun --seeds 10 --output "$OUT/speedrun.json"
+step "benchmark (both training paths vs plain loop, on the GPU)" \
     $PY -m benchmarks.bench --models mlp mlp-fast cnn cnn-fast --rounds 2 --epochs 3 --output "$OUT/bench.json"
+step "default MLP, 2 epochs" $PY train.py trainer=gpu trainer.max_epochs=2 "hydra.run.dir=$OUT/mlp"
 step "default CNN, 2 epochs" $PY train.py model=cnn trainer=gpu trainer.max_epochs=2 "hydra.run.dir=$OUT/cnn"
-step "speed run (experiment=speedrun)" $PY train.py experiment=speedrun "hydra.run.dir=$OUT/speedrun"
+step "default CNN, 2 epochs, torch.compile" \
+    $PY train.py model=cnn model.compile=true trainer=gpu trainer.max_epochs=2 "hydra.run.dir=$OUT/cnn-compiled"
+step "start-up: the slowest imports of train.py" sh -c \
+    "$PY -X importtime -c 'import train' 2> '$OUT/importtime.txt'; sort -t'|' -k2 -n -r '$OUT/importtime.txt' | head -15"
 
 echo; echo "== figures"
-for run in cnn speedrun; do
+for run in mlp cnn cnn-compiled; do
     [ -f "$OUT/$run/metrics.json" ] && $PY - "$OUT/$run/metrics.json" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))
