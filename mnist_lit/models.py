@@ -7,11 +7,12 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
 
+from mnist_lit.data import NUM_CLASSES
 from mnist_lit.errors import ConfigError
 
 IMAGE_SIZE = 28
-NUM_CLASSES = 10
 
 
 class MLP(nn.Sequential):
@@ -102,3 +103,15 @@ def build_network(model: Mapping[str, Any]) -> nn.Module:
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def flops_per_image(network: nn.Module) -> int:
+    """Floating-point operations of one forward pass over one image, as torch's FLOP counter counts them."""
+    parameter = next(network.parameters())
+    image = torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE, dtype=parameter.dtype, device=parameter.device)
+    was_training = network.training
+    network.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        network(image)
+    network.train(was_training)
+    return counter.get_total_flops()

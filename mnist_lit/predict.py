@@ -22,7 +22,7 @@ from torch import Tensor
 
 from mnist_lit.config import check_checkpoint, check_predict_config
 from mnist_lit.errors import ConfigError, exit_with
-from mnist_lit.evaluation import classify
+from mnist_lit.evaluation import classify, inference_device
 from mnist_lit.module import load_classifier
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -131,7 +131,7 @@ def predict_images(cfg: DictConfig) -> list[dict[str, Any]]:
     images = cfg.images if not isinstance(cfg.images, ListConfig) else list(cfg.images)
     paths = find_images(images)
     prepared = torch.stack([prepare(load_image(path), cfg.invert) for path in paths])
-    model = load_classifier(cfg.ckpt_path, map_location="cuda" if torch.cuda.is_available() else "cpu")
+    model = load_classifier(cfg.ckpt_path, map_location=inference_device())
     probs, digits = classify(model, prepared).topk(cfg.top_k, dim=1)
 
     rows = []

@@ -8,7 +8,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -23,9 +23,8 @@ from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
 from mnist_lit.data import NUM_CLASSES
-
-if TYPE_CHECKING:
-    from mnist_lit.evaluation import Predictions, Run, Scores
+from mnist_lit.results import Predictions, Run, Scores
+from mnist_lit.tables import markdown_table
 
 DIGITS = list(range(NUM_CLASSES))
 CURVES = ("loss", "acc")
@@ -122,12 +121,6 @@ def confusions_text(top: list[dict[str, int]]) -> str:
     """The most frequent confusions as a fixed-width table."""
     lines = [f"{'true':>6}{'predicted':>11}{'count':>8}"]
     lines += [f"{c['true']:>6}{c['predicted']:>11}{c['count']:>8}" for c in top]
-    return "\n".join(lines) + "\n"
-
-
-def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -21,6 +21,8 @@ from mnist_lit.parallel import usable_cores
 from tests.conftest import run_cli, synthetic_overrides
 
 TINY = ["trainer.max_epochs=1", "trainer.limit_train_batches=1.0"]
+# What says where a run's data came from, not what the run was: never an HParams column.
+EXCLUDED = ("_target_", "checksums", "mirrors", "data_dir", "log_dir", "dir")
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
@@ -154,6 +156,27 @@ def test_tensorboard_lists_every_run_with_its_scalars_and_hyperparameters(grid):
             assert values["hp/test_acc"] == pytest.approx(expected["test/acc"], rel=1e-5)
             assert f"_cnn_f{int(group['hparams']['model.filters'])}_" in run
             assert f"_d{int(group['hparams']['model.dense'])}_" in run
+            assert {"model.kernel_size", "optimizer.lr", "data.batch_size", "trainer.precision", "seed"} <= set(
+                group["hparams"]
+            )
+            assert not [k for k in group["hparams"] if any(word in k for word in EXCLUDED)], group["hparams"]
+        # The tab's columns: the swept keys first (marked as differing), then the accuracies.
+        experiment = get_json(f"{base}/data/plugin/hparams/experiment", {"experimentName": ""})
+        names = [info["name"] for info in experiment["hparamInfos"]]
+        differing = [info["name"] for info in experiment["hparamInfos"] if info.get("differs")]
+        assert differing == ["model.dense", "model.filters"], differing  # kernel_size was fixed on the command line
+        assert names[:2] == differing
+        assert not [k for k in names if any(word in k for word in EXCLUDED)], names
+        metric_tags = [info["name"]["tag"] for info in experiment["metricInfos"]]
+        assert metric_tags[:2] == ["hp/val_acc", "hp/test_acc"], metric_tags
+        # The Text tab's table is escaped Markdown: underscores stay underscores, not italics.
+        run = sorted(runs)[0]
+        text = get_json(f"{base}/data/plugin/text/text?run={run}&tag=hyperparameters/text_summary")[0]["text"]
+        assert "model.kernel_size" in text and "<em>" not in text, text[:500]
+        # The Custom Scalars tab: train against validation on one chart each.
+        layout = json.dumps(get_json(f"{base}/data/plugin/custom_scalars/layout"))
+        for tag in ("train/loss", "val/loss", "train/acc", "val/acc"):
+            assert tag in layout, layout
     finally:
         server.terminate()
         try:
