@@ -23,11 +23,12 @@ log = logging.getLogger(__name__)
 class EpochProgressBar(TQDMProgressBar):
     """Lightning's tqdm bar, counting epochs from 1 as the epoch lines do, redrawn at most every ``refresh_seconds``.
 
-    Redrawing costs more than the MLP's own training step, so the bar is drawn when
-    ``refresh_seconds`` have passed since the last draw (checked on Lightning's public batch
-    hooks) and at each loop's last batch. It is shown only where stdout is a terminal (redirected
-    logs get the epoch lines alone) and the job has the terminal to itself: the jobs of a parallel
-    sweep (``jobs_at_once`` > 1) would draw over one another's bars.
+    Redrawing costs more than the MLP's own training step, so the training bar is drawn when
+    ``refresh_seconds`` have passed since the last draw (checked in the public batch hook) and
+    at the epoch's last batch; validation and test batches (1,000 images each) cost far more
+    than a redraw, so their bars are drawn as Lightning draws them. Bars are shown only where
+    stdout is a terminal (redirected logs get the epoch lines alone) and the job has the terminal
+    to itself: the jobs of a parallel sweep (``jobs_at_once`` > 1) would draw over one another's.
     """
 
     def __init__(self, refresh_seconds: float = 0.25, jobs_at_once: int = 1) -> None:
@@ -70,20 +71,6 @@ class EpochProgressBar(TQDMProgressBar):
     ) -> None:
         if self.due(self.train_progress_bar, batch_idx + 1):
             super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-
-    def on_validation_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:  # fmt: skip
-        if self.due(self.val_progress_bar, batch_idx + 1):
-            super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
-
-    def on_test_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:  # fmt: skip
-        if self.due(self.test_progress_bar, batch_idx + 1):
-            super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
     def init_test_tqdm(self) -> tqdm:
         bar = super().init_test_tqdm()

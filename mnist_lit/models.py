@@ -59,7 +59,7 @@ class CNN(nn.Module):
         kernel_size: int = 3,
         dense: int = 128,
         dropout: float = 0.0,
-        channels_last: bool = False,
+        memory_format: torch.memory_format = torch.contiguous_format,
     ) -> None:
         super().__init__()
         side = feature_map_sizes(blocks, kernel_size)[-1] if blocks else IMAGE_SIZE
@@ -77,8 +77,8 @@ class CNN(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(dense, NUM_CLASSES),
         )
-        # channels_last lets oneDNN / cuDNN pick faster convolution kernels; the weights are the same.
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        # torch.channels_last lets oneDNN / cuDNN pick faster convolution kernels; the weights are the same.
+        self.memory_format = memory_format
         self.to(memory_format=self.memory_format)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -87,7 +87,7 @@ class CNN(nn.Module):
 
 ARCHITECTURES: dict[str, tuple[type[nn.Module], tuple[str, ...]]] = {
     "mlp": (MLP, ("hidden",)),
-    "cnn": (CNN, ("filters", "blocks", "kernel_size", "dense", "dropout", "channels_last")),
+    "cnn": (CNN, ("filters", "blocks", "kernel_size", "dense", "dropout")),
 }
 
 
@@ -97,7 +97,10 @@ def build_network(model: Mapping[str, Any]) -> nn.Module:
     if arch not in ARCHITECTURES:
         raise ConfigError(f"model.arch={arch!r} is not one of: {', '.join(ARCHITECTURES)}")
     cls, keys = ARCHITECTURES[arch]
-    return cls(**{key: model[key] for key in keys if key in model})
+    options = {key: model[key] for key in keys if key in model}
+    if model.get("channels_last"):  # the CNN's memory layout (model.channels_last)
+        options["memory_format"] = torch.channels_last
+    return cls(**options)
 
 
 def count_parameters(module: nn.Module) -> int:
