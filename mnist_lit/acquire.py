@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
+from mnist_lit.resources import jobs_begun
+
 log = logging.getLogger(__name__)
 
 # name -> published MD5 of the uncompressed official files (../shared/DATA.md).
@@ -235,7 +237,7 @@ def manual_steps(raw: Path) -> str:
     )
 
 
-_ANNOUNCED: set[Path] = set()  # the directories whose verified files this process has announced
+_ANNOUNCED: set[tuple[Path, int]] = set()  # (directory, job) pairs whose verified files were announced
 
 
 def ensure_mnist(
@@ -249,9 +251,9 @@ def ensure_mnist(
     raw.mkdir(parents=True, exist_ok=True)
     with FileLock(str(raw / ".lock")):
         if not check_raw(raw, checksums):
-            # fit, test and an evaluation each check the files; saying so once is enough
-            if raw not in _ANNOUNCED:
-                _ANNOUNCED.add(raw)
+            # fit, test and an evaluation each check the files; saying so once a job is enough
+            if (raw, jobs_begun()) not in _ANNOUNCED:
+                _ANNOUNCED.add((raw, jobs_begun()))
                 log.info("MNIST: using the verified files in %s", raw)
             return "present"
         sources = [("torchvision mirrors", lambda: download_from_mirrors(raw, checksums, mirrors))]

@@ -54,6 +54,11 @@ def begin_job() -> None:
     _jobs_begun += 1
 
 
+def jobs_begun() -> int:
+    """How many jobs this process has begun: identifies the current one."""
+    return _jobs_begun
+
+
 def job_seconds() -> float:
     """Seconds since the current job began (since the process started when no job was marked)."""
     return time.monotonic() - _job_started if _job_started is not None else process_age()

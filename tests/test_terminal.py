@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
+import struct
 import subprocess
 import sys
+import termios
 
 from tests.conftest import ROOT, run_cli, synthetic_overrides
 
@@ -25,10 +28,11 @@ def test_redirected_output_holds_epoch_lines_and_no_bar_or_notices(synthetic, tm
 
 def test_a_terminal_gets_a_bar_counting_epochs_from_one(synthetic, tmp_path):
     leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))  # 40 rows, 100 columns
     args = [*synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}", "trainer.max_epochs=1",
             "callbacks.progress_bar.refresh_seconds=0"]  # fmt: skip
     process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, stdout=follower,
-                               stderr=follower, env={**os.environ, "COLUMNS": "100"})  # fmt: skip
+                               stderr=follower)  # fmt: skip
     os.close(follower)
     chunks = []
     while True:
