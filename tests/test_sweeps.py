@@ -70,6 +70,8 @@ def test_grid_sweep_runs_every_combination_in_its_own_directory(grid):
         assert m["epochs"] == 1 and 0 <= m["val/acc"] <= 1 and m["parameters"] > 0
         assert list(job.glob("events.out.tfevents.*")), job
     assert f"Sweep summary (0 failed): {sweep_dir / 'summary.md'}" in done.stdout
+    for num in range(4):  # each job's lines carry its number
+        assert f"[job {num}] Epoch 1/1  train/loss" in done.stdout
 
 
 def test_grid_summary_agrees_with_each_jobs_metrics_best_first(grid):

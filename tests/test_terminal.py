@@ -9,7 +9,11 @@ import struct
 import subprocess
 import sys
 import termios
+from types import SimpleNamespace
 
+import pytest
+
+from mnist_lit.callbacks import EpochProgressBar
 from tests.conftest import ROOT, run_cli, synthetic_overrides
 
 NOTICES = ("Tip:", "litlogger", "was configured so", "GPU available", "LeafSpec", "Seed set", "Restoring states",
@@ -49,3 +53,18 @@ def test_a_terminal_gets_a_bar_counting_epochs_from_one(synthetic, tmp_path):
     assert "Epoch 1/1:" in out and "it/s" in out, out[-2000:]  # the bar, named as the epoch line names it
     assert "Epoch 0" not in out
     assert "Epoch 1/1  train/loss" in out
+
+
+class Terminal:
+    """Stands in for sys.stdout when it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("jobs_at_once, shown", [(1, True), (2, False)])
+def test_parallel_sweep_jobs_draw_no_bars_even_in_a_terminal(monkeypatch, jobs_at_once, shown):
+    monkeypatch.setattr(sys, "stdout", Terminal())
+    bar = EpochProgressBar(jobs_at_once=jobs_at_once)
+    bar.setup(SimpleNamespace(is_global_zero=True), None, "fit")
+    assert bar.is_enabled is shown
