@@ -15,6 +15,8 @@ KNOWN_WARNINGS = (
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
     # Metrics are logged once an epoch, so Lightning's per-step logging interval does not matter.
     r"The number of training batches \(\d+\) is smaller than the logging interval",
+    # Under DDP: the epoch metrics are computed by torchmetrics, which reduces them across processes itself.
+    r"It is recommended to use `self.log\('[^']+', \.\.\., sync_dist=True\)`",
 )
 
 
@@ -22,9 +24,10 @@ def quiet_lightning() -> None:
     """Silence Lightning's notices (INFO) and the known warnings; its warnings and errors still show.
 
     Lightning's ``rank_zero_info`` notices all go through one logger: the litlogger tip,
-    ``limit_*_batches=1.0`` "was configured so 100% ...", GPU/TPU availability, "Restoring states
-    from the checkpoint", "`Trainer.fit` stopped". The run's own lines say what matters of these:
-    the device at the start, why training ended at the end.
+    ``limit_*_batches=1.0`` "was configured so 100% ...", GPU/TPU availability, DDP's "All
+    distributed processes registered", "Restoring states from the checkpoint", "`Trainer.fit`
+    stopped". The run's own lines say what matters of these: the devices at the start, why
+    training ended at the end.
     """
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     for message in KNOWN_WARNINGS:
