@@ -1,4 +1,4 @@
-"""The one Markdown-table helper: escaped as TensorBoard's Text tab renders it, pipes kept inside cells."""
+"""The one Markdown-table builder: escaped as TensorBoard's Text tab renders it, pipes kept inside cells."""
 
 from __future__ import annotations
 
