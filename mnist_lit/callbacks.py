@@ -1,54 +1,81 @@
-"""Callbacks for what the user sees in the terminal: a throttled progress bar and one line per epoch."""
+"""Callbacks for what the user sees in the terminal: an epoch progress bar and one line per epoch."""
 
 from __future__ import annotations
 
 import logging
-import math
 import os
+import sys
 import time
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from tqdm import tqdm
 
+from mnist_lit.resources import job_seconds
+
 log = logging.getLogger(__name__)
-_IMPORTED = time.monotonic()
 
 
-def process_age() -> float:
-    """Seconds since this process started (from /proc on Linux; elsewhere since this module was imported)."""
-    try:
-        with open("/proc/self/stat") as f:
-            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
-        with open("/proc/uptime") as f:
-            uptime = float(f.read().split()[0])
-        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return time.monotonic() - _IMPORTED
+class EpochProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bar, counting epochs from 1 as the epoch lines do, redrawn at most every ``refresh_seconds``.
 
-
-class ThrottledProgressBar(TQDMProgressBar):
-    """Lightning's tqdm bar, redrawn at most every ``refresh_seconds`` instead of every step.
-
-    Redrawing every step costs more than the MLP's own training step (../shared/PERF.md).
+    Redrawing costs more than the MLP's own training step, so the training bar is drawn when
+    ``refresh_seconds`` have passed since the last draw (checked in the public batch hook) and
+    at the epoch's last batch; validation and test batches (1,000 images each) cost far more
+    than a redraw, so their bars are drawn as Lightning draws them. Bars are shown only where
+    stdout is a terminal (redirected logs get the epoch lines alone) and the job has the terminal
+    to itself: the jobs of a parallel sweep (``jobs_at_once`` > 1) would draw over one another's.
     """
 
-    def __init__(self, refresh_seconds: float = 0.25, leave: bool = False) -> None:
-        super().__init__(refresh_rate=1, leave=leave)
+    def __init__(self, refresh_seconds: float = 0.25, jobs_at_once: int = 1) -> None:
+        super().__init__(refresh_rate=1, leave=False)
         self.refresh_seconds = refresh_seconds
-        self._last_draw = -math.inf
+        self.jobs_at_once = jobs_at_once
+        self.next_draw = 0.0
 
-    def _should_update(self, current: int, total: int) -> bool:
-        if not self.is_enabled:
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if not sys.stdout.isatty() or self.jobs_at_once > 1:
+            self.disable()
+
+    def due(self, bar: tqdm | None, n: int) -> bool:
+        """Whether to draw ``bar`` at batch ``n``: the loop's last batch, or ``refresh_seconds`` since the last draw."""
+        if bar is None or not self.is_enabled:
             return False
         now = time.monotonic()
-        if current == total or now - self._last_draw >= self.refresh_seconds:
-            self._last_draw = now
+        if n == bar.total or now >= self.next_draw:
+            self.next_draw = now + self.refresh_seconds
             return True
         return False
+
+    def init_train_tqdm(self) -> tqdm:
+        bar = super().init_train_tqdm()
+        bar.leave = False  # one bar for the whole fit; the epoch lines stay
+        return bar
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning's own version names the epoch from 0; the epoch lines count from 1.
+        of = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+        bar = self.train_progress_bar
+        bar.set_description_str(f"Epoch {trainer.current_epoch + 1}{of}", refresh=False)
+        bar.total = convert_inf(self.total_train_batches)
+        bar.reset()
+        self.next_draw = 0.0
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.due(self.train_progress_bar, batch_idx + 1):
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def init_test_tqdm(self) -> tqdm:
+        bar = super().init_test_tqdm()
+        bar.leave = False  # the run's last line gives the test accuracy
+        return bar
 
 
 class EpochSummary(L.Callback):
@@ -64,7 +91,7 @@ class EpochSummary(L.Callback):
 
     def __init__(self) -> None:
         self.history: list[dict[str, Any]] = []
-        self.startup_seconds: float | None = None  # process start to the first training epoch
+        self.startup_seconds: float | None = None  # job start to the first training epoch
         self._started = 0.0
         self._pending: dict[str, Any] | None = None
 
@@ -76,7 +103,7 @@ class EpochSummary(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._flush(trainer)
         if self.startup_seconds is None:
-            self.startup_seconds = process_age()
+            self.startup_seconds = job_seconds()
         self._started = time.perf_counter()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -256,3 +256,6 @@ def check_predict_config(cfg: DictConfig, inverts: tuple[str, ...]) -> None:
         raise ConfigError("images is missing: give images=<an image file, a folder of images, or [a.png,b.jpg]>")
     _choice(cfg, "invert", inverts)
     _number(cfg, "top_k", low=1, high=10, integer=True)
+    _number(cfg, "min_confidence", low=0, high=1)
+    if not isinstance(cfg.get("verbose"), bool):
+        raise ConfigError(f"verbose={cfg.get('verbose')!r} is not allowed: it must be true or false")

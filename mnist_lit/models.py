@@ -7,11 +7,12 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
 
+from mnist_lit.data import NUM_CLASSES
 from mnist_lit.errors import ConfigError
 
 IMAGE_SIZE = 28
-NUM_CLASSES = 10
 
 
 class MLP(nn.Sequential):
@@ -58,7 +59,7 @@ class CNN(nn.Module):
         kernel_size: int = 3,
         dense: int = 128,
         dropout: float = 0.0,
-        channels_last: bool = False,
+        memory_format: torch.memory_format = torch.contiguous_format,
     ) -> None:
         super().__init__()
         side = feature_map_sizes(blocks, kernel_size)[-1] if blocks else IMAGE_SIZE
@@ -76,8 +77,8 @@ class CNN(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(dense, NUM_CLASSES),
         )
-        # channels_last lets oneDNN / cuDNN pick faster convolution kernels; the weights are the same.
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        # torch.channels_last lets oneDNN / cuDNN pick faster convolution kernels; the weights are the same.
+        self.memory_format = memory_format
         self.to(memory_format=self.memory_format)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -86,7 +87,7 @@ class CNN(nn.Module):
 
 ARCHITECTURES: dict[str, tuple[type[nn.Module], tuple[str, ...]]] = {
     "mlp": (MLP, ("hidden",)),
-    "cnn": (CNN, ("filters", "blocks", "kernel_size", "dense", "dropout", "channels_last")),
+    "cnn": (CNN, ("filters", "blocks", "kernel_size", "dense", "dropout")),
 }
 
 
@@ -96,9 +97,24 @@ def build_network(model: Mapping[str, Any]) -> nn.Module:
     if arch not in ARCHITECTURES:
         raise ConfigError(f"model.arch={arch!r} is not one of: {', '.join(ARCHITECTURES)}")
     cls, keys = ARCHITECTURES[arch]
-    return cls(**{key: model[key] for key in keys if key in model})
+    options = {key: model[key] for key in keys if key in model}
+    if model.get("channels_last"):  # the CNN's memory layout (model.channels_last)
+        options["memory_format"] = torch.channels_last
+    return cls(**options)
 
 
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def flops_per_image(network: nn.Module) -> int:
+    """Floating-point operations of one forward pass over one image, as torch's FLOP counter counts them."""
+    parameter = next(network.parameters())
+    image = torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE, dtype=parameter.dtype, device=parameter.device)
+    was_training = network.training
+    network.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        network(image)
+    network.train(was_training)
+    return counter.get_total_flops()

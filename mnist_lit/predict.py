@@ -21,8 +21,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from mnist_lit.config import check_checkpoint, check_predict_config
+from mnist_lit.data import NUM_CLASSES
 from mnist_lit.errors import ConfigError, UserError, exit_with
-from mnist_lit.evaluation import classify
+from mnist_lit.evaluation import classify, inference_device
 from mnist_lit.files import atomic_file, unwritable_reason
 from mnist_lit.module import load_classifier
 
@@ -31,7 +32,7 @@ INVERT = ("auto", "always", "never")
 SIZE, BOX = 28, 20  # MNIST: a 28x28 image holding the digit scaled to fit a 20x20 box
 INK = 0.2  # a pixel belongs to the digit above this fraction of the darkest-to-brightest range
 MAX_PIXELS = 50_000_000  # a 48-megapixel photo fits; decoding anything larger could exhaust memory
-CSV_HEADER = "image,digit,top1,p1"  # how every predictions CSV starts
+CSV_HEADER = "image,digit,confidence,uncertain"  # how every predictions CSV starts
 
 
 def find_images(images: str | Sequence[str]) -> list[Path]:
@@ -149,8 +150,41 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
+def prediction_rows(paths: list[Path], probs: Tensor, digits: Tensor, min_confidence: float) -> list[dict[str, Any]]:
+    """One CSV row per image: the digit, its probability, whether that is below ``min_confidence``, the runners-up."""
+    rows = []
+    for path, p, d in zip(paths, probs.tolist(), digits.tolist(), strict=True):
+        row: dict[str, Any] = {"image": str(path), "digit": d[0], "confidence": round(p[0], 6)}
+        row["uncertain"] = p[0] < min_confidence
+        for rank, (digit, prob) in enumerate(zip(d[1:], p[1:], strict=True), start=2):
+            row[f"top{rank}"], row[f"p{rank}"] = digit, round(prob, 6)
+        rows.append(row)
+    return rows
+
+
+def image_line(row: dict[str, Any], top_k: int) -> str:
+    """``photo.jpg: 7   (top 3: 7 0.981, 1 0.012, 2 0.003)``, with ``uncertain`` after the digit when it is."""
+    ranked = [(row["digit"], row["confidence"])] + [(row[f"top{k}"], row[f"p{k}"]) for k in range(2, top_k + 1)]
+    marked = f"{row['digit']} uncertain" if row["uncertain"] else str(row["digit"])
+    listed = ", ".join(f"{digit} {prob:.3f}" for digit, prob in ranked)
+    return f"{row['image']}: {marked}   (top {top_k}: {listed})"
+
+
+def summary_text(rows: list[dict[str, Any]], min_confidence: float) -> str:
+    """Images per predicted digit, and how many answers are below ``min_confidence``."""
+    table = [[digit, sum(r["digit"] == digit for r in rows), sum(r["digit"] == digit and r["uncertain"] for r in rows)]
+             for digit in range(NUM_CLASSES)]  # fmt: skip
+    lines = [f"{len(rows)} images read", "", f"{'digit':>5}{'images':>8}{'uncertain':>11}"]
+    lines += [f"{digit:>5}{count:>8}{uncertain:>11}" for digit, count, uncertain in table if count]
+    uncertain = sum(r["uncertain"] for r in rows)
+    if min_confidence > 0:
+        lines += ["", f"Uncertain (probability below min_confidence={min_confidence}): {uncertain} of {len(rows)}"]
+    lines.append("One line per image: verbose=true")
+    return "\n".join(lines)
+
+
 def predict_images(cfg: DictConfig) -> list[dict[str, Any]]:
-    """Predict a digit for every image ``cfg.images`` names; print them, and write ``cfg.output`` as CSV if set."""
+    """Predict a digit for every image ``cfg.images`` names; print them or a summary; write ``cfg.output`` as CSV."""
     check_predict_config(cfg, INVERT)
     check_checkpoint(cfg.ckpt_path)
     output = check_output(cfg.output) if cfg.output else None
@@ -165,17 +199,14 @@ def predict_images(cfg: DictConfig) -> list[dict[str, Any]]:
                 "gray level). Give a picture of one digit, darker or lighter than its background"
             )
         prepared.append(digit)
-    model = load_classifier(cfg.ckpt_path, map_location="cuda" if torch.cuda.is_available() else "cpu")
+    model = load_classifier(cfg.ckpt_path, map_location=inference_device())
     probs, digits = classify(model, torch.stack(prepared)).topk(cfg.top_k, dim=1)
-
-    rows = []
-    for path, p, d in zip(paths, probs.tolist(), digits.tolist(), strict=True):
-        row: dict[str, Any] = {"image": str(path), "digit": d[0]}
-        for rank, (digit, prob) in enumerate(zip(d, p, strict=True), start=1):
-            row[f"top{rank}"], row[f"p{rank}"] = digit, round(prob, 6)
-        rows.append(row)
-        ranked = ", ".join(f"{digit} {prob:.3f}" for digit, prob in zip(d, p, strict=True))
-        print(f"{path}: {d[0]}   (top {cfg.top_k}: {ranked})")
+    rows = prediction_rows(paths, probs, digits, cfg.min_confidence)
+    if cfg.verbose or len(rows) == 1:
+        for row in rows:
+            print(image_line(row, cfg.top_k))
+    else:
+        print(summary_text(rows, cfg.min_confidence))
     if output is not None:
         write_csv(output, rows)
         print(f"Predictions written to {cfg.output}")

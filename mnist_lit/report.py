@@ -7,7 +7,7 @@ import json
 import logging
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -24,9 +24,8 @@ from torch.utils.tensorboard import SummaryWriter
 from mnist_lit.data import NUM_CLASSES
 from mnist_lit.errors import ConfigError
 from mnist_lit.files import new_temp_dir, replace_dir, unwritable_reason
-
-if TYPE_CHECKING:
-    from mnist_lit.evaluation import Predictions, Run, Scores
+from mnist_lit.results import Predictions, Run, Scores
+from mnist_lit.tables import markdown_table
 
 DIGITS = list(range(NUM_CLASSES))
 # Every file a report holds; a folder with these and nothing else is an earlier report.
@@ -135,12 +134,6 @@ def confusions_text(top: list[dict[str, int]]) -> str:
     """The most frequent confusions as a fixed-width table."""
     lines = [f"{'true':>6}{'predicted':>11}{'count':>8}"]
     lines += [f"{c['true']:>6}{c['predicted']:>11}{c['count']:>8}" for c in top]
-    return "\n".join(lines) + "\n"
-
-
-def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 

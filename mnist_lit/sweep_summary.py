@@ -22,6 +22,7 @@ import yaml
 
 from mnist_lit.errors import EXIT_STATUS, ConfigError, UserError, report
 from mnist_lit.files import atomic_file, unwritable_reason, write_text
+from mnist_lit.tables import markdown_table
 
 SUMMARY_FILES = ("summary.csv", "summary.md", "accuracy_vs_parameters.png")
 ERROR_FILE = "error.txt"
@@ -223,9 +224,8 @@ def markdown(sweep_dir: Path, jobs: list[Job]) -> str:
             parts += ["", f"Optuna's best trial: {result['best_value']:.4f} with {result.get('best_params')}."]
     if common:
         parts += ["", "Every job: " + " ".join(f"`{k}={v}`" for k, v in common.items())]
-    parts += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    parts += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-    return "\n".join(parts) + "\n"
+    parts += ["", markdown_table(header, rows)]
+    return "\n".join(parts)
 
 
 def csv_text(jobs: list[Job]) -> str:

@@ -6,9 +6,7 @@ import json
 import logging
 import math
 import signal
-import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,46 +20,21 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_lit.callbacks import EpochSummary
 from mnist_lit.config import check_config, command_config
+from mnist_lit.dashboard import swept_keys, write_curves_layout, write_run_summary
 from mnist_lit.evaluation import evaluate
 from mnist_lit.files import write_text
-from mnist_lit.models import count_parameters
+from mnist_lit.models import count_parameters, flops_per_image
 from mnist_lit.parallel import setup_parallelism
+from mnist_lit.resources import begin_job, peak_rss_mb
 from mnist_lit.runtime import configure_process
-
-try:
-    import resource
-except ImportError:  # Windows has no getrusage
-    resource = None
+from mnist_lit.terminal import quiet_lightning
 
 log = logging.getLogger(__name__)
-
-# The images are in memory, so worker processes would only add start-up and IPC cost.
-warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 
 
 def plain(cfg: DictConfig | None) -> Any:
     """A config node as plain Python values (what checkpoints and JSON can hold)."""
     return OmegaConf.to_container(cfg, resolve=True) if cfg is not None else None
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``, lists as strings (for TensorBoard's HParams tab)."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
-    return flat
-
-
-def peak_rss_mb() -> float | None:
-    """Peak resident memory of this process so far, in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    if resource is None:  # Windows
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1 << 20 if sys.platform == "darwin" else 1 << 10), 1)
 
 
 def find_callback(trainer: L.Trainer, kind: type) -> Any:
@@ -104,28 +77,25 @@ def summarise(history: list[dict[str, Any]], test: dict[str, float]) -> dict[str
     }
 
 
-def log_hyperparameters(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any]) -> None:
-    """The config with the final metrics, for TensorBoard's HParams tab, and as a text table."""
-    logger = trainer.logger
-    if not isinstance(logger, TensorBoardLogger):
-        return
-    params = flatten({k: v for k, v in plain(cfg).items() if k in ("model", "optimizer", "data", "seed", "trainer")})
-    params.pop("data.data_dir", None)
-    final = {f"hp/{k.replace('/', '_')}": float(v) for k, v in metrics.items() if k.count("/") == 1 and v is not None}
-    logger.log_hyperparams(params, final)
-    table = "| key | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in sorted(params.items()))
-    logger.experiment.add_text("hyperparameters", table)
-    logger.save()
-
-
 def train(cfg: DictConfig) -> float | None:
     """Train and test the model ``cfg`` describes; returns ``cfg.optimized_metric`` if set."""
+    begin_job()
+    quiet_lightning()
     check_config(cfg)
     configure_process(cfg.keep_freed_memory)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     setup_parallelism(cfg)  # torch threads of a parallel sweep job; where DDP may start processes
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, model, trainer = build(cfg)
+    if trainer.is_global_zero:
+        log.info(
+            "%s: %s parameters, %.2f MFLOPs an image; %s x%d, precision %s, %d threads",
+            cfg.run_name, f"{count_parameters(model):,}", flops_per_image(model.net) / 1e6,
+            trainer.strategy.root_device.type, trainer.num_devices, trainer.precision, torch.get_num_threads(),
+        )  # fmt: skip
+        if isinstance(trainer.logger, TensorBoardLogger):
+            write_curves_layout(Path(trainer.logger.log_dir))
 
     started = time.perf_counter()
     try:
@@ -152,7 +122,7 @@ def train(cfg: DictConfig) -> float | None:
         "parameters": count_parameters(model),
     }
     if stopped_early and trainer.is_global_zero:
-        log.warning("Stopped early: %s", reason)
+        log.info("Stopped early: %s", reason)
     diverged = not any(math.isfinite(r.get("val/loss", math.nan)) for r in history)
     if diverged and trainer.is_global_zero:
         log.error("Training diverged (no finite val/loss); not testing. Try a lower optimizer.lr (now %s).",
@@ -164,7 +134,8 @@ def train(cfg: DictConfig) -> float | None:
     metrics["threads"] = torch.get_num_threads()  # what fit_seconds was measured with
     if trainer.is_global_zero:
         write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-        log_hyperparameters(trainer, cfg, metrics)
+        if isinstance(trainer.logger, TensorBoardLogger):
+            write_run_summary(Path(trainer.logger.log_dir), cfg, swept_keys(hydra_cfg), metrics)
         if cfg.get("evaluate_after_fit") and test:
             # The same report as python evaluate.py run_dir=<this run>: best.ckpt on the test split.
             evaluate(command_config("eval", run_dir=str(run_dir)))

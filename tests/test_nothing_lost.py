@@ -390,7 +390,7 @@ def test_prediction_output_that_is_not_ours_is_refused(trained, tmp_path):
     cfg = command_config("predict", ckpt_path=ckpt, images=str(tmp_path / "one.png"), output=str(out))
     predict_images(cfg)
     predict_images(cfg)
-    assert out.read_text().startswith("image,digit,top1,p1") and len(out.read_text().splitlines()) == 2
+    assert out.read_text().startswith("image,digit,confidence,uncertain") and len(out.read_text().splitlines()) == 2
 
 
 # Sweeps.

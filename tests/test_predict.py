@@ -17,7 +17,7 @@ from mnist_lit.errors import ConfigError
 from mnist_lit.evaluation import classify
 from mnist_lit.module import load_classifier
 from mnist_lit.predict import find_images, predict_images, prepare
-from tests.conftest import run_cli
+from tests.conftest import run_cli, synthetic_digits, synthetic_overrides
 
 
 def run_predict(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -93,6 +93,8 @@ def test_find_images_takes_files_folders_and_lists(tmp_path):
             "invert='yes' is not allowed: choose one of auto",
         ),
         ({"ckpt_path": "a.ckpt", "images": "x.png", "top_k": 11}, "top_k=11 is not allowed"),
+        ({"ckpt_path": "a.ckpt", "images": "x.png", "min_confidence": 1.5}, "min_confidence=1.5 is not allowed"),
+        ({"ckpt_path": "a.ckpt", "images": "x.png", "verbose": "yes"}, "verbose='yes' is not allowed"),
     ],
 )
 def test_bad_input_is_rejected_with_a_clear_message(values, expected):
@@ -129,13 +131,76 @@ def test_photos_of_real_test_digits_read_like_the_originals(tmp_path, capsys):
 
     with open(output, newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["image", "digit", "top1", "p1", "top2", "p2", "top3", "p3"]
+    assert list(rows[0]) == ["image", "digit", "confidence", "uncertain", "top2", "p2", "top3", "p3"]
     predicted = [int(row["digit"]) for row in rows]
     agreement = sum(p == e for p, e in zip(predicted, expected, strict=True)) / len(expected)
     with capsys.disabled():  # the figure the issue asks for, visible with pytest -s
         print(f"\nphotos read like their 28x28 originals: {agreement:.1%} of {len(expected)}")
     assert agreement >= 0.95, f"only {agreement:.1%} of the photos read like their originals"
     for row in rows:
-        probs = [float(row[f"p{k}"]) for k in (1, 2, 3)]
+        probs = [float(row["confidence"]), float(row["p2"]), float(row["p3"])]
         assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-5
-    assert f"{rows[0]['image']}: {rows[0]['digit']}   (top 3: " in printed
+    assert "200 images read" in printed and rows[0]["image"] not in printed  # a folder gets a summary
+
+
+@pytest.fixture(scope="module")
+def small_model(synthetic, tmp_path_factory) -> tuple:
+    """A checkpoint trained for an epoch on the synthetic digits, and a folder of 20 of them as PNG files."""
+    base = tmp_path_factory.mktemp("predict")
+    run_cli("train.py", *synthetic_overrides(synthetic), "trainer.max_epochs=1", f"hydra.run.dir={base / 'run'}")
+    folder = base / "digits"
+    folder.mkdir()
+    images, labels = synthetic_digits(20, seed=3)
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"{i:02d}_{labels[i]}.png")
+    return base / "run" / "checkpoints" / "best.ckpt", folder
+
+
+def read_rows(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_folder_gets_a_summary_and_verbose_gets_a_line_per_image(small_model, tmp_path):
+    ckpt, folder = small_model
+    output = tmp_path / "all.csv"
+    done = run_predict(f"ckpt_path={ckpt}", f"images={folder}", f"output={output}", "top_k=2")
+    rows = read_rows(output)
+    assert list(rows[0]) == ["image", "digit", "confidence", "uncertain", "top2", "p2"]  # no column twice
+    assert "20 images read" in done.stdout and rows[0]["image"] not in done.stdout
+    counts = {
+        int(line.split()[0]): int(line.split()[1]) for line in done.stdout.splitlines() if line[:5].strip().isdigit()
+    }
+    assert counts == {d: sum(int(r["digit"]) == d for r in rows) for d in {int(r["digit"]) for r in rows}}
+    assert {r["uncertain"] for r in rows} == {"False"}  # min_confidence 0: nothing is uncertain
+
+    verbose = run_predict(f"ckpt_path={ckpt}", f"images={folder}", "verbose=true", "top_k=2")
+    for row in rows:
+        line = f"{row['image']}: {row['digit']}   (top 2: {row['digit']} {float(row['confidence']):.3f}, "
+        assert line in verbose.stdout
+
+
+def test_min_confidence_marks_uncertain_answers_in_the_terminal_and_the_csv(small_model, tmp_path, capsys):
+    ckpt, folder = small_model
+    confidences = sorted(
+        float(r["confidence"])
+        for r in predict_images(command_config("predict", ckpt_path=str(ckpt), images=str(folder)))
+    )
+    threshold = (confidences[9] + confidences[10]) / 2  # half the answers below it
+    capsys.readouterr()
+    output = tmp_path / "marked.csv"
+    values = {"ckpt_path": str(ckpt), "images": str(folder), "min_confidence": threshold, "output": str(output)}
+    predict_images(command_config("predict", **values))
+    summary = capsys.readouterr().out
+    rows = read_rows(output)
+    assert [r["uncertain"] == "True" for r in rows] == [float(r["confidence"]) < threshold for r in rows]
+    assert f"Uncertain (probability below min_confidence={threshold}): 10 of 20" in summary
+    predict_images(command_config("predict", **values, verbose=True))
+    lines = capsys.readouterr().out.splitlines()
+    for row in rows:
+        marked = (
+            f"{row['image']}: {row['digit']} uncertain   ("
+            if row["uncertain"] == "True"
+            else f"{row['image']}: {row['digit']}   ("
+        )
+        assert any(line.startswith(marked) for line in lines), marked

@@ -21,6 +21,8 @@ from mnist_lit.parallel import usable_cores
 from tests.conftest import run_cli, synthetic_overrides
 
 TINY = ["trainer.max_epochs=1", "trainer.limit_train_batches=1.0"]
+# What says where a run's data came from, not what the run was: never an HParams column.
+EXCLUDED = ("_target_", "checksums", "mirrors", "data_dir", "log_dir", "dir")
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
@@ -68,6 +70,8 @@ def test_grid_sweep_runs_every_combination_in_its_own_directory(grid):
         assert m["epochs"] == 1 and 0 <= m["val/acc"] <= 1 and m["parameters"] > 0
         assert list(job.glob("events.out.tfevents.*")), job
     assert f"Sweep summary (0 failed): {sweep_dir / 'summary.md'}" in done.stdout
+    for num in range(4):  # each job's lines carry its number
+        assert f"[job {num}] Epoch 1/1  train/loss" in done.stdout
 
 
 def test_grid_summary_agrees_with_each_jobs_metrics_best_first(grid):
@@ -154,6 +158,27 @@ def test_tensorboard_lists_every_run_with_its_scalars_and_hyperparameters(grid):
             assert values["hp/test_acc"] == pytest.approx(expected["test/acc"], rel=1e-5)
             assert f"_cnn_f{int(group['hparams']['model.filters'])}_" in run
             assert f"_d{int(group['hparams']['model.dense'])}_" in run
+            assert {"model.kernel_size", "optimizer.lr", "data.batch_size", "trainer.precision", "seed"} <= set(
+                group["hparams"]
+            )
+            assert not [k for k in group["hparams"] if any(word in k for word in EXCLUDED)], group["hparams"]
+        # The tab's columns: the swept keys first (marked as differing), then the accuracies.
+        experiment = get_json(f"{base}/data/plugin/hparams/experiment", {"experimentName": ""})
+        names = [info["name"] for info in experiment["hparamInfos"]]
+        differing = [info["name"] for info in experiment["hparamInfos"] if info.get("differs")]
+        assert differing == ["model.dense", "model.filters"], differing  # kernel_size was fixed on the command line
+        assert names[:2] == differing
+        assert not [k for k in names if any(word in k for word in EXCLUDED)], names
+        metric_tags = [info["name"]["tag"] for info in experiment["metricInfos"]]
+        assert metric_tags[:2] == ["hp/val_acc", "hp/test_acc"], metric_tags
+        # The Text tab's table is escaped Markdown: underscores stay underscores, not italics.
+        run = sorted(runs)[0]
+        text = get_json(f"{base}/data/plugin/text/text?run={run}&tag=hyperparameters/text_summary")[0]["text"]
+        assert "model.kernel_size" in text and "<em>" not in text, text[:500]
+        # The Custom Scalars tab: train against validation on one chart each.
+        layout = json.dumps(get_json(f"{base}/data/plugin/custom_scalars/layout"))
+        for tag in ("train/loss", "val/loss", "train/acc", "val/acc"):
+            assert tag in layout, layout
     finally:
         server.terminate()
         try:
@@ -255,7 +280,8 @@ def test_ddp_on_cpu_trains_one_model_into_one_run_directory(synthetic, tmp_path)
         f"paths.log_dir={tmp_path}",  # no hydra.run.dir: each process would otherwise pick its own timestamp
     )
     output = done.stdout + done.stderr
-    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in output and "distributed_backend=gloo" in output
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in output and "cpu x2" in done.stdout.splitlines()[0]
+    assert "sync_dist=True" not in output  # torchmetrics reduces the epoch metrics across processes
     (run_dir,) = (tmp_path / "runs" / "mlp_h128_s42").iterdir()
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["mlp_h128_s42"]
     assert metrics(run_dir)["epochs"] == 1 and len(list(run_dir.rglob("metrics.json"))) == 1

@@ -1,0 +1,179 @@
+"""What TensorBoard shows of a run: the HParams tab's columns and metrics, the config table, the curves layout.
+
+The HParams tab shows the first five hyperparameters and the first five metrics of the
+experiment that a run declares, hyperparameters marked as differing first (then by name).
+Each run declares the keys that describe it, marking the keys its sweep varies, and the
+metrics in the order a reader compares runs by; every job of a sweep declares the same, so
+TensorBoard pointed at a sweep's directory shows the swept keys beside the accuracies.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+from torch.utils.tensorboard import summary
+from torch.utils.tensorboard.writer import FileWriter
+
+from mnist_lit.tables import escape_markdown, markdown_table
+
+# metrics.json keys shown as HParams metrics (tag hp/<key with _ for />), in this order
+HP_METRICS = ("val/acc", "test/acc", "val/loss", "test/loss", "best_epoch", "epochs", "fit_seconds")
+# The keys that describe a run besides the model's and the optimizer's own
+DESCRIBING = ("data.batch_size", "trainer.precision", "seed")
+# The Custom Scalars tab: train against validation on one chart each
+CURVES_LAYOUT = {
+    "train vs val": {
+        "loss": ["Multiline", ["train/loss", "val/loss"]],
+        "accuracy": ["Multiline", ["train/acc", "val/acc"]],
+    }
+}
+
+
+def metric_tag(key: str) -> str:
+    """``val/acc`` -> ``hp/val_acc``: the scalar an HParams metric reads."""
+    return "hp/" + key.replace("/", "_")
+
+
+def swept_keys(hydra_cfg: DictConfig) -> list[str]:
+    """The config keys the current multirun varies: its sweeper's params and the command line's sweeps.
+
+    A job's own config holds only its values; the command line's sweep syntax (``model.dense=64,128``)
+    is in the ``multirun.yaml`` that Hydra writes into the sweep directory before the jobs start. A
+    command-line value replaces the sweeper's list for the same key, as it does in Hydra's sweepers.
+    """
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return []
+    params = OmegaConf.select(hydra_cfg, "sweeper.params") or {}
+    overrides = [f"{key}={value}" for key, value in params.items()]
+    multirun = Path(hydra_cfg.sweep.dir) / "multirun.yaml"
+    if multirun.is_file():
+        overrides += [str(o) for o in OmegaConf.select(OmegaConf.load(multirun), "hydra.overrides.task") or []]
+    sweeps: dict[str, bool] = {}
+    for override in OverridesParser.create().parse_overrides(overrides):
+        sweeps[override.get_key_element().lstrip("+~")] = override.is_sweep_override()
+    return [key for key, swept in sweeps.items() if swept]
+
+
+def _scalar(value: Any) -> Any:
+    return value if isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def _leaves(prefix: str, node: Any) -> dict[str, Any]:
+    """``{prefix.key: value}`` for a config node's leaves; keys starting with ``_`` (Hydra's own) left out."""
+    if not isinstance(node, dict):
+        return {prefix: _scalar(node)}
+    found: dict[str, Any] = {}
+    for key, value in node.items():
+        if not str(key).startswith("_"):
+            found.update(_leaves(f"{prefix}.{key}", value))
+    return found
+
+
+def _class_name(node: dict[str, Any]) -> str:
+    return str(node.get("_target_", "")).rsplit(".", 1)[-1]
+
+
+def run_hparams(cfg: DictConfig, swept: list[str]) -> dict[str, Any]:
+    """The values that describe a run: model, optimizer (and scheduler), batch size, precision, seed, swept keys.
+
+    Not Hydra's ``_target_``s, the data's checksums and mirrors, or paths: they say where, not what.
+    """
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    model = {k: v for k, v in plain["model"].items() if k != "name"}  # the name repeats the other keys
+    values = _leaves("model", model)
+    for group in ("optimizer", "scheduler"):
+        node = plain.get(group)
+        if node:
+            values[group] = _class_name(node)
+            values.update(_leaves(group, node))
+    for key in DESCRIBING:
+        value = OmegaConf.select(cfg, key)
+        if value is not None:
+            values[key] = _scalar(value)
+    for key in swept:
+        node = OmegaConf.select(cfg, key)
+        if node is not None and not any(part.startswith("_") for part in key.split(".")):
+            plain_node = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+            values.update(_leaves(key, plain_node))
+    return values
+
+
+def _hparam_info(name: str, value: Any, differs: bool) -> api_pb2.HParamInfo:
+    kind = (
+        api_pb2.DATA_TYPE_BOOL
+        if isinstance(value, bool)
+        else api_pb2.DATA_TYPE_FLOAT64
+        if isinstance(value, (int, float))
+        else api_pb2.DATA_TYPE_STRING
+    )
+    return api_pb2.HParamInfo(name=name, type=kind, differs=differs)
+
+
+def _hparams_summary(tag: str, data: plugin_data_pb2.HParamsPluginData) -> Summary:
+    """A summary holding HParams plugin data (what tensorboard's own hparams summaries write)."""
+    value = Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(data), tensor=metadata.NULL_TENSOR)
+    return Summary(value=[value])
+
+
+def _session_start(values: dict[str, Any], group_name: str) -> Summary:
+    start = plugin_data_pb2.SessionStartInfo(group_name=group_name, start_time_secs=time.time())
+    for name, value in values.items():
+        if isinstance(value, bool):
+            start.hparams[name].bool_value = value
+        elif isinstance(value, (int, float)):
+            start.hparams[name].number_value = value
+        else:
+            start.hparams[name].string_value = str(value)
+    return _hparams_summary(
+        metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_start_info=start)
+    )
+
+
+def config_table(values: dict[str, Any]) -> str:
+    """The run's describing values as a Markdown table (escaped: ``kernel_size`` stays as written)."""
+    rows = [[escape_markdown(k), escape_markdown(v)] for k, v in sorted(values.items())]
+    return markdown_table(["key", "value"], rows)
+
+
+def write_curves_layout(run_dir: Path) -> None:
+    """The Custom Scalars tab's layout: train and validation loss on one chart, accuracy on another."""
+    writer = FileWriter(str(run_dir))
+    writer.add_summary(summary.custom_scalars(CURVES_LAYOUT))
+    writer.close()
+
+
+def write_run_summary(run_dir: Path, cfg: DictConfig, swept: list[str], metrics: dict[str, Any]) -> dict[str, Any]:
+    """The run's HParams entry (declared columns, values, metrics) and its config table; returns the values."""
+    values = run_hparams(cfg, swept)
+    differing = {k for k in values if any(k == s or k.startswith(f"{s}.") for s in swept)}
+    step = int(metrics.get("epochs") or 0)
+    writer = FileWriter(str(run_dir))
+    infos = [_hparam_info(name, value, name in differing) for name, value in values.items()]
+    metric_infos = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=metric_tag(k))) for k in HP_METRICS]
+    experiment = api_pb2.Experiment(hparam_infos=infos, metric_infos=metric_infos, time_created_secs=time.time())
+    writer.add_summary(
+        _hparams_summary(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=experiment))
+    )
+    # group_name: the run's own directory, so that two runs with the same values stay two rows
+    writer.add_summary(_session_start(values, group_name=run_dir.name))
+    for key in HP_METRICS:
+        value = metrics.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            writer.add_summary(summary.scalar(metric_tag(key), float(value)), step)
+    writer.add_summary(summary.text("hyperparameters", config_table(values)), step)
+    tested = metrics.get("test/acc") is not None  # not tested: diverged or interrupted
+    end = plugin_data_pb2.SessionEndInfo(
+        status=api_pb2.STATUS_SUCCESS if tested else api_pb2.STATUS_ABORTED, end_time_secs=time.time()
+    )
+    writer.add_summary(
+        _hparams_summary(metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_end_info=end))
+    )
+    writer.close()
+    return values

@@ -1,0 +1,43 @@
+"""What the terminal shows while training: Lightning's notices and known warnings silenced, job prefixes in sweeps."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+from omegaconf import OmegaConf
+
+# Warnings that say nothing the user can act on.
+KNOWN_WARNINGS = (
+    # The images are in memory, so DataLoader worker processes would only add start-up and IPC cost.
+    r".*does not have many workers",
+    # Lightning 2.6's own use of a torch API that newer torch deprecates.
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    # Metrics are logged once an epoch, so Lightning's per-step logging interval does not matter.
+    r"The number of training batches \(\d+\) is smaller than the logging interval",
+    # Under DDP: the epoch metrics are computed by torchmetrics, which reduces them across processes itself.
+    r"It is recommended to use `self.log\('[^']+', \.\.\., sync_dist=True\)`",
+)
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's notices (INFO) and the known warnings; its warnings and errors still show.
+
+    Lightning's ``rank_zero_info`` notices all go through one logger: the litlogger tip,
+    ``limit_*_batches=1.0`` "was configured so 100% ...", GPU/TPU availability, DDP's "All
+    distributed processes registered", "Restoring states from the checkpoint", "`Trainer.fit`
+    stopped". The run's own lines say what matters of these: the devices at the start, why
+    training ended at the end.
+    """
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    for message in KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+
+
+def job_prefix(mode: object, num: object) -> str:
+    """``"[job 3] "`` for a multirun's job, ``""`` for a single run: tells parallel jobs' lines apart."""
+    return f"[job {num}] " if str(mode).endswith("MULTIRUN") and num is not None else ""
+
+
+# conf/hydra/default.yaml puts ${job_prefix:...} before every terminal line of a job.
+OmegaConf.register_new_resolver("job_prefix", job_prefix, replace=True)
