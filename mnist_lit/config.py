@@ -261,6 +261,8 @@ def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> None:
 def check_eval_config(cfg: DictConfig, splits: tuple[str, ...]) -> None:
     """The evaluate.py config (conf/eval.yaml): a known split and positive counts; raises ConfigError."""
     _choice(cfg, "split", splits)
+    if not isinstance(cfg.get("tta"), bool):
+        raise ConfigError(f"tta={cfg.get('tta')!r} is not allowed: it must be true or false")
     for key in ("misclassified", "samples", "top_confusions"):
         _number(cfg, key, low=1, integer=True)
 
