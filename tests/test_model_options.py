@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from mnist_lit.config import check_config
@@ -99,3 +100,17 @@ def test_presets_compose_and_pass_the_checks():
 def test_bad_option_values_are_rejected(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
         check_config(compose_train(*overrides))
+
+
+def test_the_cnn_best_sweep_searches_the_new_keys_from_the_preset():
+    from tests.test_sweep_config import composed
+
+    cfg = composed("hparams_search=cnn_best_optuna")
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.sampler.seed == 42
+    assert sweeper.direction == "maximize" and cfg.optimized_metric == "val/acc" and sweeper.n_trials == 40
+    assert cfg.model.name == "cnn_best" and cfg.model.batch_norm is True and cfg.trainer.max_epochs == 15
+    assert {"model.convs_per_block", "model.block_dropout", "model.global_pool", "data.augment"} <= set(sweeper.params)
+    for key in sweeper.params:
+        assert OmegaConf.select(cfg, key, default="missing") != "missing", key  # every searched key exists
+    check_config(cfg)
