@@ -40,6 +40,7 @@ REPORT_FILES = (
     "learning_curves.png",
     "class_distribution.png",
     "samples.png",
+    "augmented.png",  # only for runs trained with data.augment
 )
 CURVES = ("loss", "acc")
 

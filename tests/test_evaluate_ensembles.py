@@ -95,6 +95,8 @@ def test_the_report_shows_augmented_samples_only_for_augmented_runs(runs, tmp_pa
         evaluate(command_config("eval", run_dir=str(run_dir), report_dir=str(report_dir), tensorboard=False))
         assert (report_dir / "augmented.png").is_file() == augmented
         assert ("augmented.png" in (report_dir / "report.md").read_text()) == augmented
+        # an earlier report, augmented.png included, is replaced as a whole
+        evaluate(command_config("eval", run_dir=str(run_dir), report_dir=str(report_dir), tensorboard=False))
 
 
 @pytest.mark.parametrize(
