@@ -95,16 +95,13 @@ def test_only_training_batches_are_augmented(synthetic):
     assert module.seen["val"] and all(module.seen["val"])  # validation (and the sanity check) untouched
 
 
-def test_train_cli_with_each_augmentation_and_a_bad_name(synthetic, tmp_path):
-    for kind in AUGMENTATIONS:
-        done = run_cli(
-            "train.py",
-            *synthetic_overrides(synthetic),
-            f"paths.log_dir={tmp_path / kind}",
-            f"data.augment={kind}",
-            "trainer.max_epochs=1",
-        )
-        assert "test/acc" in done.stderr + done.stdout
+def test_train_cli_with_elastic_augmentation_and_a_bad_name(synthetic, tmp_path):
+    # data.augment=affine through the CLI: tests/test_evaluate_ensembles.py trains its first run with it
+    done = run_cli(
+        "train.py", *synthetic_overrides(synthetic), f"paths.log_dir={tmp_path}", "data.augment=elastic",
+        "trainer.max_epochs=1",
+    )  # fmt: skip
+    assert "test/acc" in done.stderr + done.stdout
     bad = tmp_path / "bad"
     overrides = [*synthetic_overrides(synthetic), f"hydra.run.dir={bad}", "data.augment=blur"]
     done = run_cli("train.py", *overrides, check=False)
