@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_lit.acquire import RAW_FILES, data_dir_error, idx_count, raw_dir
+from mnist_lit.augment import AUGMENTATIONS
 from mnist_lit.errors import ConfigError
 from mnist_lit.files import unwritable_reason
 from mnist_lit.models import ARCHITECTURES, feature_map_sizes
@@ -22,7 +23,12 @@ TRAIN_IMAGES = 60_000  # MNIST's official training images (when the files are no
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "32", "16", "bf16", "64")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 # The model settings that decide the weights' shapes: a checkpoint resumes only with the same ones.
-SHAPE_KEYS = {"mlp": ("hidden",), "cnn": ("filters", "blocks", "kernel_size", "dense")}
+SHAPE_KEYS = {
+    "mlp": ("hidden", "layers"),
+    "cnn": ("filters", "blocks", "kernel_size", "dense", "convs_per_block", "batch_norm", "global_pool"),
+}
+# What checkpoints saved before these keys existed were built with.
+SHAPE_DEFAULTS = {"layers": 1, "convs_per_block": 1, "batch_norm": False, "global_pool": False}
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,6 +82,9 @@ def check_config(cfg: DictConfig) -> None:
     _number(cfg, "seed", low=0, high=2**32 - 1, integer=True)
     check_run_name(cfg.get("run_name"))
     check_trainer(cfg)
+    augment = OmegaConf.select(cfg, "data.augment", default=None)
+    if augment is not None and augment not in AUGMENTATIONS:
+        raise ConfigError(f"data.augment={augment!r} is not allowed: choose null (none), {' or '.join(AUGMENTATIONS)}")
     check_model(cfg.model)
     if is_fast_module(cfg):
         _number(cfg, "data.steps_per_fetch", low=1, integer=True)
@@ -158,12 +167,14 @@ def check_resume(cfg: DictConfig) -> None:
     saved = checkpoint["hyper_parameters"]
     saved_model = saved.get("model") or {}
     different = [
-        f"model.{key}={cfg.model.get(key)!r} but the checkpoint has {saved_model.get(key)!r}"
+        f"model.{key}={cfg.model.get(key)!r} but the checkpoint has {saved_model.get(key, SHAPE_DEFAULTS.get(key))!r}"
         for key in SHAPE_KEYS[cfg.model.arch]
-        if saved_model.get(key) != cfg.model.get(key)
+        if saved_model.get(key, SHAPE_DEFAULTS.get(key)) != cfg.model.get(key)
     ]
     if different:
-        fix = " ".join(f"model.{key}={saved_model.get(key)}" for key in SHAPE_KEYS[cfg.model.arch])
+        fix = " ".join(
+            f"model.{key}={saved_model.get(key, SHAPE_DEFAULTS.get(key))}" for key in SHAPE_KEYS[cfg.model.arch]
+        )
         raise ConfigError(
             f"ckpt_path={ckpt_path!r} cannot be resumed with these settings: {'; '.join(different)}. "
             f"Resume with the checkpoint's sizes: {fix}"
@@ -190,12 +201,18 @@ def check_model(model: DictConfig | dict[str, Any]) -> None:
         raise ConfigError(f"model.arch={arch!r} is not allowed: choose one of {', '.join(ARCHITECTURES)}")
     cfg = OmegaConf.create({"model": dict(model)})
     if arch == "mlp":
-        _number(cfg, "model.hidden", low=1, integer=True)
-    else:
-        for key in ("filters", "blocks", "kernel_size", "dense"):
+        for key in ("hidden", "layers"):
             _number(cfg, f"model.{key}", low=1, integer=True)
         _number(cfg, "model.dropout", low=0, high=1, high_open=True)
-        feature_map_sizes(model["blocks"], model["kernel_size"])
+    else:
+        for key in ("filters", "blocks", "kernel_size", "dense", "convs_per_block"):
+            _number(cfg, f"model.{key}", low=1, integer=True)
+        for key in ("dropout", "block_dropout"):
+            _number(cfg, f"model.{key}", low=0, high=1, high_open=True)
+        for key in ("batch_norm", "global_pool"):
+            if not isinstance(model[key], bool):
+                raise ConfigError(f"model.{key}={model[key]!r} is not allowed: it must be true or false")
+        feature_map_sizes(model["blocks"], model["kernel_size"], convs_per_block=model["convs_per_block"])
 
 
 def check_checkpoint(ckpt_path: str, arch: str | None = None) -> dict[str, Any]:
@@ -244,6 +261,8 @@ def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> None:
 def check_eval_config(cfg: DictConfig, splits: tuple[str, ...]) -> None:
     """The evaluate.py config (conf/eval.yaml): a known split and positive counts; raises ConfigError."""
     _choice(cfg, "split", splits)
+    if not isinstance(cfg.get("tta"), bool):
+        raise ConfigError(f"tta={cfg.get('tta')!r} is not allowed: it must be true or false")
     for key in ("misclassified", "samples", "top_confusions"):
         _number(cfg, key, low=1, integer=True)
 

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets import MNIST
 
 from mnist_lit.acquire import RAW_FILES, ensure_mnist
+from mnist_lit.augment import build_augmentation
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ NUM_CLASSES = 10
 
 
 def normalize(images: Tensor) -> Tensor:
-    """uint8 images (N, 28, 28) -> float (N, 1, 28, 28): (pixel / 255 - MEAN) / STD, in two operations."""
+    """uint8 (or 0-255 float) images (N, 28, 28) -> float (N, 1, 28, 28): (pixel / 255 - MEAN) / STD."""
     return images.unsqueeze(1).float().mul_(1.0 / (255.0 * STD)).sub_(MEAN / STD)
 
 
@@ -77,6 +78,7 @@ class MNISTDataModule(L.LightningDataModule):
         on_device: bool = False,
         mirrors: Sequence[str] | None = None,
         checksums: Mapping[str, str] | None = None,
+        augment: str | None = None,
     ) -> None:
         super().__init__()
         self.data_dir = Path(data_dir)
@@ -89,6 +91,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.on_device = on_device
         self.mirrors = list(mirrors) if mirrors else None
         self.checksums = dict(checksums) if checksums else RAW_FILES
+        self.augment = build_augmentation(augment)  # None: the presentation's protocol, images as they are
         self.source: str | None = None
         self.train_set: ImageTensorDataset | None = None
         self.val_set: ImageTensorDataset | None = None
@@ -146,5 +149,8 @@ class MNISTDataModule(L.LightningDataModule):
         return self.test_dataloader()
 
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
-        """Normalise the uint8 images on the device they were moved to."""
-        return normalize(batch[0]), batch[1]
+        """Normalise the uint8 images on the device they were moved to (augmented first, in training)."""
+        images, labels = batch
+        if self.augment is not None and self.trainer is not None and self.trainer.training:
+            images = self.augment(images)  # per image, on the device, before normalisation
+        return normalize(images), labels

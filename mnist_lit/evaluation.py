@@ -11,11 +11,12 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor
 
+from mnist_lit.augment import shifted_images, tta_views
 from mnist_lit.config import check_checkpoint, check_eval_config
-from mnist_lit.data import normalize
+from mnist_lit.data import NUM_CLASSES, normalize
 from mnist_lit.errors import ConfigError
 from mnist_lit.module import DigitClassifier, load_classifier
 from mnist_lit.report import check_report_dir, read_metrics, write_report
@@ -23,7 +24,8 @@ from mnist_lit.results import Predictions, Run, score
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("test", "val")
+# test_shifted: the official test images, each under a fixed, seeded shift, rotation, scale and stroke change.
+SPLITS = ("test", "val", "test_shifted")
 
 
 def inference_device() -> torch.device:
@@ -40,21 +42,37 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
 
 
 @torch.no_grad()
-def classify(model: DigitClassifier, images: Tensor, precision: str = "32-true") -> Tensor:
-    """Softmax probabilities (N, 10) for uint8 (N, 28, 28) images, normalised as the data module does after transfer."""
+def logits_of(model: DigitClassifier, images: Tensor, precision: str = "32-true", tta: bool = False) -> Tensor:
+    """Float logits (N, 10) on the CPU for uint8 (N, 28, 28) images; with ``tta``, their mean over the TTA views."""
     model.eval()
+    images = images.to(model.device)
+    views = tta_views(images) if tta else [images]
+    total = torch.zeros(len(images), NUM_CLASSES)
     with autocast(precision, model.device):
-        logits = model(normalize(images.to(model.device)))
-    return logits.float().softmax(dim=1).cpu()
+        for view in views:
+            total += model(normalize(view)).float().cpu()
+    return total / len(views)
 
 
-def predict_batches(model: DigitClassifier, batches: Iterable[tuple[Tensor, Tensor]], precision: str) -> Predictions:
-    """Run ``model`` over a dataloader's uint8 (images, labels) batches; keep all three for the report."""
+def classify(model: DigitClassifier, images: Tensor, precision: str = "32-true", tta: bool = False) -> Tensor:
+    """Softmax probabilities (N, 10) for uint8 (N, 28, 28) images, normalised as the data module does after transfer."""
+    return logits_of(model, images, precision, tta).softmax(dim=1)
+
+
+def predict_batches(
+    models: DigitClassifier | list[tuple[DigitClassifier, str]],
+    batches: Iterable[tuple[Tensor, Tensor]],
+    precision: str = "32-true",
+    tta: bool = False,
+) -> Predictions:
+    """Run a model (or an ensemble of (model, precision) pairs, logits averaged) over uint8 (images, labels) batches."""
+    members = models if isinstance(models, list) else [(models, precision)]
     images, labels, probs = [], [], []
     for x, y in batches:
         images.append(x.cpu())
         labels.append(y.cpu())
-        probs.append(classify(model, x, precision))
+        logits = sum(logits_of(model, x, member_precision, tta) for model, member_precision in members)
+        probs.append((logits / len(members)).softmax(dim=1))
     return Predictions(torch.cat(images), torch.cat(labels).long(), torch.cat(probs))
 
 
@@ -113,23 +131,77 @@ def load_data(run: Run) -> L.LightningDataModule:
     return datamodule
 
 
-def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Evaluate ``cfg.ckpt_path`` (or ``cfg.run_dir``'s best checkpoint) on ``cfg.split``; write the report."""
-    check_eval_config(cfg, SPLITS)
-    run = locate_run(cfg.run_dir, cfg.ckpt_path)
-    check_checkpoint(str(run.ckpt_path), run.config.model.arch)
-    report_dir = Path(cfg.report_dir).expanduser().absolute() if cfg.report_dir else run.run_dir / "report"
-    check_report_dir(report_dir, cfg.report_dir or str(report_dir))
-    if (run.run_dir / "metrics.json").is_file():
-        read_metrics(run.run_dir / "metrics.json")
+def split_batches(datamodule: L.LightningDataModule, split: str) -> Iterable[tuple[Tensor, Tensor]]:
+    """The uint8 (images, labels) batches of ``split``; test_shifted transforms the test images, seeded."""
+    if split == "val":
+        return datamodule.val_dataloader()
+    if split == "test":
+        return datamodule.test_dataloader()
+    test = datamodule.test_set
+    shifted = shifted_images(test.images.cpu())
+    size = datamodule.eval_batch_size
+    return [(shifted[i : i + size], test.labels[i : i + size].cpu()) for i in range(0, len(shifted), size)]
 
-    model = load_classifier(str(run.ckpt_path), map_location=inference_device())
+
+def ensemble_runs(ckpt_paths: list[str]) -> list[Run]:
+    """The run of each checkpoint in an ensemble; all must share the data settings the split depends on."""
+    if not isinstance(ckpt_paths, (list, tuple, ListConfig)) or len(ckpt_paths) < 2:
+        raise ConfigError(
+            f"ckpt_paths={ckpt_paths!r} is not allowed: give two or more checkpoints, "
+            "ckpt_paths=[<run>/checkpoints/best.ckpt,<run>/checkpoints/best.ckpt]"
+        )
+    runs = [locate_run(None, str(path)) for path in ckpt_paths]
+    for run in runs:
+        check_checkpoint(str(run.ckpt_path), run.config.model.arch)
+    first = runs[0].config.data
+    for run in runs[1:]:
+        for key in ("val_fraction", "split_seed"):
+            if run.config.data.get(key) != first.get(key):
+                raise ConfigError(
+                    f"ckpt_paths: {run.ckpt_path} was trained with data.{key}={run.config.data.get(key)}, "
+                    f"{runs[0].ckpt_path} with {first.get(key)}: an ensemble needs one validation split"
+                )
+    return runs
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Evaluate ``cfg.ckpt_path`` (or ``cfg.run_dir``'s best checkpoint, or ``cfg.ckpt_paths``) on ``cfg.split``."""
+    check_eval_config(cfg, SPLITS)
+    ckpt_paths = cfg.get("ckpt_paths")
+    if ckpt_paths:
+        if cfg.run_dir or cfg.ckpt_path:
+            raise ConfigError("ckpt_paths is an ensemble of its own: give it without run_dir and ckpt_path")
+        members = ensemble_runs(ckpt_paths)
+        run = Run(members[0].run_dir, members[0].config, members[0].ckpt_path, [m.ckpt_path for m in members])
+        default_report = run.run_dir / "report_ensemble"
+    else:
+        members = [locate_run(cfg.run_dir, cfg.ckpt_path)]
+        run = members[0]
+        check_checkpoint(str(run.ckpt_path), run.config.model.arch)
+        default_report = run.run_dir / "report"
+    report_dir = Path(cfg.report_dir).expanduser().absolute() if cfg.report_dir else default_report
+    check_report_dir(report_dir, cfg.report_dir or str(report_dir))
+    for member in members:
+        if (member.run_dir / "metrics.json").is_file():
+            read_metrics(member.run_dir / "metrics.json")
+
+    models = [
+        (
+            load_classifier(str(member.ckpt_path), map_location=inference_device()),
+            OmegaConf.select(member.config, "trainer.precision", default="32-true"),
+        )
+        for member in members
+    ]
     datamodule = load_data(run)
-    loader = datamodule.val_dataloader() if cfg.split == "val" else datamodule.test_dataloader()
-    precision = OmegaConf.select(run.config, "trainer.precision", default="32-true")
-    predictions = predict_batches(model, loader, precision)
+    predictions = predict_batches(models, split_batches(datamodule, cfg.split), tta=cfg.tta)
     scores = score(predictions.labels, predictions.predicted)
+    what = f"ensemble of {len(members)}" if len(members) > 1 else str(run.ckpt_path)
     log.info(
-        "%s: %s split, %d images, accuracy %.4f", run.ckpt_path, cfg.split, len(predictions.labels), scores.accuracy
+        "%s%s: %s split, %d images, accuracy %.4f",
+        what,
+        " with TTA" if cfg.tta else "",
+        cfg.split,
+        len(predictions.labels),
+        scores.accuracy,
     )
     return write_report(cfg, run, datamodule, predictions, scores, report_dir)

@@ -1,4 +1,4 @@
-"""The two networks of the seed presentation, as plain ``nn.Module``s that output logits."""
+"""The two networks of the presentation, with options for stronger variants, as plain ``nn.Module``s (logits)."""
 
 from __future__ import annotations
 
@@ -16,40 +16,55 @@ IMAGE_SIZE = 28
 
 
 class MLP(nn.Sequential):
-    """784 -> hidden (ReLU) -> 10: the seed's network."""
+    """784 -> hidden (ReLU) [-> hidden (ReLU) ...] -> 10; the defaults give the presentation's network.
 
-    def __init__(self, hidden: int = 128) -> None:
-        super().__init__(
-            nn.Flatten(),
-            nn.Linear(IMAGE_SIZE * IMAGE_SIZE, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, NUM_CLASSES),
-        )
+    ``dropout`` > 0 adds dropout after each hidden layer; with the defaults the layers (and so
+    the parameter names of older checkpoints) are exactly the presentation's.
+    """
+
+    def __init__(self, hidden: int = 128, layers: int = 1, dropout: float = 0.0) -> None:
+        modules: list[nn.Module] = [nn.Flatten()]
+        width = IMAGE_SIZE * IMAGE_SIZE
+        for _ in range(layers):
+            modules += [nn.Linear(width, hidden), nn.ReLU()]
+            if dropout:
+                modules.append(nn.Dropout(dropout))
+            width = hidden
+        super().__init__(*modules, nn.Linear(width, NUM_CLASSES))
 
 
-def feature_map_sizes(blocks: int, kernel_size: int, image_size: int = IMAGE_SIZE) -> list[int]:
-    """Side length after each conv block (valid convolution, then 2x2 max-pooling).
+def feature_map_sizes(
+    blocks: int, kernel_size: int, image_size: int = IMAGE_SIZE, convs_per_block: int = 1
+) -> list[int]:
+    """Side length after each conv block (``convs_per_block`` valid convolutions, then 2x2 max-pooling).
 
     Raises ConfigError naming the combination when a block would get a map smaller than it needs.
     """
     sizes, side = [], image_size
+    needed = convs_per_block * (kernel_size - 1) + 2
     for block in range(1, blocks + 1):
-        if side < kernel_size + 1:
+        if side < needed:
+            convs = f"{convs_per_block} {kernel_size}x{kernel_size} convolution(s)"
             raise ConfigError(
-                f"model.kernel_size={kernel_size} with model.blocks={blocks} cannot work on "
-                f"{image_size}x{image_size} input: conv block {block} receives a {side}x{side} feature map, "
-                f"and a {kernel_size}x{kernel_size} convolution followed by 2x2 pooling needs at least "
-                f"{kernel_size + 1}x{kernel_size + 1}. Use a smaller model.kernel_size or fewer model.blocks."
+                f"model.kernel_size={kernel_size} with model.blocks={blocks} and model.convs_per_block="
+                f"{convs_per_block} cannot work on {image_size}x{image_size} input: conv block {block} receives a "
+                f"{side}x{side} feature map, and {convs} followed by 2x2 pooling need at least {needed}x{needed}. "
+                "Use a smaller model.kernel_size, fewer model.blocks or fewer model.convs_per_block."
             )
-        side = (side - kernel_size + 1) // 2
+        side = (side - convs_per_block * (kernel_size - 1)) // 2
         sizes.append(side)
     return sizes
 
 
 class CNN(nn.Module):
-    """Conv blocks (kxk convolution, ReLU, 2x2 max-pooling), flatten, dense + ReLU, 10 logits.
+    """Conv blocks (kxk convolutions, ReLU, 2x2 max-pooling), flatten, dense + ReLU, 10 logits.
 
-    Block ``i`` has ``filters * 2**i`` filters: the default 32 and 2 blocks give the seed's 32 and 64.
+    Block ``i`` has ``filters * 2**i`` filters: the default 32 and 2 blocks give the presentation's
+    32 and 64. Options for stronger networks, all off by default (then the layers, and so the
+    parameter names of older checkpoints, are exactly the presentation's): ``convs_per_block``
+    convolutions per block, ``batch_norm`` after each convolution (which then has no bias) and
+    after the dense layer, ``block_dropout`` after each block's pooling, and ``global_pool``
+    (average each final feature map to one value instead of flattening the maps).
     """
 
     def __init__(
@@ -60,23 +75,34 @@ class CNN(nn.Module):
         dense: int = 128,
         dropout: float = 0.0,
         memory_format: torch.memory_format = torch.contiguous_format,
+        convs_per_block: int = 1,
+        batch_norm: bool = False,
+        block_dropout: float = 0.0,
+        global_pool: bool = False,
     ) -> None:
         super().__init__()
-        side = feature_map_sizes(blocks, kernel_size)[-1] if blocks else IMAGE_SIZE
+        side = feature_map_sizes(blocks, kernel_size, convs_per_block=convs_per_block)[-1] if blocks else IMAGE_SIZE
         layers: list[nn.Module] = []
         channels = 1
         for block in range(blocks):
             width = filters * 2**block
-            layers += [nn.Conv2d(channels, width, kernel_size), nn.ReLU(), nn.MaxPool2d(2)]
-            channels = width
+            for _ in range(convs_per_block):
+                layers.append(nn.Conv2d(channels, width, kernel_size, bias=not batch_norm))
+                if batch_norm:
+                    layers.append(nn.BatchNorm2d(width))
+                layers.append(nn.ReLU())
+                channels = width
+            layers.append(nn.MaxPool2d(2))
+            if block_dropout:
+                layers.append(nn.Dropout(block_dropout))
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(channels * side * side, dense),
-            nn.ReLU(),
-            nn.Dropout(dropout),
-            nn.Linear(dense, NUM_CLASSES),
-        )
+        head: list[nn.Module] = [nn.AdaptiveAvgPool2d(1), nn.Flatten()] if global_pool else [nn.Flatten()]
+        flat = channels if global_pool else channels * side * side
+        head.append(nn.Linear(flat, dense, bias=not batch_norm))
+        if batch_norm:
+            head.append(nn.BatchNorm1d(dense))
+        head += [nn.ReLU(), nn.Dropout(dropout), nn.Linear(dense, NUM_CLASSES)]
+        self.classifier = nn.Sequential(*head)
         # torch.channels_last lets oneDNN / cuDNN pick faster convolution kernels; the weights are the same.
         self.memory_format = memory_format
         self.to(memory_format=self.memory_format)
@@ -86,8 +112,21 @@ class CNN(nn.Module):
 
 
 ARCHITECTURES: dict[str, tuple[type[nn.Module], tuple[str, ...]]] = {
-    "mlp": (MLP, ("hidden",)),
-    "cnn": (CNN, ("filters", "blocks", "kernel_size", "dense", "dropout")),
+    "mlp": (MLP, ("hidden", "layers", "dropout")),
+    "cnn": (
+        CNN,
+        (
+            "filters",
+            "blocks",
+            "kernel_size",
+            "dense",
+            "dropout",
+            "convs_per_block",
+            "batch_norm",
+            "block_dropout",
+            "global_pool",
+        ),
+    ),
 }
 
 

@@ -21,6 +21,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
+from mnist_lit.augment import build_augmentation
 from mnist_lit.data import NUM_CLASSES
 from mnist_lit.errors import ConfigError
 from mnist_lit.files import new_temp_dir, replace_dir, unwritable_reason
@@ -39,6 +40,7 @@ REPORT_FILES = (
     "learning_curves.png",
     "class_distribution.png",
     "samples.png",
+    "augmented.png",  # only for runs trained with data.augment
 )
 CURVES = ("loss", "acc")
 
@@ -159,7 +161,7 @@ def report_markdown(summary: dict[str, Any], report: dict[str, Any], counts: dic
             f"# Evaluation: {summary['run_name']}",
             "",
             f"- Run: `{summary['run_dir']}`",
-            f"- Checkpoint: `{summary['checkpoint']}` (epoch {summary['epoch']}, step {summary['step']})",
+            *method_lines(summary),
             f"- Split: **{split}**, {summary['images']} images",
             f"- Accuracy: **{summary['accuracy']:.4f}** ({summary['correct']} of {summary['images']} correct, "
             f"{summary['images'] - summary['correct']} errors{check})",
@@ -200,8 +202,32 @@ def report_markdown(summary: dict[str, Any], report: dict[str, Any], counts: dic
             "",
             "![training samples](samples.png)",
             "",
+            *(
+                [f"![training samples, {summary['augment']} augmentation](augmented.png)", ""]
+                if summary["augment"]
+                else []
+            ),
         ]
     )
+
+
+def augmented_samples(images: Tensor, kind: str, seed: int = 0) -> Tensor:
+    """uint8 images under the training augmentation ``kind``, one seeded draw (the global RNG left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_augmentation(kind)(images).round().to(torch.uint8)
+
+
+def method_lines(summary: dict[str, Any]) -> list[str]:
+    """report.md's lines on what was evaluated: one checkpoint or an ensemble, with or without TTA."""
+    if summary["ensemble"]:
+        lines = [f"- Ensemble of {len(summary['ensemble'])} checkpoints, logits averaged:"]
+        lines += [f"  - `{path}`" for path in summary["ensemble"]]
+    else:
+        lines = [f"- Checkpoint: `{summary['checkpoint']}` (epoch {summary['epoch']}, step {summary['step']})"]
+    if summary["tta"]:
+        lines.append("- Test-time augmentation: logits averaged over 9 fixed views of each image")
+    return lines
 
 
 def save_figure(fig: Figure, path: Path) -> None:
@@ -269,7 +295,8 @@ def write_report(
     epoch, step = checkpoint.get("epoch", -1) + 1, checkpoint.get("global_step", 0)
     metrics_file = run.run_dir / "metrics.json"
     metrics_acc = None
-    if cfg.split == "test" and run.ckpt_path.name == "best.ckpt" and metrics_file.is_file():
+    single = not run.ensemble and not cfg.get("tta")
+    if single and cfg.split == "test" and run.ckpt_path.name == "best.ckpt" and metrics_file.is_file():
         metrics_acc = read_metrics(metrics_file).get("test/acc")
     report = scores.as_dict()
     top = scores.top_confusions(cfg.top_confusions)
@@ -277,6 +304,9 @@ def write_report(
         "run_name": OmegaConf.select(run.config, "run_name", default=None) or run.run_dir.name,
         "run_dir": str(run.run_dir),
         "checkpoint": str(run.ckpt_path),
+        "ensemble": [str(path) for path in run.ensemble],  # every checkpoint averaged, if several
+        "tta": bool(cfg.get("tta")),
+        "augment": OmegaConf.select(run.config, "data.augment", default=None),  # the training augmentation
         "epoch": epoch,
         "step": step,
         "split": cfg.split,
@@ -326,15 +356,21 @@ def write_report(
         shown = min(cfg.samples, len(train))
         captions = [str(int(label)) for label in train.labels[:shown]]
         save_figure(image_grid(train.images[:shown].cpu(), captions, 10, "Training images"), tmp / "samples.png")
+        if summary["augment"]:
+            augmented = augmented_samples(train.images[:shown].cpu(), summary["augment"])
+            title = f"The same images under data.augment={summary['augment']} (one draw)"
+            save_figure(image_grid(augmented, captions, 10, title), tmp / "augmented.png")
         (tmp / "report.md").write_text(report_markdown(summary, report, counts))
         replace_dir(tmp, report_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
-    if cfg.tensorboard:
-        log_to_tensorboard(run.run_dir, report_dir, cfg.split, text, step)
-    print(f"\nClassification report ({cfg.split} split, {run.ckpt_path}):\n\n{text}")
+    # An ensemble belongs to no single run's TensorBoard; TTA figures get their own tags.
+    if cfg.tensorboard and not run.ensemble:
+        log_to_tensorboard(run.run_dir, report_dir, f"{cfg.split}_tta" if cfg.get("tta") else cfg.split, text, step)
+    what = f"ensemble of {len(run.ensemble)}" if run.ensemble else str(run.ckpt_path)
+    print(f"\nClassification report ({cfg.split} split, {what}{', TTA' if cfg.get('tta') else ''}):\n\n{text}")
     print(f"Most frequent confusions:\n\n{confusions_text(top)}")
     print(f"Report written to {report_dir}")
     return {**summary, "report_dir": str(report_dir)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ class Run:
     run_dir: Path
     config: DictConfig
     ckpt_path: Path
+    ensemble: list[Path] = field(default_factory=list)  # every checkpoint averaged, when there are several
 
 
 @dataclass
