@@ -16,7 +16,7 @@ from mnist_lit.errors import ConfigError
 from mnist_lit.files import unwritable_reason
 from mnist_lit.models import ARCHITECTURES, feature_map_sizes
 from mnist_lit.perf.checks import check_fast_config, is_fast_module
-from mnist_lit.run_dir import resumed_run
+from mnist_lit.resolvers import PROJECT_ROOT
 
 TRAIN_IMAGES = 60_000  # MNIST's official training images (when the files are not there yet to count)
 # Lightning's precision settings; the short forms are its older names.
@@ -29,18 +29,6 @@ SHAPE_KEYS = {
 }
 # What checkpoints saved before these keys existed were built with.
 SHAPE_DEFAULTS = {"layers": 1, "convs_per_block": 1, "batch_norm": False, "global_pool": False}
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-def resume_dir(ckpt_path: str | None, default: str) -> str:
-    """The run directory of ``<run>/checkpoints/<name>.ckpt``, so that a resumed run continues in place."""
-    run = resumed_run(ckpt_path)
-    return str(run) if run is not None else default
-
-
-OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
-OmegaConf.register_new_resolver("resume_dir", resume_dir, replace=True)
 
 
 def _number(

@@ -12,32 +12,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_lit.errors import ConfigError
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, which containers and SLURM narrow)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def parallel_jobs(n_jobs: int | None) -> int:
-    """How many sweep jobs run at once for a launcher's ``n_jobs`` (None: one at a time; -1: one per core)."""
-    if n_jobs is None:
-        return 1
-    # joblib's rule for negative values: -1 is every core, -2 every core but one, ...
-    return n_jobs if n_jobs > 0 else max(1, usable_cores() + 1 + n_jobs)
-
-
-def threads_per_job(n_jobs: int | None) -> int | None:
-    """Each parallel job's share of the cores; None (torch's default) when jobs run one at a time."""
-    if n_jobs is None:
-        return None
-    return max(1, usable_cores() // parallel_jobs(n_jobs))
-
-
-# ${threads_per_job:${hydra:launcher.n_jobs}} in conf/train.yaml: the joblib launcher has n_jobs,
-# the basic and submitit launchers do not (they give None, so torch keeps its default).
-OmegaConf.register_new_resolver("threads_per_job", threads_per_job, replace=True)
-OmegaConf.register_new_resolver("parallel_jobs", parallel_jobs, replace=True)
+from mnist_lit.resolvers import parallel_jobs, threads_per_job, usable_cores  # noqa: F401  (part of this module's API)
 
 
 def set_threads(threads: int | None) -> None:
@@ -58,13 +33,14 @@ def setup_parallelism(cfg: DictConfig) -> None:
 
 
 def quiet_other_ranks() -> None:
-    """On DDP ranks other than 0 keep only the project's warnings: rank 0 tells the run's story once.
+    """On DDP ranks other than 0 keep only warnings (the project's and Lightning's): rank 0 tells the run's story once.
 
     Lightning gives ranks 1.. their own log file (``train_ddp_process_<rank>.log``, Hydra's job
     name); under SLURM every rank appends to the job's one log, so quieting them matters more there.
     """
     if rank_zero_only.rank > 0:  # from RANK / LOCAL_RANK / SLURM_PROCID, set before the process starts
-        logging.getLogger("mnist_lit").setLevel(logging.WARNING)
+        for name in ("mnist_lit", "lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def check_ddp_launch(cfg: DictConfig, multirun: bool) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import warnings
 
-from omegaconf import OmegaConf
-
 # Warnings that say nothing the user can act on.
 KNOWN_WARNINGS = (
     # The images are in memory, so DataLoader worker processes would only add start-up and IPC cost.
@@ -32,12 +30,3 @@ def quiet_lightning() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     for message in KNOWN_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
-
-
-def job_prefix(mode: object, num: object) -> str:
-    """``"[job 3] "`` for a multirun's job, ``""`` for a single run: tells parallel jobs' lines apart."""
-    return f"[job {num}] " if str(mode).endswith("MULTIRUN") and num is not None else ""
-
-
-# conf/hydra/default.yaml puts ${job_prefix:...} before every terminal line of a job.
-OmegaConf.register_new_resolver("job_prefix", job_prefix, replace=True)

@@ -280,7 +280,7 @@ def test_ddp_on_cpu_trains_one_model_into_one_run_directory(synthetic, tmp_path)
         f"paths.log_dir={tmp_path}",  # no hydra.run.dir: each process would otherwise pick its own timestamp
     )
     output = done.stdout + done.stderr
-    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in output and "cpu x2" in done.stdout.splitlines()[0]
+    assert "GLOBAL_RANK: 0, MEMBER: 1/2" in output and "cpu x2" in done.stdout.splitlines()[0]
     assert "sync_dist=True" not in output  # torchmetrics reduces the epoch metrics across processes
     (run_dir,) = (tmp_path / "runs" / "mlp_h128_s42").iterdir()
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["mlp_h128_s42"]

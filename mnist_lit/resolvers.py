@@ -1,0 +1,57 @@
+"""The project's OmegaConf resolvers, registered on import: the entry points import this before Hydra composes.
+
+Only the standard library and omegaconf here, so that a command refused before it starts loads
+neither torch nor Lightning.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from mnist_lit.run_dir import resumed_run
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def resume_dir(ckpt_path: str | None, default: str) -> str:
+    """The run directory of ``<run>/checkpoints/<name>.ckpt``, so that a resumed run continues in place."""
+    run = resumed_run(ckpt_path)
+    return str(run) if run is not None else default
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and SLURM narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def parallel_jobs(n_jobs: int | None) -> int:
+    """How many sweep jobs run at once for a launcher's ``n_jobs`` (None: one at a time; -1: one per core)."""
+    if n_jobs is None:
+        return 1
+    # joblib's rule for negative values: -1 is every core, -2 every core but one, ...
+    return n_jobs if n_jobs > 0 else max(1, usable_cores() + 1 + n_jobs)
+
+
+def threads_per_job(n_jobs: int | None) -> int | None:
+    """Each parallel job's share of the cores; None (torch's default) when jobs run one at a time."""
+    if n_jobs is None:
+        return None
+    return max(1, usable_cores() // parallel_jobs(n_jobs))
+
+
+def job_prefix(mode: object, num: object) -> str:
+    """``"[job 3] "`` for a multirun's job, ``""`` for a single run: tells parallel jobs' lines apart."""
+    return f"[job {num}] " if str(mode).endswith("MULTIRUN") and num is not None else ""
+
+
+OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
+OmegaConf.register_new_resolver("resume_dir", resume_dir, replace=True)
+# ${threads_per_job:${hydra:launcher.n_jobs}} in conf/train.yaml: the joblib launcher has n_jobs,
+# the basic and submitit launchers do not (they give None, so torch keeps its default).
+OmegaConf.register_new_resolver("threads_per_job", threads_per_job, replace=True)
+OmegaConf.register_new_resolver("parallel_jobs", parallel_jobs, replace=True)
+# conf/hydra/default.yaml puts ${job_prefix:...} before every terminal line of a job.
+OmegaConf.register_new_resolver("job_prefix", job_prefix, replace=True)
