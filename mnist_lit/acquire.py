@@ -35,7 +35,7 @@ from mnist_lit.resources import jobs_begun
 
 log = logging.getLogger(__name__)
 
-# name -> published MD5 of the uncompressed official files (../shared/DATA.md).
+# name -> published MD5 of the uncompressed official files.
 RAW_FILES: dict[str, str] = {
     "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
     "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
