@@ -36,14 +36,18 @@ def resumed_run(ckpt_path: str | None) -> Path | None:
     return path.parent.parent if path.parent.name == "checkpoints" else None
 
 
-def check_run_dir(run_dir: Path, shown: str, ckpt_path: str | None = None) -> None:
-    """``run_dir`` must be writable and hold no other run (it may hold the run that ``ckpt_path`` resumes)."""
-    reason = unwritable_reason(run_dir)
+def refuse_unwritable(key: str, directory: Path, shown: str) -> None:
+    """A ConfigError naming ``key`` when ``directory`` cannot be created or written to."""
+    reason = unwritable_reason(directory)
     if reason:
         raise ConfigError(
-            f"hydra.run.dir={shown} cannot be used: {reason}. Choose a writable place with hydra.run.dir=... "
-            "or paths.log_dir=..."
+            f"{key}={shown} cannot be used: {reason}. Choose a writable place with {key}=... or paths.log_dir=..."
         )
+
+
+def check_run_dir(run_dir: Path, shown: str, ckpt_path: str | None = None) -> None:
+    """``run_dir`` must be writable and hold no other run (it may hold the run that ``ckpt_path`` resumes)."""
+    refuse_unwritable("hydra.run.dir", run_dir, shown)
     if not run_dir.is_dir():
         return
     found = [name for name in RUN_MARKERS if (run_dir / name).exists()]
@@ -56,12 +60,7 @@ def check_run_dir(run_dir: Path, shown: str, ckpt_path: str | None = None) -> No
 
 def check_sweep_dir(sweep_dir: Path, shown: str) -> None:
     """``sweep_dir`` must be writable and hold no earlier sweep."""
-    reason = unwritable_reason(sweep_dir)
-    if reason:
-        raise ConfigError(
-            f"hydra.sweep.dir={shown} cannot be used: {reason}. Choose a writable place with hydra.sweep.dir=... "
-            "or paths.log_dir=..."
-        )
+    refuse_unwritable("hydra.sweep.dir", sweep_dir, shown)
     if not sweep_dir.is_dir():
         return
     found = [name for name in SWEEP_MARKERS if (sweep_dir / name).exists()]
