@@ -170,7 +170,7 @@ def write_run_summary(run_dir: Path, cfg: DictConfig, swept: list[str], metrics:
     writer.add_summary(summary.text("hyperparameters", config_table(values)), step)
     tested = metrics.get("test/acc") is not None  # not tested: diverged or interrupted
     end = plugin_data_pb2.SessionEndInfo(
-        status=api_pb2.STATUS_SUCCESS if tested else api_pb2.STATUS_ABORTED, end_time_secs=time.time()
+        status=api_pb2.STATUS_SUCCESS if tested else api_pb2.STATUS_FAILURE, end_time_secs=time.time()
     )
     writer.add_summary(
         _hparams_summary(metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_end_info=end))

@@ -123,7 +123,8 @@ def train(cfg: DictConfig) -> float | None:
     }
     if stopped_early and trainer.is_global_zero:
         log.info("Stopped early: %s", reason)
-    diverged = not any(math.isfinite(r.get("val/loss", math.nan)) for r in history)
+    validated = [r["val/loss"] for r in history if "val/loss" in r]  # none when a fit ends before validating
+    diverged = bool(validated) and not any(math.isfinite(v) for v in validated)
     if diverged and trainer.is_global_zero:
         log.error("Training diverged (no finite val/loss); not testing. Try a lower optimizer.lr (now %s).",
                   cfg.optimizer.get("lr"))  # fmt: skip
