@@ -1,4 +1,5 @@
-# make train: set up .venv (once), get MNIST, train the default CNN.  make test: the test suite.
+# make train: set up .venv (once), get MNIST, train the default CNN.  make test: the test suite, a worker
+# per core (at most 4; pytest-xdist, one test file per worker at a time).
 # make sweep: the quick 12-job CNN grid, 2 jobs at a time (logs/sweeps/<time>/summary.md).
 PYTHON ?= python3
 VENV := .venv
@@ -22,7 +23,7 @@ sweep: $(STAMP)
 	$(PY) train.py -m hparams_search=cnn_grid_quick hydra/launcher=joblib hydra.launcher.n_jobs=2
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --maxprocesses 4 --dist loadfile
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench

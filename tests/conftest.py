@@ -8,10 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
+# Under pytest-xdist (`make test` runs two workers) each worker and every CLI it starts uses one torch
+# thread: two processes with a thread per core each would wait on each other's OpenMP threads.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ["OMP_NUM_THREADS"] = "1"
 
-from mnist_lit.acquire import file_digest, raw_dir, write_idx
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from mnist_lit.acquire import file_digest, raw_dir, write_idx  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN, N_TEST = 500, 200
