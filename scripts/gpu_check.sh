@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU checks for a machine with one CUDA GPU and no network: the GPU-marked tests, the speed run beside
 # the peer recipe (10 seeds), the benchmark of both training paths, the default MLP and CNN for 2 epochs
-# (the CNN also compiled), and start-up's slowest imports, printing their figures. Skips cleanly without a GPU.
+# (the CNN also compiled), the mlp_best and cnn_best presets (seed 1), and start-up's slowest imports,
+# printing their figures. Skips cleanly without a GPU.
 #
 #   bash scripts/gpu_check.sh [WHEEL_DIR]
 #
@@ -40,11 +41,13 @@ step "default MLP, 2 epochs" $PY train.py trainer=gpu trainer.max_epochs=2 "hydr
 step "default CNN, 2 epochs" $PY train.py model=cnn trainer=gpu trainer.max_epochs=2 "hydra.run.dir=$OUT/cnn"
 step "default CNN, 2 epochs, torch.compile" \
     $PY train.py model=cnn model.compile=true trainer=gpu trainer.max_epochs=2 "hydra.run.dir=$OUT/cnn-compiled"
+step "experiment=mlp_best, seed 1" $PY train.py experiment=mlp_best seed=1 trainer=gpu "hydra.run.dir=$OUT/mlp_best"
+step "experiment=cnn_best, seed 1" $PY train.py experiment=cnn_best seed=1 trainer=gpu "hydra.run.dir=$OUT/cnn_best"
 step "start-up: the slowest imports of train.py" sh -c \
     "$PY -X importtime -c 'import train' 2> '$OUT/importtime.txt'; sort -t'|' -k2 -n -r '$OUT/importtime.txt' | head -15"
 
 echo; echo "== figures"
-for run in mlp cnn cnn-compiled; do
+for run in mlp cnn cnn-compiled mlp_best cnn_best; do
     [ -f "$OUT/$run/metrics.json" ] && $PY - "$OUT/$run/metrics.json" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))
