@@ -36,6 +36,7 @@ import lightning
 import torch
 
 from benchmarks.plain_loop import InterleavedReference
+from mnist_lit.files import write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -196,7 +197,7 @@ def main() -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     result = {"machine": info, "rows": rows, "table": text, "seconds": round(time.perf_counter() - started)}
     result["date"] = time.strftime("%Y-%m-%d")
-    output.write_text(json.dumps(result, indent=2) + "\n")
+    write_text(output, json.dumps(result, indent=2) + "\n")
     print(f"\nwritten to {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output}")
 
 

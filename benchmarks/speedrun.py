@@ -32,6 +32,7 @@ from torchvision.datasets import MNIST
 
 from mnist_lit.config import PROJECT_ROOT
 from mnist_lit.data import normalize
+from mnist_lit.files import write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,7 +141,7 @@ def main() -> None:
         print(f"| {r['side']} | {r['runs']} | {r['mean_seconds']:.3f} | {r['min_seconds']:.3f} | {r['mean_acc']:.4f} "
               f"| {r['min_acc']:.4f} | {r['runs_at_99']} |")  # fmt: skip
     if args.output:
-        args.output.write_text(json.dumps({"device": device_name, "rows": rows}, indent=2) + "\n")
+        write_text(args.output, json.dumps({"device": device_name, "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

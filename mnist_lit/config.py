@@ -58,6 +58,13 @@ def _number(
         raise ConfigError(f"{key}={value!r} is not allowed: it must be {kind} in {lo}, {hi}")
 
 
+def _boolean(cfg: DictConfig, key: str) -> None:
+    """``key`` must be true or false; raises ConfigError naming the key and the value."""
+    value = OmegaConf.select(cfg, key)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r} is not allowed: it must be true or false")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Reject a config that cannot work, before any download or training; raises ConfigError."""
     _number(cfg, "data.val_fraction", low=0, high=1, low_open=True, high_open=True)
@@ -154,15 +161,14 @@ def check_resume(cfg: DictConfig) -> None:
     checkpoint = check_checkpoint(ckpt_path, cfg.model.arch)
     saved = checkpoint["hyper_parameters"]
     saved_model = saved.get("model") or {}
+    shape = {key: saved_model.get(key, SHAPE_DEFAULTS.get(key)) for key in SHAPE_KEYS[cfg.model.arch]}
     different = [
-        f"model.{key}={cfg.model.get(key)!r} but the checkpoint has {saved_model.get(key, SHAPE_DEFAULTS.get(key))!r}"
-        for key in SHAPE_KEYS[cfg.model.arch]
-        if saved_model.get(key, SHAPE_DEFAULTS.get(key)) != cfg.model.get(key)
+        f"model.{key}={cfg.model.get(key)!r} but the checkpoint has {value!r}"
+        for key, value in shape.items()
+        if value != cfg.model.get(key)
     ]
     if different:
-        fix = " ".join(
-            f"model.{key}={saved_model.get(key, SHAPE_DEFAULTS.get(key))}" for key in SHAPE_KEYS[cfg.model.arch]
-        )
+        fix = " ".join(f"model.{key}={value}" for key, value in shape.items())
         raise ConfigError(
             f"ckpt_path={ckpt_path!r} cannot be resumed with these settings: {'; '.join(different)}. "
             f"Resume with the checkpoint's sizes: {fix}"
@@ -198,8 +204,7 @@ def check_model(model: DictConfig | dict[str, Any]) -> None:
         for key in ("dropout", "block_dropout"):
             _number(cfg, f"model.{key}", low=0, high=1, high_open=True)
         for key in ("batch_norm", "global_pool"):
-            if not isinstance(model[key], bool):
-                raise ConfigError(f"model.{key}={model[key]!r} is not allowed: it must be true or false")
+            _boolean(cfg, f"model.{key}")
         feature_map_sizes(model["blocks"], model["kernel_size"], convs_per_block=model["convs_per_block"])
 
 
@@ -249,8 +254,7 @@ def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> None:
 def check_eval_config(cfg: DictConfig, splits: tuple[str, ...]) -> None:
     """The evaluate.py config (conf/eval.yaml): a known split and positive counts; raises ConfigError."""
     _choice(cfg, "split", splits)
-    if not isinstance(cfg.get("tta"), bool):
-        raise ConfigError(f"tta={cfg.get('tta')!r} is not allowed: it must be true or false")
+    _boolean(cfg, "tta")
     for key in ("misclassified", "samples", "top_confusions"):
         _number(cfg, key, low=1, integer=True)
 
@@ -264,5 +268,4 @@ def check_predict_config(cfg: DictConfig, inverts: tuple[str, ...]) -> None:
     _choice(cfg, "invert", inverts)
     _number(cfg, "top_k", low=1, high=10, integer=True)
     _number(cfg, "min_confidence", low=0, high=1)
-    if not isinstance(cfg.get("verbose"), bool):
-        raise ConfigError(f"verbose={cfg.get('verbose')!r} is not allowed: it must be true or false")
+    _boolean(cfg, "verbose")

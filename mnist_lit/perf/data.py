@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from torch import Tensor
 from torch.utils.data import DataLoader
 
 from mnist_lit.data import MNISTDataModule
-
-Batch = tuple[Tensor, Tensor]
+from mnist_lit.module import Batch
 
 
 class FetchingMNISTDataModule(MNISTDataModule):
