@@ -4,7 +4,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mnist_lit.errors import UserError, exit_with
-from mnist_lit.evaluation import evaluate
+from mnist_lit.evaluation.evaluate import evaluate
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")

@@ -36,7 +36,7 @@ import lightning
 import torch
 
 from benchmarks.plain_loop import InterleavedReference
-from mnist_lit.files import write_text
+from mnist_lit.io.atomic import write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -30,9 +30,9 @@ from hydra.utils import instantiate
 from torch import Tensor, nn
 from torchvision.datasets import MNIST
 
-from mnist_lit.config import PROJECT_ROOT
-from mnist_lit.data import normalize
-from mnist_lit.files import write_text
+from mnist_lit.config.checks import PROJECT_ROOT
+from mnist_lit.data.datamodule import normalize
+from mnist_lit.io.atomic import write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -20,12 +20,12 @@ from omegaconf import DictConfig, ListConfig
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from mnist_lit.config import check_checkpoint, check_predict_config
-from mnist_lit.data import NUM_CLASSES
+from mnist_lit.config.checks import check_checkpoint, check_predict_config
+from mnist_lit.data.datamodule import NUM_CLASSES
 from mnist_lit.errors import ConfigError, UserError, exit_with
-from mnist_lit.evaluation import classify, inference_device
-from mnist_lit.files import atomic_file, unwritable_reason
-from mnist_lit.module import load_classifier
+from mnist_lit.evaluation.evaluate import classify, inference_device
+from mnist_lit.io.atomic import atomic_file, unwritable_reason
+from mnist_lit.lit_module import load_classifier
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 INVERT = ("auto", "always", "never")

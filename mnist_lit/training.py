@@ -18,16 +18,16 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_lit.callbacks import EpochSummary
-from mnist_lit.config import check_config, command_config
-from mnist_lit.dashboard import swept_keys, write_curves_layout, write_run_summary
-from mnist_lit.evaluation import evaluate
-from mnist_lit.files import write_text
+from mnist_lit.config.checks import check_config, command_config
+from mnist_lit.display.progress import EpochSummary
+from mnist_lit.display.tensorboard import swept_keys, write_curves_layout, write_run_summary
+from mnist_lit.display.terminal import quiet_lightning
+from mnist_lit.evaluation.evaluate import evaluate
+from mnist_lit.io.atomic import write_text
 from mnist_lit.models import count_parameters, flops_per_image
-from mnist_lit.parallel import setup_parallelism
-from mnist_lit.resources import begin_job, peak_rss_mb
-from mnist_lit.runtime import configure_process
-from mnist_lit.terminal import quiet_lightning
+from mnist_lit.process.memory import configure_process
+from mnist_lit.process.parallel import setup_parallelism
+from mnist_lit.process.resources import begin_job, peak_rss_mb
 
 log = logging.getLogger(__name__)
 

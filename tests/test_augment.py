@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnist_lit.augment import AUGMENTATIONS, TTA_TRANSFORMS, build_augmentation, shifted_images, tta_views
-from mnist_lit.data import MEAN, STD, MNISTDataModule
+from mnist_lit.data.augment import AUGMENTATIONS, TTA_TRANSFORMS, build_augmentation, shifted_images, tta_views
+from mnist_lit.data.datamodule import MEAN, STD, MNISTDataModule
 from mnist_lit.errors import ConfigError
 from tests.conftest import run_cli, synthetic_overrides
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mnist_lit.data import MEAN, STD, MNISTDataModule, normalize, split_indices
+from mnist_lit.data.datamodule import MEAN, STD, MNISTDataModule, normalize, split_indices
 from tests.conftest import N_TEST, N_TRAIN
 
 

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mnist_lit.config import command_config
+from mnist_lit.config.checks import command_config
 from mnist_lit.errors import ConfigError
-from mnist_lit.evaluation import evaluate
+from mnist_lit.evaluation.evaluate import evaluate
 from tests.conftest import N_TEST, N_TRAIN, run_cli, synthetic_overrides
 
 REPORT_FILES = (

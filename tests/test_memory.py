@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="gl
 # for it.
 SCRIPT = """
 import resource, sys, torch
-from mnist_lit.runtime import keep_freed_memory
+from mnist_lit.process.memory import keep_freed_memory
 applied = keep_freed_memory(sys.argv[1] == "true")
 def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -54,7 +54,7 @@ def test_freed_memory_is_reused_instead_of_faulted_in_again():
 
 def test_a_value_that_is_not_a_boolean_is_refused():
     from mnist_lit.errors import ConfigError
-    from mnist_lit.runtime import keep_freed_memory
+    from mnist_lit.process.memory import keep_freed_memory
 
     with pytest.raises(ConfigError, match="keep_freed_memory='yes' is not allowed: it must be true or false"):
         keep_freed_memory("yes")

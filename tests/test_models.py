@@ -6,10 +6,10 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from mnist_lit.config import check_config
+from mnist_lit.config.checks import check_config
 from mnist_lit.errors import ConfigError
+from mnist_lit.lit_module import DigitClassifier
 from mnist_lit.models import CNN, MLP, build_network, count_parameters, feature_map_sizes
-from mnist_lit.module import DigitClassifier
 from tests.conftest import ROOT
 
 

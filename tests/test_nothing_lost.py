@@ -21,15 +21,15 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from mnist_lit import files
-from mnist_lit.acquire import ensure_mnist, raw_dir
-from mnist_lit.checkpoint_io import AtomicCheckpointIO
-from mnist_lit.config import PROJECT_ROOT, check_config, command_config
+from mnist_lit.config.checks import PROJECT_ROOT, check_config, command_config
+from mnist_lit.data.acquire import ensure_mnist, raw_dir
 from mnist_lit.errors import ConfigError, OutputError
-from mnist_lit.evaluation import evaluate
+from mnist_lit.evaluation.evaluate import evaluate
+from mnist_lit.evaluation.report import check_report_dir
+from mnist_lit.io.checkpoint_io import AtomicCheckpointIO
+from mnist_lit.io.run_dir import check_sweep_dir
 from mnist_lit.predict import predict_images
-from mnist_lit.report import check_report_dir
-from mnist_lit.run_dir import check_sweep_dir
-from mnist_lit.sweep_summary import read_sweep
+from mnist_lit.sweeps.summary import read_sweep
 from tests.conftest import ROOT, run_cli, synthetic_overrides, write_synthetic_mnist
 from tests.test_sweep_summary import figures, make_job
 

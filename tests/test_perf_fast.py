@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from mnist_lit.config import check_config
+from mnist_lit.config.checks import check_config
 from mnist_lit.errors import ConfigError
 from tests.conftest import run_cli, synthetic_overrides
 from tests.test_models import compose_train

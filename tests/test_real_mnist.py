@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from mnist_lit.acquire import RAW_FILES, raw_dir
-from mnist_lit.config import PROJECT_ROOT
+from mnist_lit.config.checks import PROJECT_ROOT
+from mnist_lit.data.acquire import RAW_FILES, raw_dir
 from tests.conftest import run_cli
 
 

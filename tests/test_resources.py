@@ -13,7 +13,7 @@ from tests.conftest import ROOT
 TWO_JOBS = """
 import json
 import numpy as np
-from mnist_lit.resources import begin_job, peak_rss_mb
+from mnist_lit.process.resources import begin_job, peak_rss_mb
 begin_job()
 big = np.ones(40_000_000)  # 305 MiB touched by the first job
 del big

@@ -134,7 +134,7 @@ def test_checkpoint_with_code_is_refused_and_does_not_run(synthetic, tmp_path):
     assert "Traceback" not in done.stderr
     assert not marker.exists()
 
-    from mnist_lit.module import load_classifier
+    from mnist_lit.lit_module import load_classifier
 
     with pytest.raises(Exception, match="(?i)weights.only|unsupported global"):
         load_classifier(str(evil))

@@ -12,9 +12,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_lit.config import PROJECT_ROOT
+from mnist_lit.config.checks import PROJECT_ROOT
 from mnist_lit.errors import ConfigError
-from mnist_lit.parallel import check_ddp_launch, parallel_jobs, set_threads, threads_per_job, usable_cores
+from mnist_lit.process.parallel import check_ddp_launch, parallel_jobs, set_threads, threads_per_job, usable_cores
 
 CONF = PROJECT_ROOT / "conf"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mnist_lit.sweep_summary import main, read_sweep, write_summary
+from mnist_lit.sweeps.summary import main, read_sweep, write_summary
 
 
 def make_job(

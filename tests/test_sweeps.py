@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mnist_lit.parallel import usable_cores
+from mnist_lit.process.parallel import usable_cores
 from tests.conftest import run_cli, synthetic_overrides
 
 TINY = ["trainer.max_epochs=1", "trainer.limit_train_batches=1.0"]

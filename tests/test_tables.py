@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tensorboard.plugin_util import markdown_to_safe_html
 
-from mnist_lit.tables import escape_markdown, markdown_table
+from mnist_lit.display.tables import escape_markdown, markdown_table
 
 
 def test_escaped_keys_render_literally_in_tensorboard():

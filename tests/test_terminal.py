@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from mnist_lit.callbacks import EpochProgressBar
+from mnist_lit.display.progress import EpochProgressBar
 from tests.conftest import ROOT, run_cli, synthetic_overrides
 
 NOTICES = ("Tip:", "litlogger", "was configured so", "GPU available", "LeafSpec", "Seed set", "Restoring states",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch.utils.data import DataLoader
 
-from mnist_lit.data import MNISTDataModule
-from mnist_lit.module import Batch
+from mnist_lit.data.datamodule import MNISTDataModule
+from mnist_lit.lit_module import Batch
 
 
 class FetchingMNISTDataModule(MNISTDataModule):

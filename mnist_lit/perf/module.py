@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import Tensor
 
-from mnist_lit.module import Batch, DigitClassifier
+from mnist_lit.lit_module import Batch, DigitClassifier
 
 
 class FastDigitClassifier(DigitClassifier):

@@ -11,9 +11,15 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from mnist_lit.run_dir import resumed_run
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+def resumed_run(ckpt_path: str | None) -> Path | None:
+    """The run directory of ``<run>/checkpoints/<name>.ckpt``, or None."""
+    if not ckpt_path:
+        return None
+    path = Path(ckpt_path).expanduser().resolve()
+    return path.parent.parent if path.parent.name == "checkpoints" else None
 
 
 def resume_dir(ckpt_path: str | None, default: str) -> str:

@@ -11,8 +11,8 @@ from hydra.types import RunMode
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_lit.config.resolvers import parallel_jobs, threads_per_job, usable_cores  # noqa: F401  (part of this module's API)
 from mnist_lit.errors import ConfigError
-from mnist_lit.resolvers import parallel_jobs, threads_per_job, usable_cores  # noqa: F401  (part of this module's API)
 
 
 def set_threads(threads: int | None) -> None:

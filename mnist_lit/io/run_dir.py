@@ -14,8 +14,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from mnist_lit.config.resolvers import resumed_run
 from mnist_lit.errors import ConfigError, exit_with
-from mnist_lit.files import unwritable_reason
+from mnist_lit.io.atomic import unwritable_reason
 
 try:
     import fcntl
@@ -26,14 +27,6 @@ except ImportError:  # Windows: no advisory locks on folders; the occupancy chec
 RUN_MARKERS = (".hydra", "checkpoints", "metrics.json")
 # What a multirun leaves in its sweep directory.
 SWEEP_MARKERS = ("multirun.yaml", "summary.md", "summary.csv")
-
-
-def resumed_run(ckpt_path: str | None) -> Path | None:
-    """The run directory of ``<run>/checkpoints/<name>.ckpt``, or None."""
-    if not ckpt_path:
-        return None
-    path = Path(ckpt_path).expanduser().resolve()
-    return path.parent.parent if path.parent.name == "checkpoints" else None
 
 
 def refuse_unwritable(key: str, directory: Path, shown: str) -> None:
@@ -106,7 +99,9 @@ class RunDirectoryGuard(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if os.environ.get("LOCAL_RANK", "0") != "0":
             return  # a DDP process that Lightning started inside the run that rank 0 has claimed
-        from mnist_lit.config import check_config  # imported here: it loads torch, which sweeps need not wait for
+        from mnist_lit.config.checks import (
+            check_config,  # imported here: it loads torch, which sweeps need not wait for
+        )
 
         shown = str(config.hydra.run.dir)
         run_dir = Path(shown).expanduser().absolute()

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from mnist_lit.data import NUM_CLASSES
+from mnist_lit.data.datamodule import NUM_CLASSES
 from mnist_lit.errors import ConfigError
 
 IMAGE_SIZE = 28

@@ -21,7 +21,7 @@ from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from torch.utils.tensorboard import summary
 from torch.utils.tensorboard.writer import FileWriter
 
-from mnist_lit.tables import escape_markdown, markdown_table
+from mnist_lit.display.tables import escape_markdown, markdown_table
 
 # metrics.json keys shown as HParams metrics (tag hp/<key with _ for />), in this order
 HP_METRICS = ("val/acc", "test/acc", "val/loss", "test/loss", "best_epoch", "epochs", "fit_seconds")

@@ -13,8 +13,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from mnist_lit.files import write_text
-from mnist_lit.sweep_summary import ERROR_FILE, Job, describe, swept_keys, write_summary
+from mnist_lit.io.atomic import write_text
+from mnist_lit.sweeps.summary import ERROR_FILE, Job, describe, swept_keys, write_summary
 
 log = logging.getLogger(__name__)
 

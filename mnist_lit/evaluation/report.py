@@ -21,12 +21,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
-from mnist_lit.augment import build_augmentation
-from mnist_lit.data import NUM_CLASSES
+from mnist_lit.data.augment import build_augmentation
+from mnist_lit.data.datamodule import NUM_CLASSES
+from mnist_lit.display.tables import markdown_table
 from mnist_lit.errors import ConfigError
-from mnist_lit.files import new_temp_dir, replace_dir, unwritable_reason
-from mnist_lit.results import Predictions, Run, Scores
-from mnist_lit.tables import markdown_table
+from mnist_lit.evaluation.results import Predictions, Run, Scores
+from mnist_lit.io.atomic import new_temp_dir, replace_dir, unwritable_reason
 
 DIGITS = list(range(NUM_CLASSES))
 # Every file a report holds; a folder with these and nothing else is an earlier report.

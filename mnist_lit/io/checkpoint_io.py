@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins import TorchCheckpointIO
 
-from mnist_lit.files import atomic_file
+from mnist_lit.io.atomic import atomic_file
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -14,13 +14,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor
 
-from mnist_lit.augment import shifted_images, tta_views
-from mnist_lit.config import check_checkpoint, check_eval_config
-from mnist_lit.data import NUM_CLASSES, normalize
+from mnist_lit.config.checks import check_checkpoint, check_eval_config
+from mnist_lit.data.augment import shifted_images, tta_views
+from mnist_lit.data.datamodule import NUM_CLASSES, normalize
 from mnist_lit.errors import ConfigError
-from mnist_lit.module import DigitClassifier, load_classifier
-from mnist_lit.report import check_report_dir, read_metrics, write_report
-from mnist_lit.results import Predictions, Run, score
+from mnist_lit.evaluation.report import check_report_dir, read_metrics, write_report
+from mnist_lit.evaluation.results import Predictions, Run, score
+from mnist_lit.lit_module import DigitClassifier, load_classifier
 
 log = logging.getLogger(__name__)
 

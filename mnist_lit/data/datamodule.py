@@ -17,8 +17,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets import MNIST
 
-from mnist_lit.acquire import RAW_FILES, ensure_mnist
-from mnist_lit.augment import build_augmentation
+from mnist_lit.data.acquire import RAW_FILES, ensure_mnist
+from mnist_lit.data.augment import build_augmentation
 
 log = logging.getLogger(__name__)
 

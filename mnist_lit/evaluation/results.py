@@ -16,7 +16,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from mnist_lit.data import NUM_CLASSES
+from mnist_lit.data.datamodule import NUM_CLASSES
 
 AVERAGES = ("macro", "weighted")
 

@@ -15,7 +15,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from tqdm import tqdm
 
-from mnist_lit.resources import job_seconds
+from mnist_lit.process.resources import job_seconds
 
 log = logging.getLogger(__name__)
 

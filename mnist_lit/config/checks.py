@@ -10,13 +10,13 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_lit.acquire import RAW_FILES, data_dir_error, idx_count, raw_dir
-from mnist_lit.augment import AUGMENTATIONS
+from mnist_lit.config.resolvers import PROJECT_ROOT
+from mnist_lit.data.acquire import RAW_FILES, data_dir_error, idx_count, raw_dir
+from mnist_lit.data.augment import AUGMENTATIONS
 from mnist_lit.errors import ConfigError
-from mnist_lit.files import unwritable_reason
+from mnist_lit.io.atomic import unwritable_reason
 from mnist_lit.models import ARCHITECTURES, feature_map_sizes
 from mnist_lit.perf.checks import check_fast_config, is_fast_module
-from mnist_lit.resolvers import PROJECT_ROOT
 
 TRAIN_IMAGES = 60_000  # MNIST's official training images (when the files are not there yet to count)
 # Lightning's precision settings; the short forms are its older names.

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from mnist_lit.data import NUM_CLASSES
+from mnist_lit.data.datamodule import NUM_CLASSES
 from mnist_lit.models import build_network
 
 STAGES = ("train", "val", "test")

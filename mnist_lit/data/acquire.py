@@ -30,8 +30,8 @@ import numpy as np
 from filelock import FileLock
 
 from mnist_lit.errors import ConfigError, UserError
-from mnist_lit.files import atomic_file, unwritable_reason
-from mnist_lit.resources import jobs_begun
+from mnist_lit.io.atomic import atomic_file, unwritable_reason
+from mnist_lit.process.resources import jobs_begun
 
 log = logging.getLogger(__name__)
 

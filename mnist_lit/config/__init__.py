@@ -1,0 +1,1 @@
+"""The config: resolvers registered before Hydra composes, and the checks of a composed config."""

@@ -1,0 +1,1 @@
+"""The data: data sets and their files, the LightningDataModule, and batch augmentation."""

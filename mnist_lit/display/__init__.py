@@ -1,0 +1,1 @@
+"""What a run shows: the progress bar and epoch lines, the terminal, TensorBoard's tabs, Markdown tables."""

@@ -1,0 +1,1 @@
+"""Evaluation: a checkpoint's predictions on a split, their scores and the report."""

@@ -1,0 +1,1 @@
+"""Files and folders: atomic writes, atomic checkpoints, and the run directory's guard."""

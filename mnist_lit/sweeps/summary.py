@@ -1,0 +1,306 @@
+"""A sweep's jobs side by side, best first: ``python -m mnist_lit.sweep_summary <sweep dir>``.
+
+Reads each job directory of a Hydra multirun (``.hydra/overrides.yaml``, ``metrics.json``, and
+``error.txt`` for a job that raised) and writes ``summary.csv``, ``summary.md`` and
+``accuracy_vs_parameters.png`` into the sweep directory. Jobs are ranked by validation accuracy:
+the test set is reported, never used to choose.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import yaml
+
+from mnist_lit.display.tables import markdown_table
+from mnist_lit.errors import EXIT_STATUS, ConfigError, UserError, report
+from mnist_lit.io.atomic import atomic_file, unwritable_reason, write_text
+
+SUMMARY_FILES = ("summary.csv", "summary.md", "accuracy_vs_parameters.png")
+ERROR_FILE = "error.txt"
+# (column, metrics.json key, format) for each job's figures
+FIGURES = (
+    ("val/acc", "val/acc", ".4f"),
+    ("test/acc", "test/acc", ".4f"),
+    ("epochs", "epochs", "d"),
+    ("parameters", "parameters", ","),
+    ("fit_seconds", "fit_seconds", ".1f"),
+    ("threads", "threads", "d"),
+)
+
+
+@dataclass
+class Job:
+    """One job directory of a sweep and what it left behind."""
+
+    num: int
+    path: Path
+    overrides: dict[str, str]
+    error: str | None = None
+    status: str = "ok"
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def val_acc(self) -> float:
+        value = self.figures.get("val/acc")
+        return value if isinstance(value, (int, float)) and math.isfinite(value) else -math.inf
+
+
+def parse_overrides(lines: list[str]) -> dict[str, str]:
+    """``["model=cnn", "model.dense=64"]`` -> ``{"model": "cnn", "model.dense": "64"}`` (+/++/~ prefixes dropped)."""
+    parsed: dict[str, str] = {}
+    for line in lines:
+        key, _, value = str(line).partition("=")
+        parsed[key.lstrip("+~")] = value
+    return parsed
+
+
+def job_number(job_dir: Path) -> int:
+    """``hydra.job.num`` from the job's saved Hydra config (the directory name's prefix if that is missing)."""
+    try:
+        return int(yaml.safe_load((job_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["num"])
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+        prefix = job_dir.name.split("_", 1)[0]
+        return int(prefix) if prefix.isdigit() else -1
+
+
+def first_error_line(text: str) -> str:
+    """The exception's own line (``ConfigError: ...``) from error.txt's text."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else "failed (error.txt is empty)"
+
+
+def read_job(job_dir: Path, finished: bool) -> Job:
+    """The job in ``job_dir``; without metrics.json it failed (or, while the sweep runs, is running).
+
+    A job whose files cannot be read is listed as failed, with the reason, rather than ending the summary.
+    """
+    try:
+        lines = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
+        overrides = parse_overrides(lines if isinstance(lines, list) else [])
+        unreadable = None if isinstance(lines, list) else "overrides.yaml holds no list of overrides"
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        overrides, unreadable = {}, f"overrides.yaml cannot be read ({type(e).__name__})"
+    job = Job(num=job_number(job_dir), path=job_dir, overrides=overrides)
+    metrics_path = job_dir / "metrics.json"
+    error_path = job_dir / ERROR_FILE
+    metrics = None
+    if metrics_path.is_file():
+        try:
+            metrics = json.loads(metrics_path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            unreadable = f"metrics.json cannot be read ({type(e).__name__}: {str(e)[:100]})"
+        if not isinstance(metrics, dict) and unreadable is None:
+            unreadable = "metrics.json holds no JSON object"
+    if unreadable:
+        job.status, job.error = "failed", unreadable
+    elif metrics is not None:
+        job.figures = {column: metrics.get(key) for column, key, _ in FIGURES}
+    elif error_path.is_file():
+        job.status, job.error = "failed", first_error_line(error_path.read_text())
+    elif finished:
+        logs = sorted(p.name for p in job_dir.glob("*.log"))
+        seen = f"; see {logs[0]}" if logs else ""
+        job.status = "failed"
+        job.error = f"no metrics.json: the job stopped without a Python error (killed?) or is still running{seen}"
+    else:
+        job.status = "running"
+    return job
+
+
+def read_sweep(sweep_dir: Path, finished: bool = True) -> list[Job]:
+    """Every job of the sweep, best first: finished jobs by validation accuracy, then the others by number."""
+    job_dirs = sorted(p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml"))
+    jobs = [read_job(d, finished) for d in job_dirs if d != sweep_dir]
+    done = [j for j in jobs if j.status == "ok"]
+    # Ties go to the smaller network, then to the higher test accuracy.
+    done.sort(key=lambda j: (-j.val_acc, j.figures.get("parameters") or 0, -(j.figures.get("test/acc") or 0)))
+    rest = sorted((j for j in jobs if j.status != "ok"), key=lambda j: j.num)
+    return done + rest
+
+
+def swept_keys(jobs: list[Job]) -> tuple[list[str], dict[str, str]]:
+    """(override keys whose values differ between jobs, the overrides every job shares)."""
+    keys: list[str] = []
+    for job in jobs:
+        keys.extend(k for k in job.overrides if k not in keys)
+    varying = [k for k in keys if len({j.overrides.get(k) for j in jobs}) > 1]
+    common = {k: jobs[0].overrides[k] for k in keys if k not in varying and k in jobs[0].overrides}
+    return (varying or keys), common
+
+
+def describe(job: Job, keys: list[str]) -> str:
+    """``model.filters=32 model.dense=64`` for the keys that tell the jobs apart."""
+    return " ".join(f"{k}={job.overrides[k]}" for k in keys if k in job.overrides)
+
+
+def table(jobs: list[Job], keys: list[str], raw: bool = False) -> tuple[list[str], list[list[str]]]:
+    """The summary's header and rows, one row per job; ``raw`` keeps numbers unrounded (for the CSV)."""
+    header = ["rank", "job", "status", *keys, *(column for column, _, _ in FIGURES), "directory", "error"]
+    rows = []
+    for rank, job in enumerate(jobs, start=1):
+        figures = []
+        for column, _, fmt in FIGURES:
+            value = job.figures.get(column)
+            figures.append("" if value is None else str(value) if raw else number(value, fmt))
+        rows.append(
+            [
+                str(rank) if job.status == "ok" else "",
+                str(job.num),
+                job.status,
+                *(job.overrides.get(k, "") for k in keys),
+                *figures,
+                job.path.name,
+                job.error or "",
+            ]
+        )
+    return header, rows
+
+
+def number(value: Any, spec: str) -> str:
+    """``value`` formatted with ``spec``, or "n/a" where the job did not record it."""
+    return format(value, spec) if isinstance(value, (int, float)) else "n/a"
+
+
+def ratio(a: Any, b: Any) -> str:
+    """``a / b`` as ``1.23x``, or "n/a"."""
+    return f"{a / b:.2f}x" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else "n/a"
+
+
+def difference(a: Any, b: Any) -> str:
+    """``a - b`` as ``+0.0123``, or "n/a"."""
+    return f"{a - b:+.4f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) else "n/a"
+
+
+def verdict(jobs: list[Job], keys: list[str]) -> str:
+    """Which combination won, by how much over the runner-up, and at what cost."""
+    done = [j for j in jobs if j.status == "ok"]
+    if not done:
+        return "No job finished, so there is no best combination."
+    best, b = done[0], done[0].figures
+    line = (
+        f"Best: job {best.num} ({describe(best, keys) or 'the only job'}): val/acc {number(b['val/acc'], '.4f')}, "
+        f"test/acc {number(b['test/acc'], '.4f')}, {number(b['parameters'], ',')} parameters, "
+        f"{number(b['fit_seconds'], '.1f')} s of fitting."
+    )
+    if len(done) > 1:
+        second, s = done[1], done[1].figures
+        line += (
+            f" Ahead of the runner-up, job {second.num} ({describe(second, keys)}),"
+            f" by {difference(b['val/acc'], s['val/acc'])} val/acc"
+            f" ({difference(b['test/acc'], s['test/acc'])} test/acc),"
+            f" with {ratio(b['parameters'], s['parameters'])} its parameters"
+            f" and {ratio(b['fit_seconds'], s['fit_seconds'])} its fit time."
+        )
+    return line
+
+
+def markdown(sweep_dir: Path, jobs: list[Job]) -> str:
+    """summary.md: counts, the verdict, the shared overrides and the table."""
+    keys, common = swept_keys(jobs)
+    header, rows = table(jobs, keys)
+    counts = {s: sum(j.status == s for j in jobs) for s in ("ok", "failed", "running")}
+    parts = [
+        f"# Sweep summary: {sweep_dir}",
+        "",
+        f"{len(jobs)} jobs: {counts['ok']} finished, {counts['failed']} failed"
+        + (f", {counts['running']} running" if counts["running"] else "")
+        + ". Ranked by the best epoch's validation accuracy; test accuracy is shown, never used to choose.",
+        "",
+        verdict(jobs, keys),
+    ]
+    optuna = sweep_dir / "optimization_results.yaml"
+    if optuna.is_file():
+        result = yaml.safe_load(optuna.read_text()) or {}
+        if "best_value" in result:
+            parts += ["", f"Optuna's best trial: {result['best_value']:.4f} with {result.get('best_params')}."]
+    if common:
+        parts += ["", "Every job: " + " ".join(f"`{k}={v}`" for k, v in common.items())]
+    parts += ["", markdown_table(header, rows)]
+    return "\n".join(parts)
+
+
+def csv_text(jobs: list[Job]) -> str:
+    """summary.csv: the table's columns, numbers unrounded, plus every job's full list of overrides."""
+    keys, _ = swept_keys(jobs)
+    header, rows = table(jobs, keys, raw=True)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([*header, "overrides"])
+    for job, row in zip(jobs, rows, strict=True):
+        writer.writerow([*row, " ".join(f"{k}={v}" for k, v in job.overrides.items())])
+    return buffer.getvalue()
+
+
+def plot(jobs: list[Job], path: Path | BinaryIO) -> None:
+    """Validation and test accuracy against parameter count, one point per finished job, labelled by job number."""
+    from matplotlib.figure import Figure  # imported here: only the plot needs it, and it is slow to import
+
+    done = [j for j in jobs if j.status == "ok" and j.figures.get("parameters")]
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = figure.add_subplot()
+    for column, marker in (("val/acc", "o"), ("test/acc", "x")):
+        points = [(j.figures["parameters"], j.figures[column]) for j in done if j.figures.get(column) is not None]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.scatter(xs, ys, marker=marker, label=column)
+    for job in done:
+        if job.figures.get("val/acc") is not None:
+            point = (job.figures["parameters"], job.figures["val/acc"])
+            ax.annotate(str(job.num), point, fontsize=8, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters (log scale)")
+    ax.set_ylabel("accuracy")
+    missing = sum(j.status != "ok" for j in jobs)
+    shown = f"{len(done)} jobs" + (f"; {missing} failed or running, not shown" if missing else "")
+    ax.set_title(f"Accuracy against parameter count ({shown})")
+    ax.grid(True, alpha=0.3)
+    if done:
+        ax.legend(title="points labelled by job number", fontsize=8, title_fontsize=8)
+    figure.savefig(path, dpi=120, format="png")
+
+
+def write_summary(sweep_dir: Path, finished: bool = True) -> list[Job]:
+    """Write summary.csv, summary.md and the plot into ``sweep_dir``; returns the jobs, best first."""
+    jobs = read_sweep(sweep_dir, finished)
+    md = markdown(sweep_dir, jobs)
+    write_text(sweep_dir / "summary.csv", csv_text(jobs))
+    write_text(sweep_dir / "summary.md", md)
+    with atomic_file(sweep_dir / "accuracy_vs_parameters.png", "wb") as f:
+        plot(jobs, f)
+    return jobs
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: summarise a sweep directory and print the Markdown table."""
+    parser = argparse.ArgumentParser(prog="python -m mnist_lit.sweep_summary", description=__doc__.splitlines()[0])
+    parser.add_argument("sweep_dir", type=Path, help="a Hydra multirun directory, e.g. logs/sweeps/<time>")
+    args = parser.parse_args(argv)
+    sweep_dir: Path = args.sweep_dir
+    try:
+        if not sweep_dir.is_dir():
+            raise ConfigError(
+                f"sweep_dir={str(sweep_dir)!r} is not a directory: give a sweep's directory, e.g. logs/sweeps/<time>"
+            )
+        if not any(sweep_dir.glob("**/.hydra/overrides.yaml")):
+            raise ConfigError(
+                f"sweep_dir={str(sweep_dir)!r} holds no job directory (none has .hydra/overrides.yaml): "
+                "give one a multirun wrote"
+            )
+        reason = unwritable_reason(sweep_dir)
+        if reason:
+            raise ConfigError(f"sweep_dir={str(sweep_dir)!r} cannot take the summary: {reason}")
+        write_summary(sweep_dir)
+    except UserError as e:
+        report(e)
+        return EXIT_STATUS
+    print((sweep_dir / "summary.md").read_text(), end="")
+    print(f"\nWritten: {', '.join(str(sweep_dir / name) for name in SUMMARY_FILES)}")
+    return 0
