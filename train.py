@@ -5,7 +5,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from mnist_lit.config import resolvers  # noqa: F401  the config's resolvers, before Hydra composes it
+from mnist_lit.config import resolvers, store  # noqa: F401  resolvers and networks, before Hydra composes
 from mnist_lit.errors import UserError, exit_with
 
 

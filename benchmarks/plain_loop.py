@@ -33,7 +33,7 @@ from torch import Tensor
 
 from mnist_lit.config.checks import PROJECT_ROOT
 from mnist_lit.data.datamodule import ImageTensorDataset, MNISTDataModule, normalize
-from mnist_lit.models import build_network
+from mnist_lit.models.base import build_network
 from mnist_lit.process.resources import peak_rss_mb, process_age
 
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"

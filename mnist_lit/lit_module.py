@@ -1,4 +1,4 @@
-"""The LightningModule: any network from ``models``, cross-entropy on logits, torchmetrics per epoch."""
+"""The LightningModule: any network of ``mnist_lit.models``, cross-entropy on logits, torchmetrics per epoch."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from mnist_lit.data.datamodule import NUM_CLASSES
-from mnist_lit.models import build_network
+from mnist_lit.models.base import build_network, network_config
 
 STAGES = ("train", "val", "test")
 Batch = tuple[Tensor, Tensor]
@@ -23,16 +22,16 @@ Batch = tuple[Tensor, Tensor]
 class EpochMetrics(nn.Module):
     """Loss and accuracy of one stage over an epoch, computed by torchmetrics.
 
-    A torchmetrics update costs about 0.1 ms on a CPU, more than the MLP's whole training step,
-    so step outputs are kept (detached, on the device) and handed to torchmetrics every
-    ``chunk`` steps: the same result, a fraction of the cost, and no host synchronisation.
+    A torchmetrics update costs more than the MLP's whole training step on a CPU, so step outputs
+    are kept (detached, on the device) and handed to torchmetrics every ``chunk`` steps: the same
+    result, a fraction of the cost, and no host synchronisation.
     """
 
-    def __init__(self, chunk: int = 64) -> None:
+    def __init__(self, num_classes: int, chunk: int = 64) -> None:
         super().__init__()
         self.chunk = chunk
         self.loss = MeanMetric(nan_strategy="disable")
-        self.acc = MulticlassAccuracy(NUM_CLASSES, average="micro", validate_args=False)
+        self.acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)
         self.pending: list[tuple[Tensor, Tensor, Tensor]] = []
 
     def add(self, loss: Tensor, logits: Tensor, labels: Tensor) -> None:
@@ -71,11 +70,18 @@ class DigitClassifier(L.LightningModule):
     A LightningModule as Lightning's documentation teaches it: automatic optimisation, one batch
     per ``training_step``, the optimizer and scheduler from ``configure_optimizers`` (Lightning
     steps both), so every Trainer flag (gradient clipping, accumulation, ``max_steps``, ...) means
-    what Lightning documents. Hyperparameters are plain dicts (the ``model``, ``optimizer`` and
-    ``scheduler`` configs), so checkpoints load with ``torch.load(weights_only=True)``.
+    what Lightning documents. Hyperparameters are plain values (the ``model``, ``optimizer`` and
+    ``scheduler`` configs, and the ``dataset`` module whose normalisation the network expects), so
+    checkpoints load with ``torch.load(weights_only=True)``.
     """
 
-    def __init__(self, model: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        model: dict[str, Any],
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any] | None = None,
+        dataset: str = "mnist",
+    ):
         super().__init__()
         self.save_hyperparameters(logger=False)  # the full config goes to TensorBoard from training.py
         self.net = build_network(model)
@@ -83,7 +89,8 @@ class DigitClassifier(L.LightningModule):
             self.net.compile()  # in place: parameter names, and so checkpoints, stay the same
         # Metrics accumulate on the device and are logged once an epoch: no per-step self.log
         # (which costs more than the MLP's own step) and no host synchronisation.
-        self.metrics = nn.ModuleDict({f"{stage}_metrics": EpochMetrics() for stage in STAGES})
+        classes = network_config(model).num_classes
+        self.metrics = nn.ModuleDict({f"{stage}_metrics": EpochMetrics(classes) for stage in STAGES})
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -110,10 +117,6 @@ class DigitClassifier(L.LightningModule):
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         self.shared_step(batch, "test")
-
-    def predict_step(self, batch: Batch | Tensor, batch_idx: int) -> Tensor:
-        images = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(images).softmax(dim=1)
 
     def on_train_epoch_end(self) -> None:
         self.log_epoch("train")

@@ -23,7 +23,7 @@ from torch import Tensor
 from mnist_lit.config.checks import check_checkpoint, check_predict_config
 from mnist_lit.data.datamodule import NUM_CLASSES
 from mnist_lit.errors import ConfigError, UserError, exit_with
-from mnist_lit.evaluation.evaluate import classify, inference_device
+from mnist_lit.evaluation.inference import classify, inference_device
 from mnist_lit.io.atomic import atomic_file, unwritable_reason
 from mnist_lit.lit_module import load_classifier
 

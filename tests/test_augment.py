@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnist_lit.data.augment import AUGMENTATIONS, TTA_TRANSFORMS, build_augmentation, shifted_images, tta_views
-from mnist_lit.data.datamodule import MEAN, STD, MNISTDataModule
+from mnist_lit.data.datamodule import MNISTDataModule
+from mnist_lit.data.mnist import DATASET as MNIST
 from mnist_lit.errors import ConfigError
 from tests.conftest import run_cli, synthetic_overrides
 
@@ -54,7 +55,7 @@ def test_no_augmentation_and_unknown_names():
 
 def on_pixel_grid(images: torch.Tensor) -> bool:
     """Whether normalised images are exactly uint8 pixels normalised: no interpolated values."""
-    pixels = (images * STD + MEAN) * 255
+    pixels = (images * MNIST.std + MNIST.mean) * 255
     return bool((pixels - pixels.round()).abs().max() < 1e-3)
 
 

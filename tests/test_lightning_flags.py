@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mnist_lit.models import build_network
+from mnist_lit.models.base import build_network
 from tests.conftest import N_TRAIN, run_cli, synthetic_overrides
 
 BATCHES_PER_EPOCH = math.ceil(N_TRAIN * 4 // 5 / 32)  # 400 training images, batch 32: 13 batches

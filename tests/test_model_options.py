@@ -10,7 +10,9 @@ from torch import nn
 from mnist_lit.config.checks import check_config
 from mnist_lit.errors import ConfigError
 from mnist_lit.lit_module import DigitClassifier
-from mnist_lit.models import CNN, MLP, build_network, feature_map_sizes
+from mnist_lit.models.base import build_network
+from mnist_lit.models.cnn import CNN, feature_map_sizes
+from mnist_lit.models.mlp import MLP
 from tests.test_models import compose_train
 
 # The parameter names of a checkpoint of the presentation's CNN and MLP, as they were saved before these options.

@@ -8,8 +8,11 @@ from hydra import compose, initialize_config_dir
 
 from mnist_lit.config.checks import check_config
 from mnist_lit.errors import ConfigError
+from mnist_lit.evaluation.inference import classify
 from mnist_lit.lit_module import DigitClassifier
-from mnist_lit.models import CNN, MLP, build_network, count_parameters, feature_map_sizes
+from mnist_lit.models.base import build_network, count_parameters
+from mnist_lit.models.cnn import CNN, feature_map_sizes
+from mnist_lit.models.mlp import MLP
 from tests.conftest import ROOT
 
 
@@ -56,7 +59,8 @@ def test_module_hyperparameters_are_plain_values():
     module = DigitClassifier(model=plain(cfg.model), optimizer=plain(cfg.optimizer))
     assert module.hparams.model["arch"] == "cnn"
     assert module(torch.randn(2, 1, 28, 28)).shape == (2, 10)
-    assert torch.allclose(module.predict_step(torch.randn(3, 1, 28, 28), 0).sum(1), torch.ones(3))
+    probabilities = classify(module, torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8))
+    assert probabilities.shape == (3, 10) and torch.allclose(probabilities.sum(1), torch.ones(3))
 
 
 @pytest.mark.parametrize(

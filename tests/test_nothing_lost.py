@@ -21,7 +21,8 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from mnist_lit.config.checks import PROJECT_ROOT, check_config, command_config
-from mnist_lit.data.acquire import ensure_mnist, raw_dir
+from mnist_lit.data.acquire import ensure_dataset
+from mnist_lit.data.mnist import DATASET as MNIST
 from mnist_lit.errors import ConfigError, OutputError
 from mnist_lit.evaluation.evaluate import evaluate
 from mnist_lit.evaluation.report import check_report_dir
@@ -260,8 +261,8 @@ def test_verified_copy_in_a_read_only_folder_is_used_as_it_is(tmp_path, unmount)
     unmount.append(data)
     read_only(data)
     before = snapshot(data)
-    assert ensure_mnist(data, mirrors=["http://127.0.0.1:9/"], checksums=checksums) == "present"
-    assert snapshot(data) == before and not (raw_dir(data) / ".lock").exists()
+    assert ensure_dataset(data, MNIST, mirrors=["http://127.0.0.1:9/"], checksums=checksums) == "present"
+    assert snapshot(data) == before and not (MNIST.raw_dir(data) / ".lock").exists()
 
 
 def test_read_only_folder_without_the_files_is_refused_by_name(tmp_path, unmount):
@@ -270,7 +271,7 @@ def test_read_only_folder_without_the_files_is_refused_by_name(tmp_path, unmount
     unmount.append(data)
     read_only(data)
     with pytest.raises(ConfigError, match=f"data.data_dir={data} cannot be used: .*not writable"):
-        ensure_mnist(data, mirrors=["http://127.0.0.1:9/"])
+        ensure_dataset(data, MNIST, mirrors=["http://127.0.0.1:9/"])
 
 
 # Atomic writes: a failing write keeps the previous file.

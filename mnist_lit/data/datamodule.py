@@ -1,4 +1,5 @@
-"""MNIST as a LightningDataModule: the official files, an 80/20 seeded train/validation split, the official test set.
+"""A data set as a LightningDataModule: the official files, an 80/20 seeded train/validation split, the official
+test set apart. MNIST by default; ``data.dataset`` names another (``mnist_lit.data.dataset``).
 
 Images stay in memory as one uint8 tensor per split; batches are gathered with one indexing
 operation (``__getitems__``) and normalised on the device after transfer, so no per-sample
@@ -13,22 +14,23 @@ from pathlib import Path
 
 import lightning as L
 import torch
+import torchvision.datasets
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
-from torchvision.datasets import MNIST
 
-from mnist_lit.data.acquire import RAW_FILES, ensure_mnist
+from mnist_lit.data.acquire import ensure_dataset
 from mnist_lit.data.augment import build_augmentation
+from mnist_lit.data.dataset import load_dataset
+from mnist_lit.data.mnist import DATASET as MNIST
 
 log = logging.getLogger(__name__)
 
-MEAN, STD = 0.1307, 0.3081
-NUM_CLASSES = 10
+NUM_CLASSES = len(MNIST.classes)
 
 
 def normalize(images: Tensor) -> Tensor:
-    """uint8 (or 0-255 float) images (N, 28, 28) -> float (N, 1, 28, 28): (pixel / 255 - MEAN) / STD."""
-    return images.unsqueeze(1).float().mul_(1.0 / (255.0 * STD)).sub_(MEAN / STD)
+    """MNIST's normalisation (``ImageDataset.normalize``): uint8 (N, 28, 28) -> float (N, 1, 28, 28)."""
+    return MNIST.normalize(images)
 
 
 class ImageTensorDataset(Dataset):
@@ -64,10 +66,12 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[Tensor, Tenso
 
 
 class MNISTDataModule(L.LightningDataModule):
-    """The official MNIST files; train/val split of the 60,000 training images; the 10,000 test images apart."""
+    """A data set's official files (MNIST's by default); a seeded train/val split of its training images; its
+    test images apart."""
 
     def __init__(
         self,
+        dataset: str = "mnist",
         data_dir: str = "data",
         batch_size: int = 32,
         eval_batch_size: int = 1000,
@@ -81,6 +85,7 @@ class MNISTDataModule(L.LightningDataModule):
         augment: str | None = None,
     ) -> None:
         super().__init__()
+        self.dataset = load_dataset(dataset)
         self.data_dir = Path(data_dir)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -90,7 +95,7 @@ class MNISTDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.on_device = on_device
         self.mirrors = list(mirrors) if mirrors else None
-        self.checksums = dict(checksums) if checksums else RAW_FILES
+        self.checksums = dict(checksums) if checksums else dict(self.dataset.files)
         self.augment = build_augmentation(augment)  # None: the presentation's protocol, images as they are
         self.source: str | None = None
         self.train_set: ImageTensorDataset | None = None
@@ -99,21 +104,28 @@ class MNISTDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         """Acquire and verify the four files (runs once per node, under a file lock)."""
-        self.source = ensure_mnist(self.data_dir, mirrors=self.mirrors, checksums=self.checksums)
+        self.source = ensure_dataset(self.data_dir, self.dataset, mirrors=self.mirrors, checksums=self.checksums)
 
     def setup(self, stage: str | None = None) -> None:
         """Read the IDX files with torchvision and split; each split is built once per process."""
         device = self._device()
         if stage in (None, "fit", "validate") and self.train_set is None:
-            official = MNIST(self.data_dir, train=True)
+            official = self.reader(self.data_dir, train=True)
             train_idx, val_idx = split_indices(len(official.targets), self.val_fraction, self.split_seed)
             images, labels = official.data.to(device), official.targets.to(device)
             self.train_set = ImageTensorDataset(images[train_idx.to(device)], labels[train_idx.to(device)])
             self.val_set = ImageTensorDataset(images[val_idx.to(device)], labels[val_idx.to(device)])
-            log.info("MNIST: %d training and %d validation images", len(self.train_set), len(self.val_set))
+            log.info(
+                "%s: %d training and %d validation images", self.dataset.name, len(self.train_set), len(self.val_set)
+            )
         if stage in (None, "test", "predict") and self.test_set is None:
-            official = MNIST(self.data_dir, train=False)
+            official = self.reader(self.data_dir, train=False)
             self.test_set = ImageTensorDataset(official.data.to(device), official.targets.to(device))
+
+    @property
+    def reader(self) -> type:
+        """torchvision's class that reads this data set's IDX files."""
+        return getattr(torchvision.datasets, self.dataset.name)
 
     def _device(self) -> torch.device:
         # Holding the images on the accelerator removes the host-to-device copy of every batch.
@@ -145,12 +157,9 @@ class MNISTDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self.loader(self.test_set, self.eval_batch_size, shuffle=False)
 
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
-
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
         """Normalise the uint8 images on the device they were moved to (augmented first, in training)."""
         images, labels = batch
         if self.augment is not None and self.trainer is not None and self.trainer.training:
             images = self.augment(images)  # per image, on the device, before normalisation
-        return normalize(images), labels
+        return self.dataset.normalize(images), labels

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import time
@@ -10,7 +11,6 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.callbacks.progress.tqdm_progress import convert_inf
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from tqdm import tqdm
@@ -62,7 +62,8 @@ class EpochProgressBar(TQDMProgressBar):
         of = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
         bar = self.train_progress_bar
         bar.set_description_str(f"Epoch {trainer.current_epoch + 1}{of}", refresh=False)
-        bar.total = convert_inf(self.total_train_batches)
+        total = self.total_train_batches
+        bar.total = None if isinstance(total, float) and math.isinf(total) else total  # tqdm: None = unknown
         bar.reset()
         self.next_draw = 0.0
 

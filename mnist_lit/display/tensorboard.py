@@ -13,12 +13,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from PIL import Image
 from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
-from torch.utils.tensorboard import summary
+from torch.utils.tensorboard import SummaryWriter, summary
 from torch.utils.tensorboard.writer import FileWriter
 
 from mnist_lit.display.tables import escape_markdown, markdown_table
@@ -41,7 +43,7 @@ def metric_tag(key: str) -> str:
     return "hp/" + key.replace("/", "_")
 
 
-def swept_keys(hydra_cfg: DictConfig) -> list[str]:
+def sweep_params(hydra_cfg: DictConfig) -> list[str]:
     """The config keys the current multirun varies: its sweeper's params and the command line's sweeps.
 
     A job's own config holds only its values; the command line's sweep syntax (``model.dense=64,128``)
@@ -177,3 +179,13 @@ def write_run_summary(run_dir: Path, cfg: DictConfig, swept: list[str], metrics:
     )
     writer.close()
     return values
+
+
+def log_report(run_dir: Path, report_dir: Path, split: str, text: str, step: int) -> None:
+    """The confusion matrix, the misclassified grid and the classification report, beside the run's scalars."""
+    with SummaryWriter(str(run_dir)) as writer:
+        for name in ("confusion_matrix", "misclassified"):
+            image = np.asarray(Image.open(report_dir / f"{name}.png").convert("RGB"))
+            writer.add_image(f"{split}/{name}", image, step, dataformats="HWC")
+        # Four leading spaces: TensorBoard renders text as Markdown, and this keeps the columns aligned.
+        writer.add_text(f"{split}/classification_report", "\n".join(f"    {line}" for line in text.splitlines()), step)

@@ -2,78 +2,28 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor
 
 from mnist_lit.config.checks import check_checkpoint, check_eval_config
-from mnist_lit.data.augment import shifted_images, tta_views
-from mnist_lit.data.datamodule import NUM_CLASSES, normalize
+from mnist_lit.data.augment import shifted_images
 from mnist_lit.errors import ConfigError
+from mnist_lit.evaluation.inference import inference_device, predict_batches
 from mnist_lit.evaluation.report import check_report_dir, read_metrics, write_report
-from mnist_lit.evaluation.results import Predictions, Run, score
-from mnist_lit.lit_module import DigitClassifier, load_classifier
+from mnist_lit.evaluation.results import Run, score
+from mnist_lit.lit_module import load_classifier
 
 log = logging.getLogger(__name__)
 
 # test_shifted: the official test images, each under a fixed, seeded shift, rotation, scale and stroke change.
 SPLITS = ("test", "val", "test_shifted")
-
-
-def inference_device() -> torch.device:
-    """Where evaluation and prediction run: the GPU when there is one, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """The autocast that Lightning's ``precision`` setting applied during training and testing."""
-    dtypes = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
-    if str(precision) in dtypes:
-        return torch.autocast(device.type, dtype=dtypes[str(precision)])
-    return contextlib.nullcontext()
-
-
-@torch.no_grad()
-def logits_of(model: DigitClassifier, images: Tensor, precision: str = "32-true", tta: bool = False) -> Tensor:
-    """Float logits (N, 10) on the CPU for uint8 (N, 28, 28) images; with ``tta``, their mean over the TTA views."""
-    model.eval()
-    images = images.to(model.device)
-    views = tta_views(images) if tta else [images]
-    total = torch.zeros(len(images), NUM_CLASSES)
-    with autocast(precision, model.device):
-        for view in views:
-            total += model(normalize(view)).float().cpu()
-    return total / len(views)
-
-
-def classify(model: DigitClassifier, images: Tensor, precision: str = "32-true", tta: bool = False) -> Tensor:
-    """Softmax probabilities (N, 10) for uint8 (N, 28, 28) images, normalised as the data module does after transfer."""
-    return logits_of(model, images, precision, tta).softmax(dim=1)
-
-
-def predict_batches(
-    models: DigitClassifier | list[tuple[DigitClassifier, str]],
-    batches: Iterable[tuple[Tensor, Tensor]],
-    precision: str = "32-true",
-    tta: bool = False,
-) -> Predictions:
-    """Run a model (or an ensemble of (model, precision) pairs, logits averaged) over uint8 (images, labels) batches."""
-    members = models if isinstance(models, list) else [(models, precision)]
-    images, labels, probs = [], [], []
-    for x, y in batches:
-        images.append(x.cpu())
-        labels.append(y.cpu())
-        logits = sum(logits_of(model, x, member_precision, tta) for model, member_precision in members)
-        probs.append((logits / len(members)).softmax(dim=1))
-    return Predictions(torch.cat(images), torch.cat(labels).long(), torch.cat(probs))
 
 
 def locate_run(run_dir: str | None, ckpt_path: str | None) -> Run:
@@ -194,7 +144,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     ]
     datamodule = load_data(run)
     predictions = predict_batches(models, split_batches(datamodule, cfg.split), tta=cfg.tta)
-    scores = score(predictions.labels, predictions.predicted)
+    scores = score(predictions.labels, predictions.predicted, len(datamodule.dataset.classes))
     what = f"ensemble of {len(members)}" if len(members) > 1 else str(run.ckpt_path)
     log.info(
         "%s%s: %s split, %d images, accuracy %.4f",

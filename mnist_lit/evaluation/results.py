@@ -16,8 +16,6 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from mnist_lit.data.datamodule import NUM_CLASSES
-
 AVERAGES = ("macro", "weighted")
 
 
@@ -59,23 +57,24 @@ class Scores:
 
     def top_confusions(self, k: int) -> list[dict[str, int]]:
         """The ``k`` largest off-diagonal cells, largest first: ``{"true": 4, "predicted": 9, "count": 21}``."""
+        classes = len(self.confusion)
         off = self.confusion.clone()
         off.fill_diagonal_(0)
         counts, flat = off.flatten().sort(descending=True, stable=True)
         return [
-            {"true": int(i) // NUM_CLASSES, "predicted": int(i) % NUM_CLASSES, "count": int(c)}
+            {"true": int(i) // classes, "predicted": int(i) % classes, "count": int(c)}
             for c, i in zip(counts[:k], flat[:k], strict=True)
             if c > 0
         ]
 
     def as_dict(self) -> dict[str, Any]:
-        """The classification report as plain values, in scikit-learn's layout (digits as keys)."""
+        """The classification report as plain values, in scikit-learn's layout (class indices as keys)."""
         report: dict[str, Any] = {
             str(digit): {
                 **{name: float(values[digit]) for name, values in self.per_class.items()},
                 "support": int(self.support[digit]),
             }
-            for digit in range(NUM_CLASSES)
+            for digit in range(len(self.confusion))
         }
         report["accuracy"] = self.accuracy
         total = int(self.support.sum())
@@ -84,7 +83,7 @@ class Scores:
         return report
 
 
-def score(labels: Tensor, predicted: Tensor) -> Scores:
+def score(labels: Tensor, predicted: Tensor, num_classes: int = 10) -> Scores:
     """Per-class and averaged precision, recall, F1, the confusion matrix and accuracy, all from torchmetrics."""
     per_class, averages = {}, {f"{a} avg": {} for a in AVERAGES}
     for name, metric in (
@@ -92,11 +91,11 @@ def score(labels: Tensor, predicted: Tensor) -> Scores:
         ("recall", MulticlassRecall),
         ("f1-score", MulticlassF1Score),
     ):
-        per_class[name] = metric(NUM_CLASSES, average=None)(predicted, labels)
+        per_class[name] = metric(num_classes, average=None)(predicted, labels)
         for average in AVERAGES:
-            averages[f"{average} avg"][name] = float(metric(NUM_CLASSES, average=average)(predicted, labels))
-    confusion = MulticlassConfusionMatrix(NUM_CLASSES)(predicted, labels)
-    accuracy = float(MulticlassAccuracy(NUM_CLASSES, average="micro")(predicted, labels))
+            averages[f"{average} avg"][name] = float(metric(num_classes, average=average)(predicted, labels))
+    confusion = MulticlassConfusionMatrix(num_classes)(predicted, labels)
+    accuracy = float(MulticlassAccuracy(num_classes, average="micro")(predicted, labels))
     # The same figure two ways: a disagreement would mean a metric is configured wrongly.
     trace_ratio = float(confusion.trace()) / float(confusion.sum())
     if abs(trace_ratio - accuracy) > 1e-6:

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -18,13 +19,9 @@ from mnist_lit.config.resolvers import resumed_run
 from mnist_lit.errors import ConfigError, exit_with
 from mnist_lit.io.atomic import unwritable_reason
 
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks on folders; the occupancy check still applies
-    fcntl = None
-
 # What a training run leaves in its directory; any of them means the directory is taken.
 RUN_MARKERS = (".hydra", "checkpoints", "metrics.json")
+LOCK_FILE = ".lock"  # held by the command writing into a run or sweep directory
 # What a multirun leaves in its sweep directory.
 SWEEP_MARKERS = ("multirun.yaml", "summary.md", "summary.csv")
 
@@ -65,24 +62,18 @@ def check_sweep_dir(sweep_dir: Path, shown: str) -> None:
         )
 
 
-def lock_directory(directory: Path, key: str) -> int | None:
-    """Hold an exclusive lock on ``directory`` until the process ends; ConfigError if another process holds it.
-
-    The lock is taken on the folder itself, so nothing is added to it; the operating system
-    releases it when the process ends, however it ends.
-    """
-    if fcntl is None:
-        return None
-    fd = os.open(directory, os.O_RDONLY)
+def lock_directory(directory: Path, key: str) -> FileLock:
+    """Hold an exclusive lock on ``directory`` (its ``.lock`` file) until released or the process ends;
+    ConfigError if another process holds it. The operating system releases it however the process ends."""
+    lock = FileLock(str(directory / LOCK_FILE))
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
+        lock.acquire(timeout=0)
+    except Timeout:
         raise ConfigError(
             f"{key}={directory} is in use: another command is writing into it right now. "
             f"Wait for it to end, or choose another directory with {key}=..."
         ) from None
-    return fd
+    return lock
 
 
 class RunDirectoryGuard(Callback):
@@ -94,7 +85,7 @@ class RunDirectoryGuard(Callback):
     """
 
     def __init__(self) -> None:
-        self.lock: int | None = None
+        self.lock: FileLock | None = None
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if os.environ.get("LOCAL_RANK", "0") != "0":
@@ -128,7 +119,7 @@ class RunDirectoryGuard(Callback):
     def release(self) -> None:
         """Give the lock back (the process ending does the same)."""
         if self.lock is not None:
-            os.close(self.lock)
+            self.lock.release()
             self.lock = None
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:

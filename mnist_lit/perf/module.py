@@ -14,13 +14,19 @@ class FastDigitClassifier(DigitClassifier):
     """``DigitClassifier`` taking one optimizer step per batch of a fetch, under manual optimisation.
 
     The automatic loop's closure and per-step hooks cost about as much as the MLP's whole step on
-    a 2-core CPU; here ``training_step`` does the zero_grad / backward / step itself, through
+    a CPU (benchmarks/README.md); here ``training_step`` does the zero_grad / backward / step itself, through
     Lightning's ``manual_backward`` and optimizer wrapper (precision plugins and DDP still work).
     Checkpoints are the same as the default module's and load with ``load_classifier``.
     """
 
-    def __init__(self, model: dict[str, Any], optimizer: dict[str, Any], scheduler: dict[str, Any] | None = None):
-        super().__init__(model, optimizer, scheduler)
+    def __init__(
+        self,
+        model: dict[str, Any],
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any] | None = None,
+        dataset: str = "mnist",
+    ):
+        super().__init__(model, optimizer, scheduler, dataset)
         self.automatic_optimization = False
 
     def __setattr__(self, name: str, value: Any) -> None:

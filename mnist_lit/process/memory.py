@@ -29,11 +29,10 @@ def keep_freed_memory(enabled: bool) -> bool:
     glibc serves blocks above 128 KiB (a threshold it raises as it goes, up to 32 MiB) with mmap and
     gives them back on free, and trims the heap's top once 128 KiB or more of it is free. A training
     step on the CPU allocates and frees activations and gradients of a few MiB each, so every step
-    the kernel faults in and zeroes fresh pages for them: on the 2-core development VM about
-    860,000 page faults and 1.5-2 s of system time per CNN epoch of 11-14 s, and the plain-loop
-    reference the same. With mmap off and trimming off, the freed blocks are reused and the faults
-    stop. The cost: the process keeps its peak memory until it exits, which training reaches
-    anyway. Other platforms and C libraries are left as they are.
+    the kernel faults in and zeroes fresh pages for them (benchmarks/README.md has the cost). With
+    mmap off and trimming off, the freed blocks are reused and the faults stop. The cost: the
+    process keeps its peak memory until it exits, which training reaches anyway.
+    Other platforms and C libraries are left as they are.
 
     ``enabled`` is the config key ``keep_freed_memory``; returns whether the setting was applied.
     """
@@ -54,10 +53,9 @@ def skip_nvml_probe_without_gpu() -> None:
     """Let ``torch.cuda.is_available()`` use its cheap check on machines without a GPU.
 
     Lightning sets PYTORCH_NVML_BASED_CUDA_CHECK=1 (to keep forked workers usable), which makes
-    every ``is_available()`` load the NVML library again; Adam asks on every step. On a 2-core CPU
-    with a CUDA build of torch, a plain PyTorch MLP epoch took 2.2 s with the variable set and
-    1.4 s without. With no GPU there is nothing to protect, so the probe's answer (checked once)
-    is kept and the variable dropped.
+    every ``is_available()`` load the NVML library again, and Adam asks on every step (the cost:
+    benchmarks/README.md). With no GPU there is nothing to protect, so the probe's answer (checked
+    once) is kept and the variable dropped.
     """
     if os.environ.get("PYTORCH_NVML_BASED_CUDA_CHECK") == "1" and torch.cuda.device_count() == 0:
         del os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"]

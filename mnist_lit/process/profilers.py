@@ -13,11 +13,10 @@ class NullProfiler(PassThroughProfiler):
     """Profiles nothing, like Lightning's ``PassThroughProfiler``, with one shared no-op context.
 
     Lightning wraps every hook call, on every callback, in ``trainer.profiler.profile(...)``.
-    ``PassThroughProfiler`` builds a generator-based context manager each time: about 2.5 us on
-    this project's 2-core CPU, and with six callbacks and three hooks per optimizer step (before
-    and after backward, before the optimizer step) some 25 of them a step, a tenth of the MLP's
-    own step. The trainer config selects this class; ``trainer.profiler=simple`` (or
-    ``advanced``, ``pytorch``) selects one of Lightning's real profilers instead.
+    ``PassThroughProfiler`` builds a generator-based context manager each time, some 25 of them an
+    optimizer step with six callbacks (benchmarks/README.md has the cost). The trainer config
+    selects this class; ``trainer.profiler=simple`` (or ``advanced``, ``pytorch``) selects one of
+    Lightning's real profilers instead.
     """
 
     def profile(self, action_name: str) -> contextlib.nullcontext:

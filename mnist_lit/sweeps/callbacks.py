@@ -14,7 +14,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from mnist_lit.io.atomic import write_text
-from mnist_lit.sweeps.summary import ERROR_FILE, Job, describe, swept_keys, write_summary
+from mnist_lit.sweeps.summary import ERROR_FILE, Job, describe, differing_keys, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,12 @@ class SweepSummaryCallback(Callback):
         if config.hydra.mode != RunMode.MULTIRUN:
             return
         if job_return.status == JobStatus.FAILED:
-            error = job_return._return_value  # the exception; JobReturn.return_value would re-raise it
+            try:
+                job_return.return_value  # noqa: B018  (a failed job's return_value raises its exception)
+            except Exception as e:
+                error = e
+            else:  # pragma: no cover - Hydra stores the exception of every failed job
+                error = RuntimeError("the job failed without an exception")
             text = "".join(traceback.format_exception_only(type(error), error))
             text += "\n" + "".join(traceback.format_exception(type(error), error, error.__traceback__))
             write_text(Path(config.hydra.runtime.output_dir) / ERROR_FILE, text)
@@ -43,7 +48,7 @@ class SweepSummaryCallback(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         jobs = self._write(sweep_dir, finished=True)
         done = [j for j in jobs if j.status == "ok"]
-        keys, _ = swept_keys(jobs) if jobs else ([], {})
+        keys, _ = differing_keys(jobs) if jobs else ([], {})
         if done:
             best = done[0]
             val_acc = best.figures.get("val/acc")

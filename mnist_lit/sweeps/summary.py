@@ -126,7 +126,7 @@ def read_sweep(sweep_dir: Path, finished: bool = True) -> list[Job]:
     return done + rest
 
 
-def swept_keys(jobs: list[Job]) -> tuple[list[str], dict[str, str]]:
+def differing_keys(jobs: list[Job]) -> tuple[list[str], dict[str, str]]:
     """(override keys whose values differ between jobs, the overrides every job shares)."""
     keys: list[str] = []
     for job in jobs:
@@ -204,7 +204,7 @@ def verdict(jobs: list[Job], keys: list[str]) -> str:
 
 def markdown(sweep_dir: Path, jobs: list[Job]) -> str:
     """summary.md: counts, the verdict, the shared overrides and the table."""
-    keys, common = swept_keys(jobs)
+    keys, common = differing_keys(jobs)
     header, rows = table(jobs, keys)
     counts = {s: sum(j.status == s for j in jobs) for s in ("ok", "failed", "running")}
     parts = [
@@ -229,7 +229,7 @@ def markdown(sweep_dir: Path, jobs: list[Job]) -> str:
 
 def csv_text(jobs: list[Job]) -> str:
     """summary.csv: the table's columns, numbers unrounded, plus every job's full list of overrides."""
-    keys, _ = swept_keys(jobs)
+    keys, _ = differing_keys(jobs)
     header, rows = table(jobs, keys, raw=True)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
