@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from omegaconf import DictConfig, open_dict  # noqa: E402
+from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 
 from mnist_lit.config import store  # noqa: E402, F401  the networks in the ConfigStore, as train.py has them
 from mnist_lit.data.acquire import file_digest, write_idx  # noqa: E402
@@ -122,7 +122,8 @@ def compose_train(*overrides: str) -> DictConfig:
 
 
 def train_in_process(run_dir: Path, *overrides: str) -> dict:
-    """``train(cfg)`` in this process, as ``python train.py`` runs it in ``run_dir``; returns its metrics.json.
+    """``train(cfg)`` in this process, as ``python train.py`` runs it in ``run_dir`` (with the config saved into
+    ``.hydra/`` as Hydra saves it); returns its metrics.json.
 
     The run directory's guard (a Hydra callback of the CLI) is not part of it: tests of the guard use the CLI.
     """
@@ -136,7 +137,12 @@ def train_in_process(run_dir: Path, *overrides: str) -> dict:
     HydraConfig.instance().set_config(cfg)
     try:
         check_config(cfg)  # what the guard checks before the run directory is made
-        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+        task = cfg.copy()
+        with open_dict(task):
+            del task["hydra"]
+        OmegaConf.save(task, run_dir / ".hydra" / "config.yaml")  # as Hydra saves the job's config
+        OmegaConf.save(list(overrides), run_dir / ".hydra" / "overrides.yaml")
         train(cfg)
     finally:
         HydraConfig.instance().cfg = None
