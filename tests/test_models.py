@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from mnist_lit.config.checks import check_config
 from mnist_lit.errors import ConfigError
@@ -13,12 +12,7 @@ from mnist_lit.lit_module import DigitClassifier
 from mnist_lit.models.base import build_network, count_parameters
 from mnist_lit.models.cnn import CNN, feature_map_sizes
 from mnist_lit.models.mlp import MLP
-from tests.conftest import ROOT
-
-
-def compose_train(*overrides: str):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
+from tests.conftest import compose_train
 
 
 @pytest.mark.parametrize(

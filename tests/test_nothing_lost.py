@@ -31,8 +31,7 @@ from mnist_lit.io.checkpoint_io import AtomicCheckpointIO
 from mnist_lit.io.run_dir import check_sweep_dir
 from mnist_lit.predict import predict_images
 from mnist_lit.sweeps.summary import read_sweep
-from tests.conftest import ROOT, run_cli, synthetic_overrides, write_synthetic_mnist
-from tests.test_sweep_summary import figures, make_job
+from tests.conftest import ROOT, figures, make_job, run_cli, synthetic_overrides, write_synthetic_mnist
 
 
 def snapshot(directory: Path) -> dict[str, str]:

@@ -9,8 +9,7 @@ import torch
 
 from mnist_lit.config.checks import check_config
 from mnist_lit.errors import ConfigError
-from tests.conftest import run_cli, synthetic_overrides
-from tests.test_models import compose_train
+from tests.conftest import compose_train, run_cli, synthetic_overrides
 
 HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
 

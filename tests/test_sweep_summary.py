@@ -3,32 +3,12 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from mnist_lit.sweeps.summary import main, read_sweep, write_summary
-
-
-def make_job(
-    sweep: Path, num: int, overrides: list[str], metrics: dict | None = None, error: str | None = None
-) -> Path:
-    job = sweep / f"{num}_job"
-    (job / ".hydra").mkdir(parents=True)
-    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    (job / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"job": {"num": num}}}))
-    if metrics is not None:
-        (job / "metrics.json").write_text(json.dumps(metrics))
-    if error is not None:
-        (job / "error.txt").write_text(error)
-    return job
-
-
-def figures(val_acc: float, test_acc: float, parameters: int, fit_seconds: float = 2.0) -> dict:
-    return {"val/acc": val_acc, "test/acc": test_acc, "epochs": 2, "parameters": parameters,
-            "fit_seconds": fit_seconds, "threads": 1}  # fmt: skip
+from tests.conftest import figures, make_job
 
 
 @pytest.fixture
