@@ -14,7 +14,7 @@ from mnist_lit.data.datamodule import normalize
 from mnist_lit.errors import ConfigError
 from mnist_lit.evaluation.evaluate import evaluate, load_data, locate_run
 from mnist_lit.lit_module import load_classifier
-from tests.conftest import N_TEST, run_cli, synthetic_overrides
+from tests.conftest import N_TEST, run_cli, synthetic_overrides, train_in_process
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +24,9 @@ def runs(synthetic, tmp_path_factory) -> list[Path]:
     dirs = []
     for seed, extra in ((1, ["data.augment=affine"]), (2, [])):
         run_dir = base / f"s{seed}"
-        run_cli(
-            "train.py",
+        train_in_process(
+            run_dir,
             *synthetic_overrides(synthetic),
-            f"hydra.run.dir={run_dir}",
             f"seed={seed}",
             "model.hidden=32",
             "trainer.max_epochs=1",

@@ -9,7 +9,7 @@ import torch
 
 from mnist_lit.config.checks import check_config
 from mnist_lit.errors import ConfigError
-from tests.conftest import compose_train, run_cli, synthetic_overrides
+from tests.conftest import compose_train, run_cli, synthetic_overrides, train_in_process
 
 HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
 
@@ -17,8 +17,7 @@ HISTORY_KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
 @pytest.fixture(scope="module")
 def default_run(synthetic, tmp_path_factory) -> dict:
     run_dir = tmp_path_factory.mktemp("default")
-    run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={run_dir}", "trainer.max_epochs=3")
-    return json.loads((run_dir / "metrics.json").read_text())
+    return train_in_process(run_dir, *synthetic_overrides(synthetic), "trainer.max_epochs=3")
 
 
 @pytest.mark.parametrize("steps_per_fetch", [32, 5])
@@ -27,9 +26,8 @@ def test_fast_path_trains_like_the_default(synthetic, tmp_path, default_run, ste
 
     32 batches a fetch take the 400 synthetic training images in one fetch; 5 in three, the last short.
     """
-    run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}", "trainer.max_epochs=3",
-            "perf=fast", f"data.steps_per_fetch={steps_per_fetch}")  # fmt: skip
-    fast = json.loads((tmp_path / "metrics.json").read_text())
+    fast = train_in_process(tmp_path, *synthetic_overrides(synthetic), "trainer.max_epochs=3", "perf=fast",
+                            f"data.steps_per_fetch={steps_per_fetch}")  # fmt: skip
     assert len(fast["history"]) == len(default_run["history"]) == 3
     for a, b in zip(fast["history"], default_run["history"], strict=True):
         for key in HISTORY_KEYS:
@@ -38,12 +36,12 @@ def test_fast_path_trains_like_the_default(synthetic, tmp_path, default_run, ste
     assert fast["steps"] == default_run["steps"] == 3 * 13  # optimizer steps, counted alike
     # its checkpoints are the default module's: same keys and hyperparameters
     state = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)
-    assert set(state["hyper_parameters"]) == {"model", "optimizer", "scheduler"}
+    assert set(state["hyper_parameters"]) == {"model", "optimizer", "scheduler", "dataset"}
 
 
 def test_fast_path_steps_the_one_cycle_schedule_per_optimizer_step(synthetic, tmp_path):
-    run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}", "perf=fast",
-            "scheduler=onecycle", "trainer.max_epochs=2", "data.steps_per_fetch=5")  # fmt: skip
+    train_in_process(tmp_path, *synthetic_overrides(synthetic), "perf=fast", "scheduler=onecycle",
+                     "trainer.max_epochs=2", "data.steps_per_fetch=5")  # fmt: skip
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert state["global_step"] == 2 * 13
     assert state["lr_schedulers"][0]["total_steps"] == 2 * 13 == state["lr_schedulers"][0]["last_epoch"]

@@ -17,7 +17,7 @@ from mnist_lit.errors import ConfigError
 from mnist_lit.evaluation.inference import classify
 from mnist_lit.lit_module import load_classifier
 from mnist_lit.predict import find_images, predict_images, prepare
-from tests.conftest import run_cli, synthetic_digits, synthetic_overrides
+from tests.conftest import synthetic_digits, synthetic_overrides, train_in_process
 
 
 def run_predict(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -112,7 +112,7 @@ def test_cli_rejects_bad_input_without_a_traceback(tmp_path):
 @pytest.mark.real_data
 def test_photos_of_real_test_digits_read_like_the_originals(tmp_path, capsys):
     """A model trained for one epoch on real MNIST reads >= 95% of 200 'photos' as it reads the 28x28 originals."""
-    run_cli("train.py", f"hydra.run.dir={tmp_path / 'run'}", "trainer.max_epochs=1", timeout=900)
+    train_in_process(tmp_path / "run", "trainer.max_epochs=1")
     ckpt = tmp_path / "run" / "checkpoints" / "best.ckpt"
     test_set = MNIST(PROJECT_ROOT / "data", train=False)
     picked = torch.randperm(len(test_set.data), generator=torch.Generator().manual_seed(0))[:200]
@@ -147,7 +147,7 @@ def test_photos_of_real_test_digits_read_like_the_originals(tmp_path, capsys):
 def small_model(synthetic, tmp_path_factory) -> tuple:
     """A checkpoint trained for an epoch on the synthetic digits, and a folder of 20 of them as PNG files."""
     base = tmp_path_factory.mktemp("predict")
-    run_cli("train.py", *synthetic_overrides(synthetic), "trainer.max_epochs=1", f"hydra.run.dir={base / 'run'}")
+    train_in_process(base / "run", *synthetic_overrides(synthetic), "trainer.max_epochs=1")
     folder = base / "digits"
     folder.mkdir()
     images, labels = synthetic_digits(20, seed=3)

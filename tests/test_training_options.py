@@ -6,16 +6,15 @@ import json
 
 import torch
 
-from tests.conftest import run_cli, synthetic_overrides
+from tests.conftest import run_cli, synthetic_overrides, train_in_process
 
 
 def test_speedrun_preset_runs_on_cpu(synthetic, tmp_path):
     """GPU preset (images on the device, one-cycle, bf16) still trains on a CPU."""
-    run_cli(
-        "train.py", "experiment=speedrun", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}",
+    metrics = train_in_process(
+        tmp_path, "experiment=speedrun", *synthetic_overrides(synthetic),
         "data.batch_size=64", "data.eval_batch_size=100", "trainer.max_epochs=2", "model.filters=8",
     )  # fmt: skip
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["test/acc"] is not None
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert state["hyper_parameters"]["model"]["arch"] == "cnn"
