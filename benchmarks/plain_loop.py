@@ -31,6 +31,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from torch import Tensor
 
+from mnist_lit.config import store  # noqa: F401  the networks in Hydra's ConfigStore, before composing
 from mnist_lit.config.checks import PROJECT_ROOT
 from mnist_lit.data.datamodule import ImageTensorDataset, MNISTDataModule, normalize
 from mnist_lit.models.base import build_network

@@ -30,6 +30,7 @@ from hydra.utils import instantiate
 from torch import Tensor, nn
 from torchvision.datasets import MNIST
 
+from mnist_lit.config import store  # noqa: F401  the networks in Hydra's ConfigStore, before composing
 from mnist_lit.config.checks import PROJECT_ROOT
 from mnist_lit.data.datamodule import normalize
 from mnist_lit.io.atomic import write_text

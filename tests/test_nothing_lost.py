@@ -28,7 +28,7 @@ from mnist_lit.evaluation.evaluate import evaluate
 from mnist_lit.evaluation.report import check_report_dir
 from mnist_lit.io import atomic as files
 from mnist_lit.io.checkpoint_io import AtomicCheckpointIO
-from mnist_lit.io.run_dir import check_sweep_dir
+from mnist_lit.io.run_dir import LOCK_FILE, check_sweep_dir
 from mnist_lit.predict import predict_images
 from mnist_lit.sweeps.summary import read_sweep
 from tests.conftest import ROOT, figures, make_job, run_cli, synthetic_overrides, write_synthetic_mnist
@@ -112,9 +112,10 @@ def test_held_lock_refuses_a_second_command_at_once(synthetic, tmp_path):
     run_dir = tmp_path / "locked"
     run_dir.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); "
-         "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)", str(run_dir)],
-        stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from mnist_lit.io.run_dir import "
+         "lock_directory; lock = lock_directory(Path(sys.argv[1]), 'x'); print('held', flush=True); time.sleep(60)",
+         str(run_dir)],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -123,7 +124,7 @@ def test_held_lock_refuses_a_second_command_at_once(synthetic, tmp_path):
         holder.kill()
         holder.wait()
     assert_refused(done, f"hydra.run.dir={run_dir} is in use: another command is writing into it")
-    assert list(run_dir.iterdir()) == []
+    assert [p.name for p in run_dir.iterdir()] == [LOCK_FILE]  # the holder's lock file, nothing of the refused run
 
 
 def test_evaluate_refuses_report_dir_that_is_the_run_and_keeps_it(run_copy, tmp_path):

@@ -113,7 +113,8 @@ def lightning_precisions() -> list[str]:
                 walk(arg)
 
     walk(typing.get_type_hints(L.Trainer.__init__)["precision"])
-    return list(dict.fromkeys(found))
+    # Lightning's full names first (32-true, ...), then its short aliases (32, bf16, ...)
+    return sorted(dict.fromkeys(found), key=lambda name: ("-" not in name, name != "32-true"))
 
 
 def lightning_accelerators() -> list[str]:

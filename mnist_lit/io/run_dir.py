@@ -116,6 +116,10 @@ class RunDirectoryGuard(Callback):
         except ConfigError as e:
             exit_with(e)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Launchers pickle Hydra's callbacks for their job processes; a lock belongs to the process that took it.
+        return {**self.__dict__, "lock": None}
+
     def release(self) -> None:
         """Give the lock back (the process ending does the same)."""
         if self.lock is not None:
