@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from benchmarks.precision import main as precision_benchmark
 from mnist_lit.config.checks import check_config
 from mnist_lit.precision import (
     Choice,
@@ -104,3 +105,12 @@ def test_the_first_line_says_what_auto_chose_and_why(synthetic, tmp_path):
     assert f"precision {expected.precision}, " in first and first.endswith(f"; precision auto: {expected.reason}")
     assert "Warning" not in done.stdout + done.stderr
     assert json.loads((tmp_path / "metrics.json").read_text())["precision"] == expected.precision
+
+
+def test_the_precision_benchmark_times_both_and_says_what_auto_picks(capsys, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["precision", "--batch", "2", "--channels", "4", "--repeats", "1"])
+    precision_benchmark()
+    out = capsys.readouterr().out
+    assert "float32 " in out and "bf16 autocast " in out
+    picked = choose_precision("auto", cpu_device(torch.cpu.get_capabilities())).precision
+    assert out.splitlines()[-1] == f"trainer.precision=auto picks {picked} here"
