@@ -98,6 +98,15 @@ def test_averaged_weights_match_a_plain_loop_and_survive_a_resume(synthetic, tmp
     assert resumed["global_step"] == EPOCHS * BATCHES_PER_EPOCH
     assert_same_parameters(net_weights(resumed["state_dict"]), average)
     assert_same_parameters(net_weights(resumed["current_model_state"]), current)
+    # resuming it without the averaging would train on from the average: refused, nothing written
+    before = part_last.read_bytes()
+    refused = run_cli("train.py", *synthetic_overrides(synthetic), "model.hidden=32", f"ckpt_path={part_last}",
+                      f"trainer.max_epochs={EPOCHS + 1}", check=False)  # fmt: skip
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert f"Error: ckpt_path={str(part_last)!r} was saved with weight averaging, but this run has none" in (
+        refused.stderr
+    )
+    assert part_last.read_bytes() == before
 
 
 def test_swa_validates_the_current_weights_until_it_averages(synthetic, tmp_path):

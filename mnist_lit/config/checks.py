@@ -239,6 +239,12 @@ def check_resume(cfg: DictConfig) -> None:
             f"but {'this run sets one' if has else 'scheduler=null here'}: resume with the scheduler setting it was "
             "trained with (see its run's .hydra/overrides.yaml)"
         )
+    if "current_model_state" in checkpoint and not OmegaConf.select(cfg, "callbacks.averaging"):
+        # its weights are the average: resuming without averaging would train on from the average
+        raise ConfigError(
+            f"ckpt_path={ckpt_path!r} was saved with weight averaging, but this run has none: resume with the "
+            "callbacks/averaging=... it was trained with (see its run's .hydra/overrides.yaml)"
+        )
     done = int(checkpoint.get("epoch", -1)) + 1
     if done >= cfg.trainer.max_epochs:
         raise ConfigError(
