@@ -3,16 +3,18 @@ checkpoints hold them, a resume restores them, and ``perf=fast`` refuses them (s
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mnist_lit.config import check_config
+from mnist_lit.config.checks import check_config
 from mnist_lit.errors import ConfigError
-from mnist_lit.models import build_network
-from tests.conftest import run_cli, synthetic_overrides
-from tests.test_lightning_flags import BATCHES_PER_EPOCH, assert_same_parameters
-from tests.test_models import compose_train
+from mnist_lit.models.base import build_network
+from tests.conftest import N_TRAIN, compose_train, run_cli, synthetic_overrides
+
+BATCHES_PER_EPOCH = math.ceil(N_TRAIN * 4 // 5 / 32)  # 400 training images, batch 32: 13 batches
 
 EPOCHS = 2
 DECAY = 0.9
@@ -31,6 +33,12 @@ def train(synthetic, run_dir, method: str, *overrides: str) -> dict:
         f"+callbacks.recorder.keep_batches={EPOCHS * BATCHES_PER_EPOCH}", *AVERAGING[method], *overrides,
     )  # fmt: skip
     return torch.load(output, weights_only=True)
+
+
+def assert_same_parameters(actual: dict, expected: dict) -> None:
+    assert actual.keys() == expected.keys()
+    for name in actual:
+        torch.testing.assert_close(actual[name], expected[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
 def net_weights(state_dict: dict) -> dict[str, torch.Tensor]:
