@@ -33,6 +33,7 @@ SIZE, BOX = 28, 20  # MNIST: a 28x28 image holding the digit scaled to fit a 20x
 INK = 0.2  # a pixel belongs to the digit above this fraction of the darkest-to-brightest range
 MAX_PIXELS = 50_000_000  # a 48-megapixel photo fits; decoding anything larger could exhaust memory
 CSV_HEADER = "image,digit,confidence,uncertain"  # how every predictions CSV starts
+LINES_UP_TO = 20  # this many images or fewer get a line each below the summary; more: verbose=true
 
 
 def find_images(images: str | Sequence[str]) -> list[Path]:
@@ -170,7 +171,7 @@ def image_line(row: dict[str, Any], top_k: int) -> str:
     return f"{row['image']}: {marked}   (top {top_k}: {listed})"
 
 
-def summary_text(rows: list[dict[str, Any]], min_confidence: float) -> str:
+def summary_text(rows: list[dict[str, Any]], min_confidence: float, lines_follow: bool = False) -> str:
     """Images per predicted digit, and how many answers are below ``min_confidence``."""
     table = [[digit, sum(r["digit"] == digit for r in rows), sum(r["digit"] == digit and r["uncertain"] for r in rows)]
              for digit in range(NUM_CLASSES)]  # fmt: skip
@@ -179,12 +180,12 @@ def summary_text(rows: list[dict[str, Any]], min_confidence: float) -> str:
     uncertain = sum(r["uncertain"] for r in rows)
     if min_confidence > 0:
         lines += ["", f"Uncertain (probability below min_confidence={min_confidence}): {uncertain} of {len(rows)}"]
-    lines.append("One line per image: verbose=true")
+    lines.append("" if lines_follow else f"More than {LINES_UP_TO} images: one line per image with verbose=true")
     return "\n".join(lines)
 
 
 def predict_images(cfg: DictConfig) -> list[dict[str, Any]]:
-    """Predict a digit for every image ``cfg.images`` names; print them or a summary; write ``cfg.output`` as CSV."""
+    """Predict a digit for every image ``cfg.images`` names; print a summary and the lines; write ``cfg.output``."""
     check_predict_config(cfg, INVERT)
     check_checkpoint(cfg.ckpt_path)
     output = check_output(cfg.output) if cfg.output else None
@@ -202,11 +203,11 @@ def predict_images(cfg: DictConfig) -> list[dict[str, Any]]:
     model = load_classifier(cfg.ckpt_path, map_location=inference_device())
     probs, digits = classify(model, torch.stack(prepared)).topk(cfg.top_k, dim=1)
     rows = prediction_rows(paths, probs, digits, cfg.min_confidence)
-    if cfg.verbose or len(rows) == 1:
-        for row in rows:
-            print(image_line(row, cfg.top_k))
-    else:
-        print(summary_text(rows, cfg.min_confidence))
+    lines = cfg.verbose or len(rows) <= LINES_UP_TO
+    if len(rows) > 1:
+        print(summary_text(rows, cfg.min_confidence, lines_follow=lines))
+    if lines:
+        print("\n".join(image_line(row, cfg.top_k) for row in rows))
     if output is not None:
         write_csv(output, rows)
         print(f"Predictions written to {cfg.output}")

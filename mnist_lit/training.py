@@ -25,6 +25,7 @@ from mnist_lit.display.terminal import quiet_lightning
 from mnist_lit.evaluation.evaluate import evaluate
 from mnist_lit.io.atomic import write_text
 from mnist_lit.models.base import count_parameters, flops_per_image
+from mnist_lit.precision import AUTO, precision_for
 from mnist_lit.process.memory import configure_process
 from mnist_lit.process.parallel import setup_parallelism
 from mnist_lit.process.resources import begin_job, peak_rss_mb
@@ -55,7 +56,8 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.
     )
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    # trainer.precision=auto is this project's, not Lightning's: it becomes a precision for this machine
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, precision=precision_for(cfg).precision)
     return datamodule, model, trainer
 
 
@@ -94,11 +96,15 @@ def train(cfg: DictConfig) -> float | None:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, model, trainer = build(cfg)
     if trainer.is_global_zero:
+        precision = precision_for(cfg)
+        chosen = f"; precision auto: {precision.reason}" if str(cfg.trainer.get("precision")) == AUTO else ""
         log.info(
-            "%s: %s parameters, %.2f MFLOPs an image; %s x%d, precision %s, %d threads",
+            "%s: %s parameters, %.2f MFLOPs an image; %s x%d, precision %s, %d threads%s",
             cfg.run_name, f"{count_parameters(model):,}", flops_per_image(model.net) / 1e6,
-            trainer.strategy.root_device.type, trainer.num_devices, trainer.precision, torch.get_num_threads(),
+            trainer.strategy.root_device.type, trainer.num_devices, trainer.precision, torch.get_num_threads(), chosen,
         )  # fmt: skip
+        if precision.warning:
+            log.warning("Warning: %s", precision.warning)
         if isinstance(trainer.logger, TensorBoardLogger):
             write_curves_layout(Path(trainer.logger.log_dir))
 
@@ -138,6 +144,7 @@ def train(cfg: DictConfig) -> float | None:
         test = trainer.test(model, datamodule=datamodule, ckpt_path=best_path, weights_only=True, verbose=False)[0]
     metrics = {**summarise(history, test), **facts, "peak_rss_mb": peak_rss_mb(), "history": history}
     metrics["threads"] = torch.get_num_threads()  # what fit_seconds was measured with
+    metrics["precision"] = str(trainer.precision)  # what trainer.precision=auto chose
     if trainer.is_global_zero:
         write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         if isinstance(trainer.logger, TensorBoardLogger):

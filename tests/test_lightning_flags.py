@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnist_lit.models.base import build_network
+from mnist_lit.precision import choose_precision, cpu_device
 from tests.conftest import N_TRAIN, run_cli, synthetic_overrides
 
 BATCHES_PER_EPOCH = math.ceil(N_TRAIN * 4 // 5 / 32)  # 400 training images, batch 32: 13 batches
@@ -139,7 +140,11 @@ def test_lightning_profilers(synthetic, tmp_path, profiler, marker):
 
 
 def test_bf16_mixed_precision_trains(synthetic, tmp_path):
-    run_dir, record, _ = train_recorded(synthetic, tmp_path, "trainer.precision=bf16-mixed", "trainer.max_epochs=2")
+    run_dir, record, done = train_recorded(synthetic, tmp_path, "trainer.precision=bf16-mixed", "trainer.max_epochs=2")
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    # an explicit precision is honoured; where this CPU emulates bf16, one line says so
+    warning = choose_precision("bf16-mixed", cpu_device(torch.cpu.get_capabilities())).warning
+    assert (f"Warning: {warning}" in done.stdout + done.stderr) if warning else "Warning" not in done.stdout
+    assert metrics["precision"] == "bf16-mixed"
     assert record["global_step"] == 2 * BATCHES_PER_EPOCH and metrics["test/acc"] > 0.5
     assert record["final"]["1.weight"].dtype == torch.float32  # autocast: the weights stay fp32

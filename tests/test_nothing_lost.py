@@ -196,7 +196,7 @@ def train_config(synthetic, *overrides: str) -> DictConfig:
         ("trainer.limit_val_batches=0.001", "trainer.limit_val_batches=0.001 leaves no batch: the epoch has 1 batches"),
         ("trainer.limit_train_batches=0.01", "trainer.limit_train_batches=0.01 leaves no batch"),
         ("optimizer.lr=inf", "optimizer.lr=inf is not allowed"),
-        ("trainer.precision=bogus", "trainer.precision='bogus' is not allowed: choose one of 32-true"),
+        ("trainer.precision=bogus", "trainer.precision='bogus' is not allowed: choose auto or one of 32-true"),
         ("trainer.accelerator=abacus", "trainer.accelerator='abacus' is not allowed"),
         ("run_name=a/b", "run_name='a/b' is not allowed: it names one folder"),
         ("run_name=..", "run_name='..' is not allowed"),

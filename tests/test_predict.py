@@ -161,23 +161,35 @@ def read_rows(path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def test_a_folder_gets_a_summary_and_verbose_gets_a_line_per_image(small_model, tmp_path):
+def test_a_folder_gets_a_summary_above_a_line_per_image(small_model, tmp_path):
     ckpt, folder = small_model
     output = tmp_path / "all.csv"
     done = run_predict(f"ckpt_path={ckpt}", f"images={folder}", f"output={output}", "top_k=2")
     rows = read_rows(output)
     assert list(rows[0]) == ["image", "digit", "confidence", "uncertain", "top2", "p2"]  # no column twice
-    assert "20 images read" in done.stdout and rows[0]["image"] not in done.stdout
-    counts = {
-        int(line.split()[0]): int(line.split()[1]) for line in done.stdout.splitlines() if line[:5].strip().isdigit()
-    }
+    out = done.stdout.splitlines()
+    assert out[0] == "20 images read"
+    counts = {int(line.split()[0]): int(line.split()[1]) for line in out if line[:5].strip().isdigit()}
     assert counts == {d: sum(int(r["digit"]) == d for r in rows) for d in {int(r["digit"]) for r in rows}}
     assert {r["uncertain"] for r in rows} == {"False"}  # min_confidence 0: nothing is uncertain
+    # 20 images: after the table, one line per image in the CSV's order, then where the CSV went
+    expected = [f"{r['image']}: {r['digit']}   (top 2: {r['digit']} {float(r['confidence']):.3f}, " for r in rows]
+    lines = out[-21:-1]
+    assert all(line.startswith(start) for line, start in zip(lines, expected, strict=True)), lines
+    assert out.index(lines[0]) > max(i for i, line in enumerate(out) if line[:5].strip().isdigit())
+    assert out[-1] == f"Predictions written to {output}"
 
-    verbose = run_predict(f"ckpt_path={ckpt}", f"images={folder}", "verbose=true", "top_k=2")
-    for row in rows:
-        line = f"{row['image']}: {row['digit']}   (top 2: {row['digit']} {float(row['confidence']):.3f}, "
-        assert line in verbose.stdout
+
+def test_more_than_20_images_get_lines_only_with_verbose(small_model, tmp_path):
+    ckpt, folder = small_model
+    images = sorted(folder.iterdir())
+    many = f"images=[{','.join(str(p) for p in [*images, images[0]])}]"  # 21 images
+    done = run_predict(f"ckpt_path={ckpt}", many)
+    assert done.stdout.splitlines()[0] == "21 images read" and str(images[1]) not in done.stdout
+    assert "More than 20 images: one line per image with verbose=true" in done.stdout
+    verbose = run_predict(f"ckpt_path={ckpt}", many, "verbose=true").stdout.splitlines()
+    assert verbose[0] == "21 images read" and sum(line.startswith(str(folder)) for line in verbose) == 21
+    assert not any("verbose=true" in line for line in verbose)
 
 
 def test_min_confidence_marks_uncertain_answers_in_the_terminal_and_the_csv(small_model, tmp_path, capsys):

@@ -53,7 +53,16 @@ def test_metrics_json_agrees_with_tensorboard(mlp_run):
     assert metrics["val/loss"] == pytest.approx(val_loss[best], rel=1e-5)
     assert metrics["val/acc"] == pytest.approx(logged["val/acc"][best][1], rel=1e-5)
     assert metrics["test/acc"] == pytest.approx(logged["test/acc"][-1][1], rel=1e-5)
-    assert logged["hp/test_acc"][0][1] == pytest.approx(metrics["test/acc"], rel=1e-5)
+    # The Scalars tab: the curves and the test figures only (no `epoch` chart, no one-point run figures),
+    # so its sections, in TensorBoard's alphabetical order, are test, train, val.
+    assert set(logged) == {"train/loss", "train/acc", "val/loss", "val/acc", "test/loss", "test/acc"}
+    # the best epoch's validation figures, for the HParams tab: one point on the validation curves
+    best = scalars(run_dir / "best")
+    assert set(best) == {"val/loss", "val/acc"}
+    for tag in best:
+        assert best[tag] == [logged[tag][metrics["best_epoch"] - 1]]
+        assert best[tag][0][1] == pytest.approx(metrics[tag], rel=1e-5)
+    assert [r["step"] for r in metrics["history"]] == [step for step, _ in logged["val/loss"]]
 
 
 def test_checkpoints_load_weights_only_and_best_is_the_best_epoch(mlp_run):

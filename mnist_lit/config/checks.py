@@ -28,6 +28,7 @@ from mnist_lit.errors import ConfigError
 from mnist_lit.io.atomic import unwritable_reason
 from mnist_lit.models.base import network_class, network_config, network_shape
 from mnist_lit.perf.checks import check_fast_config, is_fast_module
+from mnist_lit.precision import AUTO
 
 TRAIN_IMAGES = 60_000  # the official training images of MNIST and its kin (when the files are not there to count)
 
@@ -158,8 +159,10 @@ def check_trainer(cfg: DictConfig) -> None:
     typed(cfg.trainer, TrainerSettings, "trainer", open_keys=True)
     precision = OmegaConf.select(cfg, "trainer.precision", default="32-true")
     precisions = lightning_precisions()
-    if str(precision) not in precisions:
-        raise ConfigError(f"trainer.precision={precision!r} is not allowed: choose one of {', '.join(precisions)}")
+    if str(precision) not in (AUTO, *precisions):
+        raise ConfigError(
+            f"trainer.precision={precision!r} is not allowed: choose {AUTO} or one of {', '.join(precisions)}"
+        )
     accelerator = OmegaConf.select(cfg, "trainer.accelerator", default="auto")
     accelerators = lightning_accelerators()
     if accelerator not in accelerators:
@@ -236,6 +239,12 @@ def check_resume(cfg: DictConfig) -> None:
             f"ckpt_path={ckpt_path!r} was trained {'with' if had else 'without'} a learning-rate scheduler, "
             f"but {'this run sets one' if has else 'scheduler=null here'}: resume with the scheduler setting it was "
             "trained with (see its run's .hydra/overrides.yaml)"
+        )
+    if "current_model_state" in checkpoint and not OmegaConf.select(cfg, "callbacks.averaging"):
+        # its weights are the average: resuming without averaging would train on from the average
+        raise ConfigError(
+            f"ckpt_path={ckpt_path!r} was saved with weight averaging, but this run has none: resume with the "
+            "callbacks/averaging=... it was trained with (see its run's .hydra/overrides.yaml)"
         )
     done = int(checkpoint.get("epoch", -1)) + 1
     if done >= cfg.trainer.max_epochs:

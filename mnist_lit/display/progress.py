@@ -15,6 +15,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from tqdm import tqdm
 
+from mnist_lit.display.tensorboard import CurvesLogger
 from mnist_lit.process.resources import job_seconds
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,8 @@ class EpochSummary(L.Callback):
         if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
             return
         record = self._record(trainer.current_epoch + 1)
+        if isinstance(trainer.logger, CurvesLogger) and "val/loss" in trainer.logger.steps:
+            record["step"] = trainer.logger.steps["val/loss"]  # where TensorBoard plots this validation
         record.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
+from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from tensorboard.compat.proto.summary_pb2 import Summary
@@ -25,8 +26,13 @@ from torch.utils.tensorboard.writer import FileWriter
 
 from mnist_lit.display.tables import escape_markdown, markdown_table
 
-# metrics.json keys shown as HParams metrics (tag hp/<key with _ for />), in this order
-HP_METRICS = ("val/acc", "test/acc", "val/loss", "test/loss", "best_epoch", "epochs", "fit_seconds")
+# The HParams tab's metrics, in this order, as (run relative to the run's own, tag): the test figures as
+# Lightning logged them, the best epoch's validation figures as one point in the sub-run ``best`` (beside
+# the validation curves, so the Scalars tab gets no chart of one point; see write_run_summary)
+HP_METRICS = (("best", "val/acc"), ("", "test/acc"), ("best", "val/loss"), ("", "test/loss"))
+BEST_RUN = "best"
+# metrics.json facts shown as HParams columns beside the hyperparameters (a metric needs a scalar chart)
+RUN_FACTS = ("best_epoch", "epochs", "fit_seconds")
 # The keys that describe a run besides the model's and the optimizer's own
 DESCRIBING = ("data.batch_size", "trainer.precision", "seed")
 # The Custom Scalars tab: train against validation on one chart each
@@ -38,9 +44,28 @@ CURVES_LAYOUT = {
 }
 
 
-def metric_tag(key: str) -> str:
-    """``val/acc`` -> ``hp/val_acc``: the scalar an HParams metric reads."""
-    return "hp/" + key.replace("/", "_")
+class CurvesLogger(TensorBoardLogger):
+    """Lightning's TensorBoardLogger without the ``epoch`` scalar that Lightning adds to each logging call.
+
+    Its chart, a staircase against the step, would be the first of the Scalars tab (tags sort by name);
+    the epochs are in the HParams tab (``run.epochs``) and in ``metrics.json``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.steps: dict[str, int] = {}  # each metric's latest step: where TensorBoard plots its last point
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        """Log every metric but ``epoch``."""
+        super().log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step)
+        if step is not None:
+            self.steps.update(dict.fromkeys(metrics, int(step)))
+
+
+def metric_info(group: str, tag: str) -> api_pb2.MetricInfo:
+    """An HParams metric: the last value of ``tag`` in the run's sub-run ``group`` ("" the run itself)."""
+    shown = f"{tag} (best epoch)" if group == BEST_RUN else tag
+    return api_pb2.MetricInfo(name=api_pb2.MetricName(group=group, tag=tag), display_name=shown)
 
 
 def sweep_params(hydra_cfg: DictConfig) -> list[str]:
@@ -152,23 +177,33 @@ def write_curves_layout(run_dir: Path) -> None:
 
 
 def write_run_summary(run_dir: Path, cfg: DictConfig, swept: list[str], metrics: dict[str, Any]) -> dict[str, Any]:
-    """The run's HParams entry (declared columns, values, metrics) and its config table; returns the values."""
+    """The run's HParams entry (declared columns, values, metrics) and its config table; returns the values.
+
+    The Scalars tab groups charts by tag prefix in alphabetical order, so every scalar tag with a new
+    prefix would come before ``train/`` and ``val/``: the best epoch's ``val/acc`` and ``val/loss`` go into
+    the sub-run ``best`` at that epoch's step (a marked point on the validation curves), the run's facts
+    (``best_epoch``, ``epochs``, ``fit_seconds``) into HParams columns, and no scalar of its own.
+    """
     values = run_hparams(cfg, swept)
+    facts = {f"run.{key}": metrics[key] for key in RUN_FACTS if isinstance(metrics.get(key), (int, float))}
     differing = {k for k in values if any(k == s or k.startswith(f"{s}.") for s in swept)}
     step = int(metrics.get("epochs") or 0)
     writer = FileWriter(str(run_dir))
-    infos = [_hparam_info(name, value, name in differing) for name, value in values.items()]
-    metric_infos = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=metric_tag(k))) for k in HP_METRICS]
+    infos = [_hparam_info(name, value, name in differing) for name, value in {**values, **facts}.items()]
+    metric_infos = [metric_info(group, tag) for group, tag in HP_METRICS]
     experiment = api_pb2.Experiment(hparam_infos=infos, metric_infos=metric_infos, time_created_secs=time.time())
     writer.add_summary(
         _hparams_summary(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=experiment))
     )
     # group_name: the run's own directory, so that two runs with the same values stay two rows
-    writer.add_summary(_session_start(values, group_name=run_dir.name))
-    for key in HP_METRICS:
-        value = metrics.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            writer.add_summary(summary.scalar(metric_tag(key), float(value)), step)
+    writer.add_summary(_session_start({**values, **facts}, group_name=run_dir.name))
+    best = next((r for r in metrics.get("history", []) if r.get("epoch") == metrics.get("best_epoch")), None)
+    if best is not None and "step" in best:
+        best_writer = FileWriter(str(run_dir / BEST_RUN))
+        for key in ("val/acc", "val/loss"):
+            if isinstance(metrics.get(key), (int, float)):
+                best_writer.add_summary(summary.scalar(key, float(metrics[key])), int(best["step"]))
+        best_writer.close()
     writer.add_summary(summary.text("hyperparameters", config_table(values)), step)
     tested = metrics.get("test/acc") is not None  # not tested: diverged or interrupted
     end = plugin_data_pb2.SessionEndInfo(

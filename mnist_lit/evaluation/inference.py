@@ -14,6 +14,7 @@ from mnist_lit.data.augment import tta_views
 from mnist_lit.data.dataset import load_dataset
 from mnist_lit.evaluation.results import Predictions
 from mnist_lit.lit_module import DigitClassifier
+from mnist_lit.precision import resolved
 
 
 def inference_device() -> torch.device:
@@ -24,7 +25,7 @@ def inference_device() -> torch.device:
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
     """The autocast that Lightning's ``precision`` setting applied in training and testing: Lightning's own
     ``MixedPrecision`` for the ``-mixed`` settings; the others ran without autocast."""
-    precision = str(precision)
+    precision = resolved(str(precision), device)  # a run trained with trainer.precision=auto: chosen for this device
     if precision.endswith("-mixed"):
         return MixedPrecision(precision, device.type).forward_context()
     return contextlib.nullcontext()
