@@ -41,7 +41,6 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, TrialState
 
-from hydra_plugins.mnist_lit_optuna_sweeper.config import PRUNERS
 from hydra_plugins.mnist_lit_optuna_sweeper.study import (
     ERROR_ATTR,
     SEARCH_SPACE_ATTR,
@@ -156,17 +155,19 @@ def search_space(config: DictConfig, arguments: list[str]) -> tuple[dict[str, Ba
     distributions: dict[str, BaseDistribution] = {}
     fixed: list[str] = []
     for key, override in by_key.items():
-        if not (override.is_add() or override.is_force_add() or override.is_delete() or override.is_hydra_override()):
-            if "/" not in override.key_or_group and not key_exists(config, override.key_or_group):
-                raise ConfigError(
-                    f"{override.input_line} is not allowed: {override.key_or_group} is not a key of the config "
-                    f"(python train.py --cfg job lists them): check its spelling, or write +{override.input_line} "
-                    "to add a new key"
-                )
+        changes = not (override.is_add() or override.is_force_add() or override.is_delete())
+        plain = changes and not override.is_hydra_override() and "/" not in override.key_or_group
+        if plain and not key_exists(config, override.key_or_group):
+            raise ConfigError(
+                f"{override.input_line} is not allowed: {override.key_or_group} is not a key of the config "
+                f"(python train.py --cfg job lists them): check its spelling, or write +{override.input_line} "
+                "to add a new key"
+            )
         if override.is_sweep_override():
             distributions[key] = distribution(override)
         else:
-            fixed.append(override.input_line if override.is_delete() else f"{key}={override.get_value_element_as_str()}")
+            value = override.get_value_element_as_str()
+            fixed.append(override.input_line if override.is_delete() else f"{key}={value}")
     return distributions, fixed
 
 
@@ -202,7 +203,8 @@ def check_existing_study(plan: StudyPlan, storage: Any) -> None:
     if there != [plan.direction]:
         raise ConfigError(
             f"{shown} already exists in {plan.storage} to {'/'.join(there)}, not to {plan.direction}: keep "
-            f"hydra.sweeper.direction={'/'.join(there)}, or start another study with hydra.sweeper.study_name=<new name>"
+            f"hydra.sweeper.direction={'/'.join(there)}, or start another study with "
+            "hydra.sweeper.study_name=<new name>"
         )
     recorded = study.user_attrs.get(SEARCH_SPACE_ATTR)
     wanted = encoded_space(plan.distributions)
@@ -223,7 +225,7 @@ def plan_study(config: DictConfig, arguments: list[str], create: bool = False) -
     """
     sweeper = config.hydra.sweeper
     check_settings(sweeper)
-    pruner = make_pruner(sweeper.pruner, OmegaConf.to_container(sweeper.pruner_args, resolve=True))
+    pruner = make_pruner(sweeper.pruner, sweeper.pruner_args)
     sampler = build_sampler(sweeper.sampler)
     distributions, fixed = search_space(config, arguments)
     n_trials = int(sweeper.n_trials)
@@ -292,6 +294,7 @@ class StudySweep:
 
     def sweep(self, arguments: list[str]) -> None:
         assert self.config is not None
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep's own lines say what Optuna's would
         try:
             plan = plan_study(self.config, arguments, create=True)
         except ConfigError as e:
@@ -341,7 +344,9 @@ class StudySweep:
             owner = trial.user_attrs.get("sweeper")
             if owner and owner.get("host") == host and not alive(int(owner.get("pid", 0))):
                 study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-                log.warning("Trial %d: its command (process %s) ended without finishing it: failed", trial.number, owner["pid"])
+                log.warning(
+                    "Trial %d: its command (process %s) ended without finishing it: failed", trial.number, owner["pid"]
+                )
 
     def ask(self, study: optuna.Study, plan: StudyPlan) -> list[optuna.trial.Trial]:
         """The next batch of trials, none when the study holds n_trials (another command's running ones included)."""
@@ -381,9 +386,15 @@ class StudySweep:
             returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
         except BaseException:
             # Ctrl-C, SIGTERM, a launcher error: the trials did not end; the next command runs others instead.
+            started = self.started_jobs()
             for trial in trials:
+                if trial.number in started:
+                    trial.set_user_attr("job_dir", started[trial.number])
                 study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-            log.warning("Interrupted: trials %s marked failed", ", ".join(str(t.number) for t in trials))
+            log.warning(
+                "Interrupted: trial %s marked failed; the same command again resumes the study",
+                ", ".join(str(t.number) for t in trials),
+            )
             raise
         self.job_idx += len(returns)
         failures = []
@@ -398,11 +409,25 @@ class StudySweep:
             )  # fmt: skip
             raise failures[0]
 
+    def started_jobs(self) -> dict[int, str]:
+        """{trial number: job directory} of the jobs this sweep has started (each saves its Hydra config)."""
+        assert self.config is not None
+        started = {}
+        for saved in Path(str(self.config.hydra.sweep.dir)).glob("*/.hydra/hydra.yaml"):
+            try:
+                number = OmegaConf.select(OmegaConf.load(saved), "hydra.sweeper.trial")
+            except Exception:  # a file being written as the sweep stops: that job is left unnamed
+                continue
+            if isinstance(number, int):
+                started[number] = str(saved.parent.parent)
+        return started
+
     @staticmethod
     def tell(study: optuna.Study, trial: optuna.trial.Trial, ret: JobReturn) -> BaseException | None:
         """Tell the study how the job ended (complete, pruned or failed); the job's error, if it raised."""
-        if ret.working_dir:
-            trial.set_user_attr("job_dir", str(ret.working_dir))
+        output_dir = OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir") if ret.hydra_cfg else None
+        if output_dir:  # where later summaries find the job's files
+            trial.set_user_attr("job_dir", str(output_dir))
         if ret.status != JobStatus.COMPLETED:
             try:
                 ret.return_value  # noqa: B018  JobReturn's public way to the job's exception: it raises it

@@ -9,7 +9,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
 
-class OptunaStudySweeper(Sweeper):
+class OptunaSweeper(Sweeper):
     """Asks an Optuna study for trials, runs them as jobs through the configured launcher and tells it the results."""
 
     def __init__(self, **settings: Any) -> None:

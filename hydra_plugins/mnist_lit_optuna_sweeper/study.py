@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from hydra_plugins.mnist_lit_optuna_sweeper.config import PRUNERS
+from hydra_plugins.mnist_lit_optuna_sweeper.config import PRUNERS, SWEEPER_TARGET
 from mnist_lit.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def unopenable(storage: str, why: str) -> ConfigError:
 
 
 def open_storage(storage: str, create: bool = True) -> optuna.storages.BaseStorage | None:
-    """The Optuna storage at ``storage`` (a URL or a journal file); None for a journal file not there yet when not ``create``.
+    """The Optuna storage at ``storage`` (a URL or a journal file); None for a missing journal file unless ``create``.
 
     A journal file (Optuna's JournalFileBackend) is the default: it only appends, under a lock made
     by creating a symbolic link, which is atomic on network file systems (NFS) where the fcntl locks
@@ -91,14 +91,21 @@ def study_exists(storage: optuna.storages.BaseStorage, study_name: str) -> bool:
     return True
 
 
-def make_pruner(name: str | None, args: dict[str, Any] | None) -> optuna.pruners.BasePruner:
+def make_pruner(name: str | None, pruner_args: Any) -> optuna.pruners.BasePruner:
     """The pruner ``hydra.sweeper.pruner`` names, built with ``hydra.sweeper.pruner_args`` (null: none)."""
     import inspect
 
     import optuna
     from hydra.utils import get_class
 
-    args = dict(args or {})
+    if isinstance(pruner_args, DictConfig):
+        pruner_args = OmegaConf.to_container(pruner_args, resolve=True)
+    if pruner_args is not None and not isinstance(pruner_args, dict):
+        raise ConfigError(
+            f"hydra.sweeper.pruner_args={pruner_args} is not allowed: give the pruner's keyword arguments, "
+            "e.g. hydra.sweeper.pruner_args='{n_startup_trials: 5}', or null"
+        )
+    args = dict(pruner_args or {})
     if name is None:
         if args:
             raise ConfigError(
@@ -107,7 +114,8 @@ def make_pruner(name: str | None, args: dict[str, Any] | None) -> optuna.pruners
             )
         return optuna.pruners.NopPruner()
     if name not in PRUNERS:
-        raise ConfigError(f"hydra.sweeper.pruner={name} is not allowed: choose null (no pruning), {' or '.join(PRUNERS)}")
+        allowed_names = " or ".join(PRUNERS)
+        raise ConfigError(f"hydra.sweeper.pruner={name} is not allowed: choose null (no pruning), {allowed_names}")
     pruner_class = get_class(PRUNERS[name])
     allowed = [p for p in inspect.signature(pruner_class).parameters if p != "self"]
     unknown = sorted(set(args) - set(allowed))
@@ -131,10 +139,10 @@ def job_trial(sweeper: DictConfig) -> optuna.trial.Trial | None:
     import optuna
 
     number = OmegaConf.select(sweeper, "trial", default=None)
-    if number is None or not str(OmegaConf.select(sweeper, "_target_", default="")).endswith("OptunaStudySweeper"):
+    if number is None or OmegaConf.select(sweeper, "_target_", default=None) != SWEEPER_TARGET:
         return None
     storage = open_storage(str(sweeper.storage))
-    pruner = make_pruner(sweeper.pruner, OmegaConf.to_container(sweeper.pruner_args, resolve=True))
+    pruner = make_pruner(sweeper.pruner, sweeper.pruner_args)
     # The sampler is the sweeper's business: the job only reports, so a plain one does.
     study = optuna.load_study(
         study_name=str(sweeper.study_name), storage=storage, pruner=pruner, sampler=optuna.samplers.RandomSampler()

@@ -64,7 +64,9 @@ def check_sweep_dir(sweep_dir: Path, shown: str) -> None:
 
 def check_sweeper(config: DictConfig) -> None:
     """The Optuna sweeper's settings (study, storage, search space), checked before the sweep directory is made."""
-    if str(OmegaConf.select(config, "hydra.sweeper._target_", default="")).endswith(".OptunaStudySweeper"):
+    from hydra_plugins.mnist_lit_optuna_sweeper.config import SWEEPER_TARGET
+
+    if OmegaConf.select(config, "hydra.sweeper._target_", default=None) == SWEEPER_TARGET:
         from hydra_plugins.mnist_lit_optuna_sweeper.optuna_sweeper import check_multirun
 
         check_multirun(config)

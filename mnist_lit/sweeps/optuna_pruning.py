@@ -53,7 +53,12 @@ class OptunaPruning(L.Callback):
             trainer.should_stop = True
             if trainer.is_global_zero:
                 self.trial.set_user_attr("pruned_epoch", epoch)
-                log.info("Pruned by Optuna's %s pruner after epoch %d (trial %d)", self.pruner, epoch, self.trial.number)
+                log.info(
+                    "Pruned by Optuna's %s pruner after epoch %d (trial %d)",
+                    self.pruner,
+                    epoch,
+                    self.trial.number,
+                )
 
     @property
     def reason(self) -> str:
