@@ -96,7 +96,8 @@ def test_search_space_syntax_becomes_optuna_distributions(tmp_path):
     assert space["model.dense"] == IntDistribution(64, 256, step=64)
     assert space["optimizer.lr"] == FloatDistribution(0.0001, 0.01, log=True)
     assert "seed=7" in plan.fixed and plan.direction == "maximize" and plan.n_trials == 30
-    assert plan.storage == str(tmp_path / "s.journal") and not (tmp_path / "s.journal").exists()  # a check writes nothing
+    assert plan.storage == str(tmp_path / "s.journal")
+    assert not (tmp_path / "s.journal").exists()  # a check writes nothing
     default = plan_study(composed("hparams_search=cnn_optuna", "paths.log_dir=/x/logs"), []).storage
     assert default == "/x/logs/optuna/cnn_optuna.journal"
 
