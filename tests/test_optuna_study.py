@@ -192,7 +192,12 @@ def test_an_interrupted_study_is_resumed_by_the_same_command(synthetic, tmp_path
 def test_two_commands_on_one_storage_share_the_study(synthetic, tmp_path):
     storage = tmp_path / "study.journal"
     dirs = [tmp_path / "a", tmp_path / "b"]
-    commands = [start(sweep_args(synthetic, storage, d, "hydra.sweeper.n_trials=4", "threads=1")) for d in dirs]
+    # One asks for two trials at a time and runs them in joblib's worker processes; the other, one at a time.
+    launchers = [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], []]
+    commands = [
+        start(sweep_args(synthetic, storage, d, "hydra.sweeper.n_trials=4", "threads=1", *launcher))
+        for d, launcher in zip(dirs, launchers, strict=True)
+    ]
     outputs = [c.communicate(timeout=300)[0] for c in commands]
     assert [c.returncode for c in commands] == [0, 0], outputs
     study = load(storage)
@@ -232,6 +237,9 @@ def pruned(synthetic, tmp_path_factory) -> tuple[Path, Path]:
         "hydra.sweeper.n_trials=2",
         "hydra.sweeper.pruner=median",
         "hydra.sweeper.pruner_args={n_startup_trials: 1}",
+        "hydra/launcher=submitit_local",  # the job runs in a process of its own, and reaches its trial from there
+        "hydra.launcher.timeout_min=10",
+        "threads=1",
         f"hydra.sweeper.storage={storage}",
         f"hydra.sweep.dir={sweep_dir}",
     )
@@ -251,6 +259,7 @@ def test_a_hopeless_trial_is_pruned_after_its_first_epoch(pruned):
     assert rows[1]["status"] == "pruned" and rows[1]["error"] == "pruned after epoch 1"
     assert rows[0]["status"] == "ok"  # the study's earlier trial, listed from the study
     assert "1 pruned" in (sweep_dir / "summary.md").read_text()
+    assert len(list((sweep_dir / ".submitit").glob("*/*_result.pkl"))) == 1  # ran as a submitit job
 
 
 def test_optuna_dashboard_lists_the_study_of_a_sweep(pruned):
