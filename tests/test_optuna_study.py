@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 
 from hydra_plugins.mnist_lit_optuna_sweeper._sweep import plan_study
 from hydra_plugins.mnist_lit_optuna_sweeper.study import open_storage
-from mnist_lit.config import PROJECT_ROOT
+from mnist_lit.config.checks import PROJECT_ROOT
 from mnist_lit.errors import ConfigError
 from tests.conftest import ROOT, run_cli, synthetic_overrides
 from tests.test_sweeps import free_port
