@@ -297,10 +297,9 @@ class StudySweep:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep's own lines say what Optuna's would
         try:
             plan = plan_study(self.config, arguments, create=True)
+            study = self.open_study(plan, open_storage(plan.storage, create=True))
         except ConfigError as e:
             exit_with(e)
-        storage = open_storage(plan.storage, create=True)
-        study = self.open_study(plan, storage)
         self.fail_abandoned(study)
         done = sum(counts(t) for t in study.get_trials(deepcopy=False))
         log.info(
