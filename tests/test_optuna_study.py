@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -25,10 +26,15 @@ from hydra_plugins.mnist_lit_optuna_sweeper.study import open_storage
 from mnist_lit.config.checks import PROJECT_ROOT
 from mnist_lit.errors import ConfigError
 from tests.conftest import ROOT, run_cli, synthetic_overrides
-from tests.test_sweeps import free_port
 
 TINY = ["trainer.max_epochs=1", "trainer.limit_train_batches=1.0"]
 SPACE = ["model.filters=choice(2, 4)", "model.dense=choice(8, 16)"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def sweep_args(synthetic: dict, storage: Path, sweep_dir: Path, *extra: str) -> list[str]:
