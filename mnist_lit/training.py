@@ -29,6 +29,7 @@ from mnist_lit.precision import AUTO, precision_for
 from mnist_lit.process.memory import configure_process
 from mnist_lit.process.parallel import setup_parallelism
 from mnist_lit.process.resources import begin_job, peak_rss_mb
+from mnist_lit.sweeps.optuna_pruning import pruning_callback
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,10 @@ def find_callback(trainer: L.Trainer, kind: type) -> Any:
     return next((cb for cb in trainer.callbacks if isinstance(cb, kind)), None)
 
 
-def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
-    """The data module, model and trainer that ``cfg`` describes, as ``train`` uses them."""
+def build(
+    cfg: DictConfig, extra_callbacks: tuple[L.Callback, ...] = ()
+) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
+    """The data module, model and trainer that ``cfg`` describes (plus ``extra_callbacks``), as ``train`` uses them."""
     datamodule = instantiate(cfg.data)
     # Hyperparameters as plain values (checkpoints load with weights_only=True); the optimizer and
     # scheduler configs are instantiated by the module's configure_optimizers, not here.
@@ -54,7 +57,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.
         scheduler=plain(cfg.get("scheduler")),
         dataset=cfg.data.dataset,
     )
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + list(extra_callbacks)
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     # trainer.precision=auto is this project's, not Lightning's: it becomes a precision for this machine
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, precision=precision_for(cfg).precision)
@@ -94,7 +97,8 @@ def train(cfg: DictConfig) -> float | None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     setup_parallelism(cfg)  # torch threads of a parallel sweep job; where DDP may start processes
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule, model, trainer = build(cfg)
+    pruning = pruning_callback(cfg)  # only in a trial of an Optuna sweep that prunes
+    datamodule, model, trainer = build(cfg, (pruning,) if pruning else ())
     if trainer.is_global_zero:
         precision = precision_for(cfg)
         chosen = f"; precision auto: {precision.reason}" if str(cfg.trainer.get("precision")) == AUTO else ""
@@ -123,11 +127,15 @@ def train(cfg: DictConfig) -> float | None:
     summary = find_callback(trainer, EpochSummary)
     history = [dict(record) for record in summary.history] if summary is not None else []
     stopped_early, reason = stop_reason(trainer)
+    pruned_epoch = pruning.pruned_epoch if pruning else None
+    if pruned_epoch is not None:
+        stopped_early, reason = True, pruning.reason
     facts = {
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,  # optimizer steps, the x-axis of TensorBoard's scalars
         "stopped_early": stopped_early,
         "stop_reason": reason,
+        "pruned_epoch": pruned_epoch,  # the last epoch of a trial Optuna's pruner stopped; null otherwise
         "fit_seconds": round(fit_seconds, 3),
         "startup_seconds": round(summary.startup_seconds, 3) if summary and summary.startup_seconds else None,
         "parameters": count_parameters(model),
@@ -140,7 +148,8 @@ def train(cfg: DictConfig) -> float | None:
         log.error("Training diverged (no finite val/loss); not testing. Try a lower optimizer.lr (now %s).",
                   cfg.optimizer.get("lr"))  # fmt: skip
     test: dict[str, float] = {}
-    if best_path and not trainer.interrupted and not diverged:
+    # A pruned trial is hopeless by the study's measure: its test set is not worth the time.
+    if best_path and not trainer.interrupted and not diverged and pruned_epoch is None:
         test = trainer.test(model, datamodule=datamodule, ckpt_path=best_path, weights_only=True, verbose=False)[0]
     metrics = {**summarise(history, test), **facts, "peak_rss_mb": peak_rss_mb(), "history": history}
     metrics["threads"] = torch.get_num_threads()  # what fit_seconds was measured with

@@ -201,6 +201,7 @@ def test_optuna_sweep_runs_n_trials_and_reports_the_best(synthetic, tmp_path):
         "model.dense=choice(8, 16)",
         *TINY,
         f"hydra.sweep.dir={tmp_path}",
+        f"paths.log_dir={tmp_path / 'logs'}",  # the study's file: a new study for every test run
     )
     jobs = job_dirs(tmp_path)
     assert len(jobs) == 3

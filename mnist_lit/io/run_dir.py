@@ -13,7 +13,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mnist_lit.config.resolvers import resumed_run
 from mnist_lit.errors import ConfigError, exit_with
@@ -60,6 +60,16 @@ def check_sweep_dir(sweep_dir: Path, shown: str) -> None:
             f"hydra.sweep.dir={shown} already holds an earlier sweep ({', '.join(found)}), which would be "
             "overwritten: choose a new directory (the default is a new one per sweep)"
         )
+
+
+def check_sweeper(config: DictConfig) -> None:
+    """The Optuna sweeper's settings (study, storage, search space), checked before the sweep directory is made."""
+    from hydra_plugins.mnist_lit_optuna_sweeper.config import SWEEPER_TARGET
+
+    if OmegaConf.select(config, "hydra.sweeper._target_", default=None) == SWEEPER_TARGET:
+        from hydra_plugins.mnist_lit_optuna_sweeper.optuna_sweeper import check_multirun
+
+        check_multirun(config)
 
 
 def lock_directory(directory: Path, key: str) -> FileLock:
@@ -109,6 +119,7 @@ class RunDirectoryGuard(Callback):
         shown = str(config.hydra.sweep.dir)
         sweep_dir = Path(shown).expanduser().absolute()
         try:
+            check_sweeper(config)
             check_sweep_dir(sweep_dir, shown)
             sweep_dir.mkdir(parents=True, exist_ok=True)
             self.lock = lock_directory(sweep_dir, "hydra.sweep.dir")

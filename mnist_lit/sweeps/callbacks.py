@@ -14,7 +14,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from mnist_lit.io.atomic import write_text
-from mnist_lit.sweeps.summary import ERROR_FILE, Job, describe, differing_keys, write_summary
+from mnist_lit.sweeps.summary import ERROR_FILE, Job, describe, differing_keys, label, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class SweepSummaryCallback(Callback):
         if done:
             best = done[0]
             val_acc = best.figures.get("val/acc")
-            log.info("Best of %d: job %d (%s) val/acc %.4f", len(jobs), best.num, describe(best, keys), val_acc)
+            log.info("Best of %d: %s (%s) val/acc %.4f", len(jobs), label(best), describe(best, keys), val_acc)
         failed = len(jobs) - len(done)
         log.info("Sweep summary (%d failed): %s", failed, sweep_dir / "summary.md")
 

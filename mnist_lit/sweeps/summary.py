@@ -3,7 +3,9 @@
 Reads each job directory of a Hydra multirun (``.hydra/overrides.yaml``, ``metrics.json``, and
 ``error.txt`` for a job that raised) and writes ``summary.csv``, ``summary.md`` and
 ``accuracy_vs_parameters.png`` into the sweep directory. Jobs are ranked by validation accuracy:
-the test set is reported, never used to choose.
+the test set is reported, never used to choose. The jobs of an Optuna study
+(``hydra/sweeper=optuna_study``) come with every other trial of their study: those of earlier or
+concurrent commands, from the job directories the study records, and the trials no job finished.
 """
 
 from __future__ import annotations
@@ -41,11 +43,18 @@ class Job:
     """One job directory of a sweep and what it left behind."""
 
     num: int
-    path: Path
+    path: Path | None  # None: a trial of the study whose job left no directory
     overrides: dict[str, str]
     error: str | None = None
-    status: str = "ok"
+    status: str = "ok"  # ok, pruned, failed or running
     figures: dict[str, Any] = field(default_factory=dict)
+    trial: int | None = None  # the Optuna trial the job ran
+    study: tuple[str, str] | None = None  # (storage, study name) of that trial
+    directory: str = ""  # as the summary shows it
+
+    def __post_init__(self) -> None:
+        if not self.directory and self.path is not None:
+            self.directory = self.path.name
 
     @property
     def val_acc(self) -> float:
@@ -62,13 +71,31 @@ def parse_overrides(lines: list[str]) -> dict[str, str]:
     return parsed
 
 
-def job_number(job_dir: Path) -> int:
+def saved_hydra(job_dir: Path) -> dict[str, Any]:
+    """The job's saved Hydra config (``.hydra/hydra.yaml``'s ``hydra`` node), or {} if it cannot be read."""
+    try:
+        saved = yaml.safe_load((job_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return {}
+    return saved if isinstance(saved, dict) else {}
+
+
+def job_number(job_dir: Path, hydra: dict[str, Any] | None = None) -> int:
     """``hydra.job.num`` from the job's saved Hydra config (the directory name's prefix if that is missing)."""
     try:
-        return int(yaml.safe_load((job_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["num"])
-    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+        return int((saved_hydra(job_dir) if hydra is None else hydra)["job"]["num"])
+    except (KeyError, TypeError, ValueError):
         prefix = job_dir.name.split("_", 1)[0]
         return int(prefix) if prefix.isdigit() else -1
+
+
+def job_study(hydra: dict[str, Any]) -> tuple[int | None, tuple[str, str] | None]:
+    """(trial number, (storage, study name)) of a job of an Optuna study sweep, from its Hydra config; else Nones."""
+    sweeper = hydra.get("sweeper") or {}
+    trial = sweeper.get("trial") if isinstance(sweeper, dict) else None
+    if not isinstance(trial, int) or not sweeper.get("storage") or not sweeper.get("study_name"):
+        return None, None
+    return trial, (str(sweeper["storage"]), str(sweeper["study_name"]))
 
 
 def first_error_line(text: str) -> str:
@@ -88,7 +115,9 @@ def read_job(job_dir: Path, finished: bool) -> Job:
         unreadable = None if isinstance(lines, list) else "overrides.yaml holds no list of overrides"
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         overrides, unreadable = {}, f"overrides.yaml cannot be read ({type(e).__name__})"
-    job = Job(num=job_number(job_dir), path=job_dir, overrides=overrides)
+    hydra = saved_hydra(job_dir)
+    trial, study = job_study(hydra)
+    job = Job(num=job_number(job_dir, hydra), path=job_dir, overrides=overrides, trial=trial, study=study)
     metrics_path = job_dir / "metrics.json"
     error_path = job_dir / ERROR_FILE
     metrics = None
@@ -103,6 +132,8 @@ def read_job(job_dir: Path, finished: bool) -> Job:
         job.status, job.error = "failed", unreadable
     elif metrics is not None:
         job.figures = {column: metrics.get(key) for column, key, _ in FIGURES}
+        if metrics.get("pruned_epoch") is not None:
+            job.status, job.error = "pruned", f"pruned after epoch {metrics['pruned_epoch']}"
     elif error_path.is_file():
         job.status, job.error = "failed", first_error_line(error_path.read_text())
     elif finished:
@@ -115,19 +146,82 @@ def read_job(job_dir: Path, finished: bool) -> Job:
     return job
 
 
+def shown_directory(job_dir: Path, sweep_dir: Path) -> str:
+    """A job directory as the summary of ``sweep_dir`` names it: relative to the sweep, or to the sweeps' folder."""
+    for base, prefix in ((sweep_dir, ""), (sweep_dir.parent, "../")):
+        try:
+            return prefix + str(job_dir.resolve().relative_to(base.resolve()))
+        except ValueError:
+            continue
+    return str(job_dir)
+
+
+def trial_status(trial: Any) -> tuple[str, str | None]:
+    """(status, why) of a study's trial that has no job directory to read."""
+    from optuna.trial import TrialState
+
+    attrs = trial.user_attrs
+    if trial.state == TrialState.COMPLETE:
+        return "ok", None
+    if trial.state == TrialState.PRUNED:
+        return "pruned", f"pruned after epoch {attrs.get('pruned_epoch', '?')}"
+    if trial.state == TrialState.RUNNING:
+        return "running", "running in another command"
+    if "not_run" in attrs:
+        return "failed", f"not run: {attrs['not_run']}"
+    return "failed", attrs.get("error") or "interrupted: its command stopped before the job ended"
+
+
+def study_jobs(study: tuple[str, str], seen: set[int], sweep_dir: Path, finished: bool) -> list[Job]:
+    """The study's trials that are not jobs of ``sweep_dir``: read from the job directory each records, if any."""
+    import optuna
+
+    from hydra_plugins.mnist_lit_optuna_sweeper.study import open_storage, study_exists
+
+    storage_url, name = study
+    try:
+        storage = open_storage(storage_url, create=False)
+    except UserError:
+        return []
+    if storage is None or not study_exists(storage, name):
+        return []
+    jobs = []
+    for trial in optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False):
+        if trial.number in seen:
+            continue
+        job_dir = Path(trial.user_attrs.get("job_dir") or sweep_dir / "-")
+        if (job_dir / ".hydra" / "overrides.yaml").is_file():
+            job = read_job(job_dir, finished)
+            job.directory = shown_directory(job_dir, sweep_dir)
+        else:
+            status, why = trial_status(trial)
+            overrides = {key: str(value) for key, value in trial.params.items()}
+            figures = {"val/acc": trial.value} if status == "ok" else {}
+            job = Job(num=-1, path=None, overrides=overrides, status=status, error=why, figures=figures)
+        job.trial, job.study = trial.number, study
+        jobs.append(job)
+    return jobs
+
+
 def read_sweep(sweep_dir: Path, finished: bool = True) -> list[Job]:
-    """Every job of the sweep, best first: finished jobs by validation accuracy, then the others by number."""
+    """Every job of the sweep (and every trial of its Optuna study), best first: finished jobs by validation
+    accuracy, then the others by trial or job number."""
     job_dirs = sorted(p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml"))
     jobs = [read_job(d, finished) for d in job_dirs if d != sweep_dir]
+    study = next((j.study for j in jobs if j.study is not None), None)
+    if study is not None:
+        jobs += study_jobs(study, {j.trial for j in jobs if j.trial is not None}, sweep_dir, finished)
     done = [j for j in jobs if j.status == "ok"]
     # Ties go to the smaller network, then to the higher test accuracy.
     done.sort(key=lambda j: (-j.val_acc, j.figures.get("parameters") or 0, -(j.figures.get("test/acc") or 0)))
-    rest = sorted((j for j in jobs if j.status != "ok"), key=lambda j: j.num)
+    rest = sorted((j for j in jobs if j.status != "ok"), key=lambda j: j.trial if j.trial is not None else j.num)
     return done + rest
 
 
 def differing_keys(jobs: list[Job]) -> tuple[list[str], dict[str, str]]:
     """(override keys whose values differ between jobs, the overrides every job shares)."""
+    # A study's trials without a job directory have only their sampled values: they do not count here.
+    jobs = [j for j in jobs if j.path is not None] or jobs
     keys: list[str] = []
     for job in jobs:
         keys.extend(k for k in job.overrides if k not in keys)
@@ -143,7 +237,9 @@ def describe(job: Job, keys: list[str]) -> str:
 
 def table(jobs: list[Job], keys: list[str], raw: bool = False) -> tuple[list[str], list[list[str]]]:
     """The summary's header and rows, one row per job; ``raw`` keeps numbers unrounded (for the CSV)."""
-    header = ["rank", "job", "status", *keys, *(column for column, _, _ in FIGURES), "directory", "error"]
+    trials = any(j.trial is not None for j in jobs)  # an Optuna study's: its trial numbers too
+    header = ["rank", "job", *(["trial"] if trials else []), "status", *keys]
+    header += [*(column for column, _, _ in FIGURES), "directory", "error"]
     rows = []
     for rank, job in enumerate(jobs, start=1):
         figures = []
@@ -153,11 +249,12 @@ def table(jobs: list[Job], keys: list[str], raw: bool = False) -> tuple[list[str
         rows.append(
             [
                 str(rank) if job.status == "ok" else "",
-                str(job.num),
+                str(job.num) if job.num >= 0 else "",
+                *([str(job.trial) if job.trial is not None else ""] if trials else []),
                 job.status,
                 *(job.overrides.get(k, "") for k in keys),
                 *figures,
-                job.path.name,
+                job.directory,
                 job.error or "",
             ]
         )
@@ -179,6 +276,11 @@ def difference(a: Any, b: Any) -> str:
     return f"{a - b:+.4f}" if isinstance(a, (int, float)) and isinstance(b, (int, float)) else "n/a"
 
 
+def label(job: Job) -> str:
+    """``job 3``, or ``trial 7`` for a job of an Optuna study (job numbers start again with each command)."""
+    return f"trial {job.trial}" if job.trial is not None else f"job {job.num}"
+
+
 def verdict(jobs: list[Job], keys: list[str]) -> str:
     """Which combination won, by how much over the runner-up, and at what cost."""
     done = [j for j in jobs if j.status == "ok"]
@@ -186,18 +288,18 @@ def verdict(jobs: list[Job], keys: list[str]) -> str:
         return "No job finished, so there is no best combination."
     best, b = done[0], done[0].figures
     line = (
-        f"Best: job {best.num} ({describe(best, keys) or 'the only job'}): val/acc {number(b['val/acc'], '.4f')}, "
-        f"test/acc {number(b['test/acc'], '.4f')}, {number(b['parameters'], ',')} parameters, "
-        f"{number(b['fit_seconds'], '.1f')} s of fitting."
+        f"Best: {label(best)} ({describe(best, keys) or 'the only job'}): val/acc {number(b.get('val/acc'), '.4f')}, "
+        f"test/acc {number(b.get('test/acc'), '.4f')}, {number(b.get('parameters'), ',')} parameters, "
+        f"{number(b.get('fit_seconds'), '.1f')} s of fitting."
     )
     if len(done) > 1:
         second, s = done[1], done[1].figures
         line += (
-            f" Ahead of the runner-up, job {second.num} ({describe(second, keys)}),"
-            f" by {difference(b['val/acc'], s['val/acc'])} val/acc"
-            f" ({difference(b['test/acc'], s['test/acc'])} test/acc),"
-            f" with {ratio(b['parameters'], s['parameters'])} its parameters"
-            f" and {ratio(b['fit_seconds'], s['fit_seconds'])} its fit time."
+            f" Ahead of the runner-up, {label(second)} ({describe(second, keys)}),"
+            f" by {difference(b.get('val/acc'), s.get('val/acc'))} val/acc"
+            f" ({difference(b.get('test/acc'), s.get('test/acc'))} test/acc),"
+            f" with {ratio(b.get('parameters'), s.get('parameters'))} its parameters"
+            f" and {ratio(b.get('fit_seconds'), s.get('fit_seconds'))} its fit time."
         )
     return line
 
@@ -206,21 +308,32 @@ def markdown(sweep_dir: Path, jobs: list[Job]) -> str:
     """summary.md: counts, the verdict, the shared overrides and the table."""
     keys, common = differing_keys(jobs)
     header, rows = table(jobs, keys)
-    counts = {s: sum(j.status == s for j in jobs) for s in ("ok", "failed", "running")}
+    counts = {s: sum(j.status == s for j in jobs) for s in ("ok", "pruned", "failed", "running")}
+    study = next((j.study for j in jobs if j.study is not None), None)
     parts = [
         f"# Sweep summary: {sweep_dir}",
         "",
-        f"{len(jobs)} jobs: {counts['ok']} finished, {counts['failed']} failed"
+        f"{len(jobs)} jobs: {counts['ok']} finished, "
+        + (f"{counts['pruned']} pruned, " if counts["pruned"] else "")
+        + f"{counts['failed']} failed"
         + (f", {counts['running']} running" if counts["running"] else "")
         + ". Ranked by the best epoch's validation accuracy; test accuracy is shown, never used to choose.",
         "",
         verdict(jobs, keys),
     ]
+    if study is not None:
+        here = sum(j.path is not None and j.path.parent.resolve() == sweep_dir.resolve() for j in jobs)
+        parts += [
+            "",
+            f"Every trial of Optuna study `{study[1]}` (storage `{study[0]}`), {here} of them run by this sweep; "
+            f"open it with `optuna-dashboard {study[0]}`.",
+        ]
     optuna = sweep_dir / "optimization_results.yaml"
     if optuna.is_file():
         result = yaml.safe_load(optuna.read_text()) or {}
         if "best_value" in result:
-            parts += ["", f"Optuna's best trial: {result['best_value']:.4f} with {result.get('best_params')}."]
+            trial = f" (trial {result['best_trial']})" if "best_trial" in result else ""
+            parts += ["", f"Optuna's best trial: {result['best_value']:.4f}{trial} with {result.get('best_params')}."]
     if common:
         parts += ["", "Every job: " + " ".join(f"`{k}={v}`" for k, v in common.items())]
     parts += ["", markdown_table(header, rows)]

@@ -1,0 +1,295 @@
+"""The project's Optuna sweeper (hydra/sweeper=optuna_study): persistent, resumed and shared studies, pruning, the
+dashboard, and its refusals. Tiny trials on the synthetic data; the real CLI where the command is the point."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from hydra_plugins.mnist_lit_optuna_sweeper._sweep import plan_study
+from hydra_plugins.mnist_lit_optuna_sweeper.study import open_storage
+from mnist_lit.config.checks import PROJECT_ROOT
+from mnist_lit.errors import ConfigError
+from tests.conftest import ROOT, run_cli, synthetic_overrides
+
+TINY = ["trainer.max_epochs=1", "trainer.limit_train_batches=1.0"]
+SPACE = ["model.filters=choice(2, 4)", "model.dense=choice(8, 16)"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sweep_args(synthetic: dict, storage: Path, sweep_dir: Path, *extra: str) -> list[str]:
+    """A tiny cnn_optuna_quick study on the synthetic data, in ``storage``, this command's jobs in ``sweep_dir``."""
+    return [
+        "-m",
+        *synthetic_overrides(synthetic),
+        "hparams_search=cnn_optuna_quick",
+        *SPACE,
+        *TINY,
+        f"hydra.sweeper.storage={storage}",
+        f"hydra.sweep.dir={sweep_dir}",
+        *extra,
+    ]
+
+
+def load(storage: Path, name: str = "cnn_optuna_quick") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=open_storage(str(storage)))
+
+
+def job_trials(*sweep_dirs: Path) -> dict[int, Path]:
+    """{trial number: job directory} of the jobs in these sweep directories, from each job's Hydra config."""
+    found: dict[int, Path] = {}
+    for sweep_dir in sweep_dirs:
+        for saved in sweep_dir.glob("*/.hydra/hydra.yaml"):
+            number = yaml.safe_load(saved.read_text())["hydra"]["sweeper"]["trial"]
+            assert number not in found, f"trial {number} ran twice: {found.get(number)} and {saved.parent.parent}"
+            found[number] = saved.parent.parent
+    return found
+
+
+def summary_rows(sweep_dir: Path) -> list[dict]:
+    with open(sweep_dir / "summary.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_hydra_finds_the_plugin_without_importing_optuna():
+    code = (
+        "import sys\n"
+        "from hydra.core.plugins import Plugins\n"
+        "from hydra.plugins.sweeper import Sweeper\n"
+        "names = [f'{p.__module__}.{p.__name__}' for p in Plugins.instance().discover(Sweeper)]\n"
+        "print(json.dumps([names, 'optuna' in sys.modules]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", "import json\n" + code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    names, optuna_imported = json.loads(done.stdout)
+    assert "hydra_plugins.mnist_lit_optuna_sweeper.optuna_sweeper.OptunaSweeper" in names, names
+    assert not optuna_imported
+    assert not (ROOT / "hydra_plugins" / "__init__.py").exists()  # a namespace package, shared with installed plugins
+
+
+def composed(*overrides: str):
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_search_space_syntax_becomes_optuna_distributions(tmp_path):
+    cfg = composed("hparams_search=cnn_optuna", f"hydra.sweeper.storage={tmp_path}/s.journal")
+    arguments = ["model.dense=range(64, 257, 64)", "optimizer.lr=tag(log, interval(0.0001, 0.01))", "seed=7"]
+    plan = plan_study(cfg, arguments)
+    space = plan.distributions
+    assert space["model.filters"] == CategoricalDistribution([16, 32, 64])
+    assert space["model.dense"] == IntDistribution(64, 256, step=64)
+    assert space["optimizer.lr"] == FloatDistribution(0.0001, 0.01, log=True)
+    assert "seed=7" in plan.fixed and plan.direction == "maximize" and plan.n_trials == 30
+    assert plan.storage == str(tmp_path / "s.journal")
+    assert not (tmp_path / "s.journal").exists()  # a check writes nothing
+    default = plan_study(composed("hparams_search=cnn_optuna", "paths.log_dir=/x/logs"), []).storage
+    assert default == "/x/logs/optuna/cnn_optuna.journal"
+
+
+def refusal(tmp_path: Path, *overrides: str, arguments: tuple[str, ...] = ()) -> str:
+    cfg = composed("hparams_search=cnn_optuna_quick", f"hydra.sweeper.storage={tmp_path}/s.journal", *overrides)
+    with pytest.raises(ConfigError) as refused:
+        plan_study(cfg, list(arguments))
+    return str(refused.value)
+
+
+def test_settings_that_cannot_work_are_refused_naming_the_key(tmp_path):
+    assert refusal(tmp_path, "hydra.sweeper.n_trials=0").startswith("hydra.sweeper.n_trials=0 is not allowed")
+    assert "must be an integer >= 1" in refusal(tmp_path, "hydra.sweeper.n_trials=-3")
+    assert refusal(tmp_path, "hydra.sweeper.pruner=mean").startswith(
+        "hydra.sweeper.pruner=mean is not allowed: choose null (no pruning), median or hyperband"
+    )
+    assert "MedianPruner has no n_startup" in refusal(
+        tmp_path, "hydra.sweeper.pruner=median", "hydra.sweeper.pruner_args={n_startup: 1}"
+    )
+    message = refusal(tmp_path, "hydra.sweeper.sampler._target_=optuna.samplers.NoSuchSampler")
+    assert message.startswith("hydra.sweeper.sampler._target_=optuna.samplers.NoSuchSampler is not an Optuna sampler")
+    assert "hydra/sweeper/sampler=tpe|random|grid|nsgaii" in message
+    message = refusal(tmp_path, arguments=("model.filtrs=choice(8, 16)",))
+    assert message.startswith("model.filtrs=choice(8, 16) is not allowed: model.filtrs is not a key of the config")
+    assert "storage=sqlite:////nonexistent-dir/x.db cannot be opened: OperationalError" in refusal(
+        tmp_path, "hydra.sweeper.storage=sqlite:////nonexistent-dir/x.db"
+    )
+    (tmp_path / "file").write_text("")
+    assert "cannot be opened" in refusal(tmp_path, f"hydra.sweeper.storage={tmp_path}/file/s.journal")
+
+
+def test_a_study_name_taken_by_another_direction_or_search_space_is_refused(tmp_path):
+    storage = open_storage(str(tmp_path / "s.journal"))
+    optuna.create_study(study_name="down", storage=storage, direction="minimize")
+    message = refusal(tmp_path, "hydra.sweeper.study_name=down")
+    assert message.startswith(f"hydra.sweeper.study_name=down already exists in {tmp_path}/s.journal to minimize")
+    cfg = composed("hparams_search=cnn_optuna_quick", f"hydra.sweeper.storage={tmp_path}/s.journal")
+    optuna.create_study(study_name="cnn_optuna_quick", storage=storage, direction="maximize").set_user_attr(
+        "search_space", {}
+    )
+    with pytest.raises(ConfigError, match="already exists .* with another search space .* model.dense, model.filters"):
+        plan_study(cfg, [])
+
+
+def test_a_refused_sweep_prints_one_error_line_and_writes_nothing(synthetic, tmp_path):
+    storage, sweep_dir = tmp_path / "study.journal", tmp_path / "sweep"
+    done = run_cli("train.py", *sweep_args(synthetic, storage, sweep_dir, "hydra.sweeper.n_trials=0"), check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "Error: hydra.sweeper.n_trials=0 is not allowed: it must be an integer >= 1"
+    ]
+    assert list(tmp_path.iterdir()) == []  # no sweep directory, no study file
+
+
+def start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def test_an_interrupted_study_is_resumed_by_the_same_command(synthetic, tmp_path):
+    storage = tmp_path / "study.journal"
+    first, second = tmp_path / "first", tmp_path / "second"
+    command = start(sweep_args(synthetic, storage, first, "hydra.sweeper.n_trials=2"))
+    lines = []
+    for line in command.stdout:  # Ctrl-C once the second trial's job has started
+        lines.append(line)
+        if line.startswith("[job 1] MNIST:"):
+            command.send_signal(signal.SIGINT)
+    assert command.wait(timeout=120) != 0, "".join(lines)
+    assert [t.state for t in load(storage).trials] == [TrialState.COMPLETE, TrialState.FAIL]
+
+    run_cli("train.py", *sweep_args(synthetic, storage, second, "hydra.sweeper.n_trials=2"))
+    study = load(storage)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert sorted(job_trials(second)) == [2]  # trial 0 was kept, not run again
+    rows = {int(r["trial"]): r for r in summary_rows(second)}  # every trial of the study
+    assert sorted(rows) == [0, 1, 2]
+    assert rows[0]["status"] == rows[2]["status"] == "ok" and rows[1]["status"] == "failed"
+    assert rows[0]["directory"].startswith("../first/0_cnn_") and rows[1]["directory"].startswith("../first/1_cnn_")
+    assert float(rows[0]["val/acc"]) == pytest.approx(study.trials[0].value)
+    results = yaml.safe_load((second / "optimization_results.yaml").read_text())
+    assert results["best_value"] == pytest.approx(study.best_value)
+
+
+def test_two_commands_on_one_storage_share_the_study(synthetic, tmp_path):
+    storage = tmp_path / "study.journal"
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    # One asks for two trials at a time and runs them in joblib's worker processes; the other, one at a time.
+    launchers = [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], []]
+    commands = [
+        start(sweep_args(synthetic, storage, d, "hydra.sweeper.n_trials=4", "threads=1", *launcher))
+        for d, launcher in zip(dirs, launchers, strict=True)
+    ]
+    outputs = [c.communicate(timeout=300)[0] for c in commands]
+    assert [c.returncode for c in commands] == [0, 0], outputs
+    study = load(storage)
+    complete = [t.number for t in study.trials if t.state == TrialState.COMPLETE]
+    ran = job_trials(*dirs)  # raises if a trial ran in both commands
+    assert len(complete) == 4 and sorted(ran) == complete  # none lost, none run twice
+    assert all(len(job_trials(d)) >= 1 for d in dirs)  # both commands took part
+    for trial in study.trials:
+        if trial.state == TrialState.COMPLETE:
+            assert json.loads((ran[trial.number] / "metrics.json").read_text())["val/acc"] == pytest.approx(trial.value)
+
+
+@pytest.fixture(scope="module")
+def pruned(synthetic, tmp_path_factory) -> tuple[Path, Path]:
+    """A study whose first trial did well at every epoch; the sweep's one trial, at chance, is pruned after epoch 1."""
+    base = tmp_path_factory.mktemp("pruned")
+    storage, sweep_dir = base / "study.journal", base / "sweep"
+    study = optuna.create_study(study_name="cnn_optuna_quick", storage=open_storage(str(storage)), direction="maximize")
+    space = {"model.filters": CategoricalDistribution([2, 4]), "model.dense": CategoricalDistribution([8, 16])}
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"model.filters": 4, "model.dense": 16},
+            distributions=space,
+            value=0.99,
+            intermediate_values={1: 0.98, 2: 0.99},
+        )
+    )
+    run_cli(
+        "train.py",
+        "-m",
+        *synthetic_overrides(synthetic),
+        "hparams_search=cnn_optuna_quick",
+        *SPACE,
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=1",
+        "optimizer.lr=0.000001",  # learns nothing in two epochs: below the first trial at epoch 1
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.pruner=median",
+        "hydra.sweeper.pruner_args={n_startup_trials: 1}",
+        "hydra/launcher=submitit_local",  # the job runs in a process of its own, and reaches its trial from there
+        "hydra.launcher.timeout_min=10",
+        "threads=1",
+        f"hydra.sweeper.storage={storage}",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
+    return storage, sweep_dir
+
+
+def test_a_hopeless_trial_is_pruned_after_its_first_epoch(pruned):
+    storage, sweep_dir = pruned
+    trial = load(storage).trials[1]
+    assert trial.state == TrialState.PRUNED and list(trial.intermediate_values) == [1]
+    (job_dir,) = job_trials(sweep_dir).values()
+    metrics = json.loads((job_dir / "metrics.json").read_text())
+    assert metrics["pruned_epoch"] == 1 and metrics["epochs"] == 1 and metrics["test/acc"] is None
+    assert metrics["stop_reason"] == "pruned by Optuna's median pruner after epoch 1"
+    assert trial.intermediate_values[1] == pytest.approx(metrics["history"][0]["val/acc"])
+    rows = {int(r["trial"]): r for r in summary_rows(sweep_dir)}
+    assert rows[1]["status"] == "pruned" and rows[1]["error"] == "pruned after epoch 1"
+    assert rows[0]["status"] == "ok"  # the study's earlier trial, listed from the study
+    assert "1 pruned" in (sweep_dir / "summary.md").read_text()
+    assert len(list((sweep_dir / ".submitit").glob("*/*_result.pkl"))) == 1  # ran as a submitit job
+
+
+def test_optuna_dashboard_lists_the_study_of_a_sweep(pruned):
+    storage, _ = pruned
+    port = free_port()
+    dashboard = Path(sys.executable).parent / "optuna-dashboard"
+    server = subprocess.Popen(
+        [str(dashboard), str(storage), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline, answer = time.monotonic() + 60, None
+        while answer is None and time.monotonic() < deadline:
+            assert server.poll() is None, f"optuna-dashboard exited: {server.stderr.read()[-2000:]}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=10) as response:
+                    answer = json.load(response)
+            except OSError:
+                time.sleep(0.5)
+        (study,) = answer["study_summaries"]
+        assert study["study_name"] == "cnn_optuna_quick"
+        assert study["directions"] == ["maximize"]
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
