@@ -53,7 +53,7 @@ class ExportedClassifier(nn.Module):
 
 
 def exportable(classifier: DigitClassifier) -> ExportedClassifier:
-    """The checkpoint's network, rebuilt without ``torch.compile`` (same weights), in eval mode, behind normalisation."""
+    """The checkpoint's network rebuilt without ``torch.compile`` (same weights), in eval mode, behind normalisation."""
     net = build_network(dict(classifier.hparams.model))  # compile is not a network option: the plain module
     net.load_state_dict(classifier.net.state_dict())
     return ExportedClassifier(net.cpu()).eval()
@@ -114,7 +114,8 @@ def check_images(data_dir: str, count: Any) -> tuple[Tensor, Tensor | None, str]
         test = MNIST(Path(data_dir).expanduser(), train=False)
         images, labels = test.data[:count], test.targets[:count]
         return images, labels, f"{len(images)} MNIST test images"
-    noise = torch.randint(0, 256, (count, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    seeded = torch.Generator().manual_seed(0)
+    noise = torch.randint(0, 256, (count, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8, generator=seeded)
     return noise, None, f"{count} random images (no MNIST test images in {raw})"
 
 
@@ -203,7 +204,7 @@ def export_onnx(cfg: DictConfig) -> Parity:
         found.append(compare(tmp, model, images, labels))
         print(parity_line(found[0], source))
         if not (found[0].within_tolerance and found[0].digits_agree):
-            raise RuntimeError(f"the exported model does not compute what the checkpoint computes; {output} not written")
+            raise RuntimeError(f"the exported model does not compute what the checkpoint does: {output} not written")
 
     output.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(output, "wb", verify=verify) as f:
