@@ -160,11 +160,9 @@ class DemoHandler(BaseHTTPRequestHandler):
         if not length.isdigit():
             raise RequestError(HTTPStatus.BAD_REQUEST, f"Content-Length {length!r} is not a number of bytes")
         if int(length) > MAX_BODY:
-            self.close_connection = True  # the unread body must not be taken for the next request
             raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"a drawing is at most {MAX_BODY:,} bytes")
         content_type = self.headers.get_content_type()
         if content_type != "image/png":
-            self.close_connection = True
             raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"send image/png, not {content_type}")
         body = self.rfile.read(int(length))
         if len(body) < int(length):
@@ -186,7 +184,8 @@ class DemoHandler(BaseHTTPRequestHandler):
         self.reply(status, json.dumps(value).encode(), "application/json", headers)
 
     def refuse(self, error: RequestError, headers: dict[str, str] | None = None) -> None:
-        """Answer a refused request with its status and ``{"error": <why>}``."""
+        """Answer a refused request with its status and ``{"error": <why>}``, and close the connection."""
+        self.close_connection = True  # an unread body must not be taken for the next request
         self.reply_json(error.status, {"error": str(error)}, headers)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:

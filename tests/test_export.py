@@ -80,7 +80,7 @@ def test_onnxruntime_reads_the_images_as_the_checkpoint_does(name, checkpoints, 
 
 
 def test_compiled_and_contiguous_checkpoints_export_the_same_network(checkpoints, synthetic, tmp_path):
-    """``model.compile=true`` (compiled in place, same weights) and ``channels_last=false`` give the same file's logits."""
+    """``model.compile=true`` (compiled in place, same weights) and ``channels_last=false`` export the same logits."""
     checkpoint = torch.load(checkpoints["cnn"], weights_only=True)
     images, _ = synthetic_test_images(synthetic)
     reference = run_onnx_of(checkpoints["cnn"], synthetic, tmp_path / "reference.onnx", images)

@@ -114,6 +114,7 @@ pad.addEventListener("pointerdown", (event) => {
   if (stroke !== null || event.button !== 0) return;
   event.preventDefault();
   pad.setPointerCapture(event.pointerId);
+  pad.dataset.pointer = event.pointerType; // mouse, pen or touch: the last one that drew
   stroke = { id: event.pointerId, ...point(event) };
   ink.lineCap = "round";
   ink.lineJoin = "round";
