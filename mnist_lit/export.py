@@ -1,8 +1,8 @@
 """Export a checkpoint to ONNX: ``python -m mnist_lit.export ckpt_path=<ckpt> output=<file.onnx>``.
 
-The exported model holds MNIST's normalisation, so it takes the images as they come (uint8
-(N, 1, 28, 28), white digit on black, any batch size) and returns the ten logits. Before the file
-is written, onnxruntime runs it on MNIST test images and its logits are compared with the
+The exported model holds its data set's normalisation, so it takes the images as they come (uint8
+(N, 1, 28, 28), white digit on black for MNIST, any batch size) and returns the logits. Before the file
+is written, onnxruntime runs it on the data set's test images and its logits are compared with the
 checkpoint's; a file that does not compute what the checkpoint computes is never written.
 """
 
@@ -20,17 +20,16 @@ import numpy as np
 import onnx
 import onnxruntime
 import torch
+import torchvision.datasets
 from omegaconf import DictConfig
 from torch import Tensor, nn
-from torchvision.datasets import MNIST
 
-from mnist_lit.acquire import raw_dir
-from mnist_lit.config import check_checkpoint
-from mnist_lit.data import NUM_CLASSES, normalize
+from mnist_lit.config.checks import check_checkpoint
+from mnist_lit.data.dataset import ImageDataset, load_dataset
 from mnist_lit.errors import ConfigError, UserError, exit_with
-from mnist_lit.files import atomic_file, unwritable_reason
-from mnist_lit.models import IMAGE_SIZE, build_network
-from mnist_lit.module import DigitClassifier, load_classifier
+from mnist_lit.io.atomic import atomic_file, unwritable_reason
+from mnist_lit.lit_module import DigitClassifier, load_classifier
+from mnist_lit.models.base import IMAGE_SIZE, build_network, network_config
 
 OPSET = 18  # the opset torch's dynamo exporter translates to natively; onnxruntime 1.14+ and onnxruntime-web run it
 INPUT, OUTPUT = "images", "logits"
@@ -38,25 +37,29 @@ EXPORT_KEY = "mnist_lit.export"  # metadata_props key that marks a file as this 
 FORMAT_VERSION = "1"
 # The check passes when |onnx - torch| <= ATOL + RTOL * |torch| for every logit (numpy's allclose rule).
 ATOL, RTOL = 1e-4, 1e-4
-TEST_FILES = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 class ExportedClassifier(nn.Module):
-    """A network with MNIST's normalisation in front: uint8 images (N, 1, 28, 28) -> logits (N, 10)."""
+    """A network with its data set's normalisation in front: uint8 images (N, 1, 28, 28) -> logits (N, classes)."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, dataset: ImageDataset) -> None:
         super().__init__()
-        self.net = net
+        self.net, self.dataset = net, dataset
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.net(normalize(images[:, 0]))
+        return self.net(self.dataset.normalize(images[:, 0]))
+
+
+def trained_on(classifier: DigitClassifier) -> ImageDataset:
+    """The data set whose normalisation the checkpoint's network expects."""
+    return load_dataset(classifier.hparams.get("dataset", "mnist"))
 
 
 def exportable(classifier: DigitClassifier) -> ExportedClassifier:
     """The checkpoint's network rebuilt without ``torch.compile`` (same weights), in eval mode, behind normalisation."""
     net = build_network(dict(classifier.hparams.model))  # compile is not a network option: the plain module
     net.load_state_dict(classifier.net.state_dict())
-    return ExportedClassifier(net.cpu()).eval()
+    return ExportedClassifier(net.cpu(), trained_on(classifier)).eval()
 
 
 def export_program(model: ExportedClassifier) -> onnx.ModelProto:
@@ -105,18 +108,24 @@ def check_output(output: Any) -> Path:
     return path
 
 
-def check_images(data_dir: str, count: Any) -> tuple[Tensor, Tensor | None, str]:
-    """``count`` images to check on: MNIST's first test images (uint8 (N, 28, 28)) and labels, or seeded noise."""
+def check_count(count: Any) -> int:
+    """``check_images``: a number of images, at least one."""
     if not isinstance(count, numbers.Integral) or isinstance(count, bool) or count < 1:
         raise ConfigError(f"check_images={count!r} is not allowed: it must be an integer in [1, inf)")
-    raw = raw_dir(Path(data_dir).expanduser())
-    if all((raw / name).is_file() for name in TEST_FILES):
-        test = MNIST(Path(data_dir).expanduser(), train=False)
+    return int(count)
+
+
+def check_images(data_dir: str, count: int, dataset: ImageDataset) -> tuple[Tensor, Tensor | None, str]:
+    """``count`` images to check on: the data set's first test images (uint8 (N, 28, 28)) and labels, or noise."""
+    root = Path(data_dir).expanduser()
+    raw = dataset.raw_dir(root)
+    if all((raw / name).is_file() for name in dataset.files if name.startswith("t10k")):  # the test split's files
+        test = getattr(torchvision.datasets, dataset.name)(root, train=False)
         images, labels = test.data[:count], test.targets[:count]
-        return images, labels, f"{len(images)} MNIST test images"
+        return images, labels, f"{len(images)} {dataset.name} test images"
     seeded = torch.Generator().manual_seed(0)
     noise = torch.randint(0, 256, (count, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8, generator=seeded)
-    return noise, None, f"{count} random images (no MNIST test images in {raw})"
+    return noise, None, f"{count} random images (no {dataset.name} test images in {raw})"
 
 
 @dataclass
@@ -144,7 +153,7 @@ def compare(path: Path, model: ExportedClassifier, images: Tensor, labels: Tenso
         expected = model(images[:, None]).numpy()
     got = onnx_logits(path, images)
     single = onnx_logits(path, images[:1])  # the batch axis is dynamic: one image alone gives the same logits
-    if got.shape != (len(images), NUM_CLASSES) or single.shape != (1, NUM_CLASSES):
+    if got.shape != expected.shape or single.shape != expected[:1].shape:
         raise RuntimeError(f"the exported model returned logits of shape {got.shape} and {single.shape}")
     difference = float(max(np.abs(got - expected).max(), np.abs(single - expected[:1]).max()))
     close = np.allclose(got, expected, rtol=RTOL, atol=ATOL) and np.allclose(single, expected[:1], rtol=RTOL, atol=ATOL)
@@ -162,12 +171,16 @@ def compare(path: Path, model: ExportedClassifier, images: Tensor, labels: Tenso
 
 def metadata(ckpt_path: str, classifier: DigitClassifier) -> dict[str, str]:
     """What the file says about itself (``metadata_props``): its origin, its input and output."""
+    dataset = trained_on(classifier)
+    classes = network_config(dict(classifier.hparams.model)).num_classes
     return {
         EXPORT_KEY: FORMAT_VERSION,
         "mnist_lit.checkpoint": str(Path(ckpt_path).expanduser().absolute()),
         "mnist_lit.model": json.dumps(dict(classifier.hparams.model), sort_keys=True),
-        "mnist_lit.input": f"{INPUT}: uint8 (N, 1, 28, 28), 0-255, white digit on black, laid out like MNIST",
-        "mnist_lit.output": f"{OUTPUT}: float32 (N, 10), softmax gives the probabilities of the digits 0-9",
+        "mnist_lit.dataset": dataset.name,
+        "mnist_lit.classes": json.dumps(list(dataset.classes)),
+        "mnist_lit.input": f"{INPUT}: uint8 (N, 1, 28, 28), 0-255, laid out like {dataset.name}'s images",
+        "mnist_lit.output": f"{OUTPUT}: float32 (N, {classes}), softmax gives the classes' probabilities",
     }
 
 
@@ -193,9 +206,10 @@ def export_onnx(cfg: DictConfig) -> Parity:
         raise ConfigError("ckpt_path is missing: give ckpt_path=<run directory>/checkpoints/best.ckpt")
     check_checkpoint(cfg.ckpt_path)
     output = check_output(cfg.get("output"))
-    images, labels, source = check_images(str(cfg.data_dir), cfg.check_images)
+    count = check_count(cfg.check_images)
     classifier = load_classifier(cfg.ckpt_path)
     model = exportable(classifier)
+    images, labels, source = check_images(str(cfg.data_dir), count, model.dataset)
     proto = export_program(model)
     onnx.helper.set_model_props(proto, metadata(cfg.ckpt_path, classifier))
     found: list[Parity] = []
@@ -209,9 +223,10 @@ def export_onnx(cfg: DictConfig) -> Parity:
     output.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(output, "wb", verify=verify) as f:
         f.write(proto.SerializeToString())
+    classes = network_config(dict(classifier.hparams.model)).num_classes
     print(
         f"Wrote {output} ({output.stat().st_size / 1e6:.2f} MB): torch.onnx dynamo exporter, ONNX opset {OPSET}; "
-        f"input {INPUT} uint8 (N, 1, 28, 28), output {OUTPUT} (N, 10)"
+        f"input {INPUT} uint8 (N, 1, 28, 28), output {OUTPUT} (N, {classes})"
     )
     return found[0]
 

@@ -15,7 +15,7 @@ import threading
 import pytest
 from PIL import Image, ImageDraw
 
-from mnist_lit.config import PROJECT_ROOT, command_config
+from mnist_lit.config.checks import PROJECT_ROOT, command_config
 from mnist_lit.demo import MAX_BODY, MAX_SIDE, make_server
 from mnist_lit.errors import ConfigError
 from mnist_lit.predict import predict_images, prepare

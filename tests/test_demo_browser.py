@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_lit.config import command_config
+from mnist_lit.config.checks import command_config
 from mnist_lit.demo import make_server
 from mnist_lit.predict import predict_images, prepare
 from tests.tiny_checkpoints import MODELS, train_checkpoint

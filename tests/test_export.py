@@ -15,11 +15,11 @@ import torch
 from torchvision.datasets import MNIST
 
 from mnist_lit import export
-from mnist_lit.acquire import raw_dir
-from mnist_lit.config import PROJECT_ROOT, command_config
+from mnist_lit.config.checks import PROJECT_ROOT, command_config
+from mnist_lit.data.mnist import DATASET
 from mnist_lit.errors import ConfigError
-from mnist_lit.evaluation import logits_of
-from mnist_lit.module import load_classifier
+from mnist_lit.evaluation.inference import logits_of
+from mnist_lit.lit_module import load_classifier
 from tests.tiny_checkpoints import MODELS, train_checkpoint
 
 
@@ -100,7 +100,7 @@ def run_onnx_of(ckpt, synthetic, output, images) -> np.ndarray:
 
 
 @pytest.mark.skipif(
-    not (raw_dir(PROJECT_ROOT / "data") / "t10k-images-idx3-ubyte").is_file(), reason="no real MNIST in data/"
+    not (DATASET.raw_dir(PROJECT_ROOT / "data") / "t10k-images-idx3-ubyte").is_file(), reason="no real MNIST in data/"
 )
 def test_the_check_uses_the_real_test_images_when_they_are_there(checkpoints, tmp_path, capsys):
     values = {"ckpt_path": str(checkpoints["cnn_bn"]), "output": str(tmp_path / "m.onnx"), "check_images": 300}

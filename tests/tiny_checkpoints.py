@@ -7,9 +7,9 @@ from typing import Any
 
 import lightning as L
 
-from mnist_lit.data import MNISTDataModule
-from mnist_lit.module import DigitClassifier
-from mnist_lit.terminal import quiet_lightning
+from mnist_lit.data.datamodule import MNISTDataModule
+from mnist_lit.display.terminal import quiet_lightning
+from mnist_lit.lit_module import DigitClassifier
 
 # The architectures a checkpoint can hold, small: the MLP, the presentation's CNN (channels-last, as
 # conf/model/cnn.yaml trains it) and cnn_best's layout (two convolutions per block, batch norm).
