@@ -1,0 +1,243 @@
+"""Export a checkpoint to ONNX: ``python -m mnist_lit.export ckpt_path=<ckpt> output=<file.onnx>``.
+
+The exported model holds its data set's normalisation, so it takes the images as they come (uint8
+(N, 1, 28, 28), white digit on black for MNIST, any batch size) and returns the logits. Before the file
+is written, onnxruntime runs it on the data set's test images and its logits are compared with the
+checkpoint's; a file that does not compute what the checkpoint computes is never written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import numbers
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+import torchvision.datasets
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from mnist_lit.config.checks import check_checkpoint
+from mnist_lit.data.dataset import ImageDataset, load_dataset
+from mnist_lit.errors import ConfigError, UserError, exit_with
+from mnist_lit.io.atomic import atomic_file, unwritable_reason
+from mnist_lit.lit_module import DigitClassifier, load_classifier
+from mnist_lit.models.base import IMAGE_SIZE, build_network, network_config
+
+OPSET = 18  # the opset torch's dynamo exporter translates to natively; onnxruntime 1.14+ and onnxruntime-web run it
+INPUT, OUTPUT = "images", "logits"
+EXPORT_KEY = "mnist_lit.export"  # metadata_props key that marks a file as this command's export
+FORMAT_VERSION = "1"
+# The check passes when |onnx - torch| <= ATOL + RTOL * |torch| for every logit (numpy's allclose rule).
+ATOL, RTOL = 1e-4, 1e-4
+
+
+class ExportedClassifier(nn.Module):
+    """A network with its data set's normalisation in front: uint8 images (N, 1, 28, 28) -> logits (N, classes)."""
+
+    def __init__(self, net: nn.Module, dataset: ImageDataset) -> None:
+        super().__init__()
+        self.net, self.dataset = net, dataset
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(self.dataset.normalize(images[:, 0]))
+
+
+def trained_on(classifier: DigitClassifier) -> ImageDataset:
+    """The data set whose normalisation the checkpoint's network expects."""
+    return load_dataset(classifier.hparams.get("dataset", "mnist"))
+
+
+def exportable(classifier: DigitClassifier) -> ExportedClassifier:
+    """The checkpoint's network rebuilt without ``torch.compile`` (same weights), in eval mode, behind normalisation."""
+    net = build_network(dict(classifier.hparams.model))  # compile is not a network option: the plain module
+    net.load_state_dict(classifier.net.state_dict())
+    return ExportedClassifier(net.cpu(), trained_on(classifier)).eval()
+
+
+def export_program(model: ExportedClassifier) -> onnx.ModelProto:
+    """``model`` as an ONNX model by torch's dynamo exporter, opset ``OPSET``, with a dynamic batch axis."""
+    sample = torch.zeros(2, 1, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8)
+    # The exporter's graph passes (onnxscript, onnx_ir) log every folded constant at INFO; warnings still show.
+    for name in ("onnxscript", "onnx_ir"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    program = torch.onnx.export(
+        model,
+        (sample,),
+        dynamo=True,
+        input_names=[INPUT],
+        output_names=[OUTPUT],
+        opset_version=OPSET,
+        dynamic_shapes={INPUT: {0: torch.export.Dim("batch", min=1)}},
+        verbose=False,
+    )
+    return program.model_proto
+
+
+def is_export(path: Path) -> bool:
+    """Whether ``path`` is an ONNX file this command wrote (it carries ``EXPORT_KEY`` in its metadata)."""
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception:  # not ONNX at all: protobuf raises its own DecodeError, and other errors for other bytes
+        return False
+    return any(prop.key == EXPORT_KEY for prop in model.metadata_props)
+
+
+def check_output(output: Any) -> Path:
+    """Where the ONNX file may go: a new file, or an earlier export of this command (replaced whole)."""
+    if not output:
+        raise ConfigError("output is missing: give output=<file.onnx>, e.g. output=model.onnx")
+    path = Path(str(output)).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"output={output!r} is not allowed: it is a folder. Give a file name, e.g. {path}/model.onnx")
+    if path.exists() and not is_export(path):
+        raise ConfigError(
+            f"output={output!r} is not allowed: that file exists and is not an ONNX export of this command, "
+            "so it would be lost. Give a new file name"
+        )
+    reason = unwritable_reason(path.parent.absolute())
+    if reason:
+        raise ConfigError(f"output={output!r} cannot be written: {reason}. Give a file in a writable folder")
+    return path
+
+
+def check_count(count: Any) -> int:
+    """``check_images``: a number of images, at least one."""
+    if not isinstance(count, numbers.Integral) or isinstance(count, bool) or count < 1:
+        raise ConfigError(f"check_images={count!r} is not allowed: it must be an integer in [1, inf)")
+    return int(count)
+
+
+def check_images(data_dir: str, count: int, dataset: ImageDataset) -> tuple[Tensor, Tensor | None, str]:
+    """``count`` images to check on: the data set's first test images (uint8 (N, 28, 28)) and labels, or noise."""
+    root = Path(data_dir).expanduser()
+    raw = dataset.raw_dir(root)
+    if all((raw / name).is_file() for name in dataset.files if name.startswith("t10k")):  # the test split's files
+        test = getattr(torchvision.datasets, dataset.name)(root, train=False)
+        images, labels = test.data[:count], test.targets[:count]
+        return images, labels, f"{len(images)} {dataset.name} test images"
+    seeded = torch.Generator().manual_seed(0)
+    noise = torch.randint(0, 256, (count, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8, generator=seeded)
+    return noise, None, f"{count} random images (no {dataset.name} test images in {raw})"
+
+
+@dataclass
+class Parity:
+    """How the exported model's logits compare with the checkpoint's on the same images."""
+
+    images: int
+    max_difference: float  # largest |onnx - torch| over all logits
+    within_tolerance: bool
+    same_digits: int  # images whose predicted digit is the same
+    digits_agree: bool = True  # every digit the same, but for ties within the tolerance
+    onnx_correct: int | None = None  # images the exported model reads right (when labels are known)
+    torch_correct: int | None = None
+
+
+def onnx_logits(path: Path, images: Tensor) -> np.ndarray:
+    """onnxruntime's logits for uint8 images (N, 28, 28), run by the CPU provider from the file at ``path``."""
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run([OUTPUT], {INPUT: images[:, None].numpy()})[0]
+
+
+def compare(path: Path, model: ExportedClassifier, images: Tensor, labels: Tensor | None) -> Parity:
+    """Run the ONNX file by onnxruntime and ``model`` by torch on the same images; the figures."""
+    with torch.no_grad():
+        expected = model(images[:, None]).numpy()
+    got = onnx_logits(path, images)
+    single = onnx_logits(path, images[:1])  # the batch axis is dynamic: one image alone gives the same logits
+    if got.shape != expected.shape or single.shape != expected[:1].shape:
+        raise RuntimeError(f"the exported model returned logits of shape {got.shape} and {single.shape}")
+    difference = float(max(np.abs(got - expected).max(), np.abs(single - expected[:1]).max()))
+    close = np.allclose(got, expected, rtol=RTOL, atol=ATOL) and np.allclose(single, expected[:1], rtol=RTOL, atol=ATOL)
+    digits, reference = got.argmax(axis=1), expected.argmax(axis=1)
+    # A digit may differ only where the checkpoint's two best logits are closer than the tolerance (a tie).
+    top2 = np.sort(expected, axis=1)[:, -2:]
+    tie = top2[:, 1] - top2[:, 0] <= 2 * (ATOL + RTOL * np.abs(top2[:, 1]))
+    parity = Parity(len(images), difference, bool(close), int((digits == reference).sum()))
+    parity.digits_agree = bool(np.all((digits == reference) | tie))
+    if labels is not None:
+        parity.onnx_correct = int((digits == labels.numpy()).sum())
+        parity.torch_correct = int((reference == labels.numpy()).sum())
+    return parity
+
+
+def metadata(ckpt_path: str, classifier: DigitClassifier) -> dict[str, str]:
+    """What the file says about itself (``metadata_props``): its origin, its input and output."""
+    dataset = trained_on(classifier)
+    classes = network_config(dict(classifier.hparams.model)).num_classes
+    return {
+        EXPORT_KEY: FORMAT_VERSION,
+        "mnist_lit.checkpoint": str(Path(ckpt_path).expanduser().absolute()),
+        "mnist_lit.model": json.dumps(dict(classifier.hparams.model), sort_keys=True),
+        "mnist_lit.dataset": dataset.name,
+        "mnist_lit.classes": json.dumps(list(dataset.classes)),
+        "mnist_lit.input": f"{INPUT}: uint8 (N, 1, 28, 28), 0-255, laid out like {dataset.name}'s images",
+        "mnist_lit.output": f"{OUTPUT}: float32 (N, {classes}), softmax gives the classes' probabilities",
+    }
+
+
+def parity_line(parity: Parity, source: str) -> str:
+    """The check's figures in one sentence."""
+    verdict = "within" if parity.within_tolerance else "OUTSIDE"
+    line = (
+        f"Checked with onnxruntime {onnxruntime.__version__} on {source} (batches of {parity.images} and 1): "
+        f"max |logit difference| {parity.max_difference:.2e}, {verdict} the tolerance {ATOL:g} + {RTOL:g} x |logit|; "
+        f"the same digit for {parity.same_digits} of {parity.images}"
+    )
+    if parity.onnx_correct is not None:
+        line += (
+            f"; accuracy {parity.onnx_correct / parity.images:.2%} "
+            f"(the checkpoint in torch: {parity.torch_correct / parity.images:.2%})"
+        )
+    return line
+
+
+def export_onnx(cfg: DictConfig) -> Parity:
+    """Export ``cfg.ckpt_path`` to ``cfg.output``, checked by onnxruntime before the file is written."""
+    if not cfg.get("ckpt_path"):
+        raise ConfigError("ckpt_path is missing: give ckpt_path=<run directory>/checkpoints/best.ckpt")
+    check_checkpoint(cfg.ckpt_path)
+    output = check_output(cfg.get("output"))
+    count = check_count(cfg.check_images)
+    classifier = load_classifier(cfg.ckpt_path)
+    model = exportable(classifier)
+    images, labels, source = check_images(str(cfg.data_dir), count, model.dataset)
+    proto = export_program(model)
+    onnx.helper.set_model_props(proto, metadata(cfg.ckpt_path, classifier))
+    found: list[Parity] = []
+
+    def verify(tmp: Path) -> None:
+        found.append(compare(tmp, model, images, labels))
+        print(parity_line(found[0], source))
+        if not (found[0].within_tolerance and found[0].digits_agree):
+            raise RuntimeError(f"the exported model does not compute what the checkpoint does: {output} not written")
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(output, "wb", verify=verify) as f:
+        f.write(proto.SerializeToString())
+    classes = network_config(dict(classifier.hparams.model)).num_classes
+    print(
+        f"Wrote {output} ({output.stat().st_size / 1e6:.2f} MB): torch.onnx dynamo exporter, ONNX opset {OPSET}; "
+        f"input {INPUT} uint8 (N, 1, 28, 28), output {OUTPUT} (N, {classes})"
+    )
+    return found[0]
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
+def main(cfg: DictConfig) -> None:
+    try:
+        export_onnx(cfg)
+    except UserError as e:
+        exit_with(e)
+
+
+if __name__ == "__main__":
+    main()
