@@ -20,6 +20,20 @@ class OutputError(UserError):
     """An output that could not be written (a full disk); the previous file is left as it was."""
 
 
+def describe(error: BaseException, limit: int = 200) -> str:
+    """An exception in one line: its type and the first non-empty line of its message, cut at ``limit``
+    characters. Never raises, whatever the exception holds (an empty message, a failing ``__str__``)."""
+    try:
+        text = str(error)
+    except Exception:
+        text = ""
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    if len(line) > limit:
+        line = line[: limit - 3] + "..."
+    name = type(error).__name__
+    return f"{name}: {line}" if line else name
+
+
 def report(error: UserError | str) -> None:
     """Print ``Error: <message>`` to stderr, the one form every command gives a user error in."""
     print(f"Error: {error}", file=sys.stderr)
