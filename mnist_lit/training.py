@@ -13,6 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -24,6 +25,7 @@ from mnist_lit.display.tensorboard import sweep_params, write_curves_layout, wri
 from mnist_lit.display.terminal import quiet_lightning
 from mnist_lit.evaluation.evaluate import evaluate
 from mnist_lit.io.atomic import write_text
+from mnist_lit.io.run_dir import claimed_job_dir
 from mnist_lit.models.base import count_parameters, flops_per_image
 from mnist_lit.precision import AUTO, precision_for
 from mnist_lit.process.memory import configure_process
@@ -92,9 +94,17 @@ def train(cfg: DictConfig) -> float | None:
     begin_job()
     quiet_lightning()
     check_config(cfg)
-    configure_process(cfg.keep_freed_memory)
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        with claimed_job_dir(run_dir, Path(hydra_cfg.sweep.dir), cfg.get("ckpt_path")):
+            return fit_and_test(cfg, hydra_cfg, run_dir)
+    return fit_and_test(cfg, hydra_cfg, run_dir)
+
+
+def fit_and_test(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path) -> float | None:
+    """``train``'s work once the config and the run's folder are checked."""
+    configure_process(cfg.keep_freed_memory)
     setup_parallelism(cfg)  # torch threads of a parallel sweep job; where DDP may start processes
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     pruning = pruning_callback(cfg)  # only in a trial of an Optuna sweep that prunes

@@ -8,40 +8,69 @@ between keys and with the environment (files, devices, checkpoints).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import inspect
 import math
+import os
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
 from lightning.pytorch.accelerators import AcceleratorRegistry
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 from mnist_lit.config.resolvers import PROJECT_ROOT
-from mnist_lit.config.schema import setting, typed
+from mnist_lit.config.schema import in_range, plain, range_text, setting, shown, typed
+from mnist_lit.config.signatures import built_or_refused, check_target
 from mnist_lit.data.acquire import data_dir_error, idx_count
 from mnist_lit.data.augment import AUGMENTATIONS
 from mnist_lit.data.dataset import load_dataset
-from mnist_lit.errors import ConfigError
+from mnist_lit.errors import ConfigError, describe
 from mnist_lit.io.atomic import unwritable_reason
-from mnist_lit.models.base import network_class, network_config, network_shape
+from mnist_lit.models.base import build_network, network_class, network_config, network_shape
 from mnist_lit.perf.checks import check_fast_config, is_fast_module
-from mnist_lit.precision import AUTO
+from mnist_lit.precision import AUTO, precision_for
 
 TRAIN_IMAGES = 60_000  # the official training images of MNIST and its kin (when the files are not there to count)
 
 
 @dataclasses.dataclass(kw_only=True)
+class PathSettings:
+    """conf/paths/: where the project, the data and the logs are."""
+
+    root_dir: str = setting(min_length=1)
+    data_dir: str = setting(min_length=1)
+    log_dir: str = setting(min_length=1)
+
+
+@dataclasses.dataclass(kw_only=True)
 class TrainSettings:
-    """conf/train.yaml's own keys (the groups have their own dataclasses)."""
+    """conf/train.yaml's own keys, and its groups (each group has its own checks)."""
 
     seed: int = setting(low=0, high=2**32 - 1)
     ckpt_path: str | None = None
     run_name: str = ""
     evaluate_after_fit: bool = False
     optimized_metric: str | None = None
+    threads: int | None = setting(None, low=1)
+    keep_freed_memory: bool = True
+    module: Any = None
+    paths: Any = None
+    data: Any = None
+    model: Any = None
+    optimizer: Any = None
+    scheduler: Any = None
+    trainer: Any = None
+    callbacks: Any = None
+    logger: Any = None
+    hydra: Any = None
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -49,7 +78,7 @@ class DataSettings:
     """The data group's keys that every data module has (conf/data/)."""
 
     dataset: str = "mnist"
-    data_dir: str = ""
+    data_dir: str = setting(min_length=1)
     batch_size: int = setting(low=1)
     eval_batch_size: int = setting(low=1)
     val_fraction: float = setting(low=0, high=1, low_open=True, high_open=True)
@@ -125,7 +154,16 @@ def lightning_accelerators() -> list[str]:
 
 def check_config(cfg: DictConfig) -> None:
     """Reject a config that cannot work, before any download or training; raises ConfigError."""
-    typed(cfg, TrainSettings, "", open_keys=True)
+    with hydra_settings(cfg):
+        values = resolved(cfg)
+        typed(values, TrainSettings, "")
+        typed(values["paths"], PathSettings, "paths")
+        check_module(values["module"])
+        check_settings(cfg, values)
+
+
+def check_settings(cfg: DictConfig, values: dict[str, Any]) -> None:
+    """``check_config``'s checks, ``values`` being ``cfg`` resolved."""
     typed(cfg.data, DataSettings, "data", open_keys=True)
     typed(cfg.optimizer, OptimizerSettings, "optimizer", open_keys=True)
     check_run_name(cfg.get("run_name"))
@@ -140,8 +178,151 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"data.steps_per_fetch={steps!r} is not allowed: it must be an integer in [1, inf)")
         check_fast_config(cfg)
     check_data(cfg)
+    check_buildable(values, precision_for(cfg).precision)
     if cfg.get("ckpt_path"):
         check_resume(cfg)
+
+
+@contextlib.contextmanager
+def hydra_settings(cfg: DictConfig, output_dir: str | None = None) -> Iterator[None]:
+    """Hydra's own settings (``${hydra:...}``) available while ``cfg`` is checked, before Hydra runs the job:
+    ``hydra.runtime.output_dir`` is ``output_dir`` (default ``hydra.run.dir``). Nothing changes when Hydra's
+    settings are already set (inside a job), or when ``cfg`` has none."""
+    if HydraConfig.initialized() and output_dir is None or "hydra" not in cfg:
+        yield
+        return
+    settings = cfg.copy()
+    with open_dict(settings):
+        try:
+            where = output_dir or OmegaConf.select(settings, "hydra.run.dir", default=None)
+        except OmegaConfBaseException:
+            where = None  # the key it is made of is named when the config is resolved
+        if where is not None:
+            settings.hydra.runtime.output_dir = str(where)
+        if OmegaConf.is_missing(settings.hydra.job, "num"):
+            settings.hydra.job.num = 0
+    instance = HydraConfig.instance()
+    before = instance.cfg
+    instance.set_config(settings)
+    try:
+        yield
+    finally:
+        instance.cfg = before
+
+
+def resolved(cfg: DictConfig) -> dict[str, Any]:
+    """``cfg`` as plain values, every interpolation resolved (Hydra's own settings left out); ConfigError
+    naming the key whose interpolation fails (an unset environment variable, a missing key)."""
+    values: dict[str, Any] = {}
+    for key in cfg:
+        if key == "hydra":
+            values[key] = None
+            continue
+        try:
+            values[key] = plain(cfg[key])
+        except OmegaConfBaseException as e:
+            where = e.full_key or key
+            raise ConfigError(f"{where} cannot be resolved: {describe(e)}") from None
+    return values
+
+
+# Ranges of library settings that their type hints cannot say: {class: {argument: (low, high, low_open, high_open)}}.
+LIBRARY_RANGES: dict[str, dict[str, tuple[float | None, float | None, bool, bool]]] = {
+    "lightning.pytorch.Trainer": {
+        "accumulate_grad_batches": (1, None, False, False),
+        "val_check_interval": (0, None, True, False),
+        "check_val_every_n_epoch": (1, None, False, False),
+        "log_every_n_steps": (1, None, False, False),
+        "gradient_clip_val": (0, None, False, False),
+        "max_steps": (-1, None, False, False),
+        "min_epochs": (0, None, False, False),
+        "num_sanity_val_steps": (-1, None, False, False),
+    },
+    "lightning.pytorch.callbacks.EarlyStopping": {
+        "patience": (0, None, False, False),
+        "min_delta": (0, None, False, False),
+    },
+    "torch.optim.lr_scheduler.OneCycleLR": {
+        "max_lr": (0, None, True, False),
+        "pct_start": (0, 1, True, True),
+        "div_factor": (0, None, True, False),
+        "final_div_factor": (0, None, True, False),
+    },
+}
+# What the module logs at the end of each validation: what early stopping and checkpoints can watch.
+MONITORED = ("val/loss", "val/acc")
+SCHEDULER_INTERVALS = ("step", "epoch")
+
+
+def check_group(node: Any, key: str, own_keys: tuple[str, ...] = ()) -> Any:
+    """A ``_target_`` group: its class's signature and type hints, and the ranges the project adds; its class."""
+    if not isinstance(node, dict) or "_target_" not in node:
+        raise ConfigError(f"{key}={shown(node)} is not allowed: it must be a group of settings with a _target_")
+    cls = check_target(node, key, own_keys)
+    for name, bounds in LIBRARY_RANGES.get(str(node["_target_"]), {}).items():
+        value = node.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not in_range(value, *bounds):
+            raise ConfigError(f"{key}.{name}={shown(value)} is not allowed: it must be in {range_text(*bounds)}")
+    return cls
+
+
+def check_module(node: Any) -> None:
+    """``module``: a LightningModule class (the project passes its arguments)."""
+    module = check_group(node, "module")
+    if not (isinstance(module, type) and issubclass(module, L.LightningModule)):
+        raise ConfigError(
+            f"module._target_={node['_target_']!r} is not allowed: it must name a LightningModule "
+            "(mnist_lit.lit_module.DigitClassifier, or perf=fast's)"
+        )
+
+
+def check_buildable(values: dict[str, Any], precision: str) -> None:
+    """Every ``_target_`` group checked against its class and built once, off to the side: what the library
+    refuses is refused here, before anything is written. ``precision``: what ``trainer.precision`` means here."""
+    check_group(values["data"], "data")
+    optimizer = values["optimizer"]
+    check_group(optimizer, "optimizer")
+    dry = built_or_refused("optimizer", optimizer["_target_"], lambda: instantiate(optimizer))
+    if callable(dry):  # _partial_: true (the module passes the parameters)
+        dry = built_or_refused("optimizer", optimizer["_target_"], lambda: dry([torch.nn.Parameter(torch.zeros(1))]))
+    scheduler = values.get("scheduler")
+    if scheduler:
+        check_group(scheduler, "scheduler", own_keys=("interval",))
+        interval = scheduler.get("interval", "step")
+        if interval not in SCHEDULER_INTERVALS:
+            raise ConfigError(f"scheduler.interval={shown(interval)} is not allowed: choose step or epoch")
+        settings = {k: v for k, v in scheduler.items() if k != "interval"}
+
+        def build_scheduler() -> Any:
+            make = instantiate(settings)
+            steps = {"total_steps": 100} if "total_steps" in inspect.signature(make).parameters else {}
+            return make(dry, **steps) if callable(make) else make
+
+        built_or_refused("scheduler", settings["_target_"], build_scheduler)
+    callbacks = values.get("callbacks") or {}
+    if not isinstance(callbacks, dict):
+        raise ConfigError(f"callbacks={shown(callbacks)} is not allowed: it must be a group of callbacks")
+    for name, node in callbacks.items():
+        if node is None:
+            continue  # callbacks.<name>=null switches a callback off
+        key = f"callbacks.{name}"
+        check_group(node, key)
+        if "monitor" in node and node["monitor"] is not None and node["monitor"] not in MONITORED:
+            raise ConfigError(
+                f"{key}.monitor={shown(node['monitor'])} is not allowed: the module logs {' and '.join(MONITORED)} "
+                "at the end of each validation; choose one of them"
+            )
+        built_or_refused(key, node["_target_"], lambda node=node: instantiate(node))
+    if values.get("logger"):
+        check_group(values["logger"], "logger")
+        built_or_refused("logger", values["logger"]["_target_"], lambda: instantiate(values["logger"]))
+    trainer = {**values["trainer"], "precision": precision}  # trainer.precision=auto, as it applies here
+    check_group(trainer, "trainer")
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        built_or_refused("trainer", trainer["_target_"], lambda: instantiate(trainer, callbacks=[], logger=False))
+    finally:
+        torch.use_deterministic_algorithms(deterministic)  # Trainer(deterministic=...) sets it for the process
 
 
 def check_run_name(name: Any) -> None:
@@ -266,6 +447,36 @@ def check_model(model: DictConfig | dict[str, Any]) -> None:
             "(conf/model/)"
         ) from None
     network_config(model)
+    check_network_size(model)
+
+
+# Bytes a parameter takes while training with Adam: the weight, its gradient and the two moment estimates.
+TRAINING_BYTES_PER_PARAMETER = 4 * 4
+
+
+def machine_memory() -> int:
+    """Bytes of memory of this machine (of its first GPU, where training would use one)."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_properties(0).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_network_size(model: DictConfig | dict[str, Any]) -> None:
+    """The network builds (on torch's meta device: no memory used) and its training state fits this machine."""
+    try:
+        with torch.device("meta"):
+            network = build_network(plain(model))
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise ConfigError(
+            f"model cannot be built with these settings ({describe(e)}): change the model's sizes"
+        ) from None
+    parameters = sum(p.numel() for p in network.parameters())
+    need, have = parameters * TRAINING_BYTES_PER_PARAMETER, machine_memory()
+    if need > have:
+        raise ConfigError(
+            f"model has {parameters:,} parameters: training it needs about {need / 2**30:.1f} GiB for weights, "
+            f"gradients and optimizer state, more than this machine's {have / 2**30:.1f} GiB. Choose smaller sizes"
+        )
 
 
 def check_checkpoint(ckpt_path: str, arch: str | None = None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from mnist_lit.errors import ConfigError
+from mnist_lit.errors import ConfigError, describe
 
 
 def setting(
@@ -29,10 +29,11 @@ def setting(
     low_open: bool = False,
     high_open: bool = False,
     shape: bool = False,
+    min_length: int = 0,
 ) -> Any:
     """A dataclass field with an allowed range (``low``/``high``; open ends excluded); ``shape``: decides the
-    weights' shapes, so a checkpoint resumes only with the same value."""
-    metadata = {"range": (low, high, low_open, high_open), "shape": shape}
+    weights' shapes, so a checkpoint resumes only with the same value; ``min_length``: of a string (1: not empty)."""
+    metadata = {"range": (low, high, low_open, high_open), "shape": shape, "min_length": min_length}
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -89,6 +90,14 @@ def in_range(value: Any, low: float | None, high: float | None, low_open: bool, 
     return high is None or (value < high if high_open else value <= high)
 
 
+def text_hint(key: str, value: Any, annotation: Any) -> str:
+    """For a number given where text is wanted (a folder named 2024): how to give it as text."""
+    wants_text = annotation is str or str in typing.get_args(annotation)
+    if wants_text and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f" (for the name {value}, quote it: {key}=\"'{value}'\")"
+    return ""
+
+
 def shown(value: Any) -> str:
     """A value as the command line writes it: null for None, strings quoted."""
     return "null" if value is None else repr(value)
@@ -107,12 +116,16 @@ def typed(node: Any, schema: type, key: str, *, open_keys: bool = False) -> Any:
     if not isinstance(node, Mapping | DictConfig):
         raise ConfigError(f"{key}={node!r} is not allowed: it must be a group of settings ({schema.__name__})")
     declared = {f.name: f for f in dataclasses.fields(schema)}
-    values = {k: plain(node[k]) for k in node if not open_keys or k in declared}  # only these are resolved
+    try:
+        values = {k: plain(node[k]) for k in node if not open_keys or k in declared}  # only these are resolved
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{e.full_key or key} cannot be resolved: {describe(e)}") from None
     hints = typing.get_type_hints(schema)
     prefix = f"{key}." if key else ""
     for name, value in values.items():
         if name in hints and not plain_type_ok(value, hints[name]):
-            raise ConfigError(f"{prefix}{name}={shown(value)} is not allowed: it must be {kind(hints[name])}")
+            hint = text_hint(f"{prefix}{name}", value, hints[name])
+            raise ConfigError(f"{prefix}{name}={shown(value)} is not allowed: it must be {kind(hints[name])}{hint}")
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), values)
     except ConfigKeyError as e:
@@ -129,6 +142,8 @@ def typed(node: Any, schema: type, key: str, *, open_keys: bool = False) -> Any:
         bounds = f.metadata.get("range")
         if value is None and OmegaConf.is_missing(merged, name):
             raise ConfigError(f"{prefix}{name} is missing: give {prefix}{name}=<{kind(hints[name])}>")
+        if isinstance(value, str) and len(value) < f.metadata.get("min_length", 0):
+            raise ConfigError(f"{prefix}{name}={shown(value)} is not allowed: it must not be empty")
         if bounds and not in_range(value, *bounds):
             what = kind(hints[name])
             raise ConfigError(

@@ -7,21 +7,28 @@ refused leaves every file as it was.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 from mnist_lit.config.resolvers import resumed_run
-from mnist_lit.errors import ConfigError, exit_with
+from mnist_lit.errors import ConfigError, UserError, describe, exit_with
 from mnist_lit.io.atomic import unwritable_reason
 
 # What a training run leaves in its directory; any of them means the directory is taken.
 RUN_MARKERS = (".hydra", "checkpoints", "metrics.json")
 LOCK_FILE = ".lock"  # held by the command writing into a run or sweep directory
+# What a job of a sweep leaves in its folder besides Hydra's .hydra/ (written just before the job starts).
+JOB_OUTPUTS = ("checkpoints", "metrics.json")
 # What a multirun leaves in its sweep directory.
 SWEEP_MARKERS = ("multirun.yaml", "summary.md", "summary.csv")
 
@@ -72,6 +79,73 @@ def check_sweeper(config: DictConfig) -> None:
         check_multirun(config)
 
 
+def check_job_dirs(config: DictConfig, sweep_dir: Path) -> Path:
+    """``hydra.sweep.subdir`` gives each job its own folder inside the sweep directory; returns job 0's folder."""
+    raw = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir")
+    folders = []
+    for num in (0, 1):
+        probe = config.copy()
+        with open_dict(probe):
+            probe.hydra.job.num = num
+            probe.hydra.job.id = f"job{num}"
+        try:
+            subdir = str(OmegaConf.select(probe, "hydra.sweep.subdir"))
+        except OmegaConfBaseException as e:
+            raise ConfigError(f"hydra.sweep.subdir={raw} cannot be resolved: {describe(e)}") from None
+        folder = Path(os.path.normpath(sweep_dir / subdir))
+        if sweep_dir not in folder.parents:
+            raise ConfigError(
+                f"hydra.sweep.subdir={raw} puts job {num}'s folder at {folder}, outside hydra.sweep.dir={sweep_dir}: "
+                "a job's folder must be inside its sweep's (the default is ${hydra.job.num}_${run_name})"
+            )
+        folders.append(folder)
+    if folders[0] == folders[1]:
+        raise ConfigError(
+            f"hydra.sweep.subdir={raw} gives every job the same folder ({folders[0]}), so jobs would overwrite each "
+            "other: include ${hydra.job.num} (the default is ${hydra.job.num}_${run_name})"
+        )
+    return folders[0]
+
+
+@contextlib.contextmanager
+def claimed_job_dir(job_dir: Path, sweep_dir: Path, ckpt_path: str | None = None) -> Iterator[None]:
+    """While a sweep's job runs: its folder is inside its sweep's, holds no other job's outputs, and is locked."""
+    job, sweep = job_dir.resolve(), sweep_dir.resolve()
+    if sweep not in job.parents:
+        raise ConfigError(f"hydra.sweep.subdir puts this job's folder at {job}, outside hydra.sweep.dir={sweep}")
+    lock = lock_directory(job, "hydra.sweep.subdir")
+    try:
+        found = [name for name in JOB_OUTPUTS if (job / name).exists()]
+        if found and resumed_run(ckpt_path) != job:
+            raise ConfigError(
+                f"hydra.sweep.subdir: this job's folder {job} already holds another job's outputs "
+                f"({', '.join(found)}), which would be overwritten: include ${{hydra.job.num}} in hydra.sweep.subdir"
+            )
+        yield
+    finally:
+        lock.release()
+
+
+def fail_closed(checks: Callable[[], None]) -> None:
+    """Run a command's checks; however they fail, the command stops before anything is written.
+
+    A user's mistake ends in the one-line ``Error:``; a bug in the checks shows its traceback and ends the
+    command too (a Hydra callback's other exceptions would only be warnings, and the run would go on).
+    """
+    try:
+        checks()
+    except UserError as e:
+        exit_with(e)
+    except OmegaConfBaseException as e:
+        exit_with(ConfigError(f"{e.full_key or 'the config'} cannot be used: {describe(e)}"))
+    except OSError as e:  # a path this system refuses: too long a name, a file where a folder must be, ...
+        exit_with(f"{e.filename or 'a path of the settings'} cannot be used: {e.strerror or describe(e)}")
+    except Exception:
+        traceback.print_exc()
+        print("The command was stopped before writing anything.", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
 def lock_directory(directory: Path, key: str) -> FileLock:
     """Hold an exclusive lock on ``directory`` (its ``.lock`` file) until released or the process ends;
     ConfigError if another process holds it. The operating system releases it however the process ends."""
@@ -100,32 +174,46 @@ class RunDirectoryGuard(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if os.environ.get("LOCAL_RANK", "0") != "0":
             return  # a DDP process that Lightning started inside the run that rank 0 has claimed
-        from mnist_lit.config.checks import (
-            check_config,  # imported here: it loads torch, which sweeps need not wait for
+        fail_closed(lambda: self.claim_run(config))
+
+    def claim_run(self, config: DictConfig) -> None:
+        """Check the config and the run directory, then make and lock the directory."""
+        from mnist_lit.config.checks import (  # imported here: it loads torch, which sweeps need not wait for
+            check_config,
+            hydra_settings,
         )
 
-        shown = str(config.hydra.run.dir)
-        run_dir = Path(shown).expanduser().absolute()
         try:
+            shown = str(config.hydra.run.dir)
+        except OmegaConfBaseException:
+            with hydra_settings(config):
+                check_config(config)  # names the key that hydra.run.dir is made of and that cannot be resolved
+            raise
+        run_dir = Path(shown).expanduser().absolute()
+        with hydra_settings(config, str(run_dir)):
             check_config(config)
-            check_run_dir(run_dir, shown, config.get("ckpt_path"))
-            run_dir.mkdir(parents=True, exist_ok=True)
-            self.lock = lock_directory(run_dir, "hydra.run.dir")
-            check_run_dir(run_dir, shown, config.get("ckpt_path"))
-        except ConfigError as e:
-            exit_with(e)
+        check_run_dir(run_dir, shown, config.get("ckpt_path"))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = lock_directory(run_dir, "hydra.run.dir")
+        check_run_dir(run_dir, shown, config.get("ckpt_path"))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        fail_closed(lambda: self.claim_sweep(config))
+
+    def claim_sweep(self, config: DictConfig) -> None:
+        """Check the sweeper, the job folders and the sweep directory, then make and lock the directory."""
+        from mnist_lit.config.checks import check_config, hydra_settings
+
         shown = str(config.hydra.sweep.dir)
-        sweep_dir = Path(shown).expanduser().absolute()
-        try:
-            check_sweeper(config)
-            check_sweep_dir(sweep_dir, shown)
-            sweep_dir.mkdir(parents=True, exist_ok=True)
-            self.lock = lock_directory(sweep_dir, "hydra.sweep.dir")
-            check_sweep_dir(sweep_dir, shown)
-        except ConfigError as e:
-            exit_with(e)
+        sweep_dir = Path(os.path.normpath(Path(shown).expanduser().absolute()))
+        check_sweeper(config)
+        first_job = check_job_dirs(config, sweep_dir)
+        with hydra_settings(config, str(first_job)):
+            check_config(config)  # the settings every job shares (each job checks its own again)
+        check_sweep_dir(sweep_dir, shown)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = lock_directory(sweep_dir, "hydra.sweep.dir")
+        check_sweep_dir(sweep_dir, shown)
 
     def __getstate__(self) -> dict[str, Any]:
         # Launchers pickle Hydra's callbacks for their job processes; a lock belongs to the process that took it.
