@@ -5,8 +5,10 @@ from omegaconf import DictConfig
 
 from mnist_lit.errors import UserError, exit_with
 from mnist_lit.evaluation.evaluate import evaluate
+from mnist_lit.interrupts import interruptible
 
 
+@interruptible("nothing written")
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
     try:

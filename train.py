@@ -7,8 +7,10 @@ from omegaconf import DictConfig
 
 from mnist_lit.config import resolvers, store  # noqa: F401  resolvers and networks, before Hydra composes
 from mnist_lit.errors import UserError, exit_with
+from mnist_lit.interrupts import interruptible
 
 
+@interruptible("stopped before the first epoch began: nothing to resume")
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     # Imported here: a command refused before it starts (conf/hydra's run directory guard) need not load Lightning.

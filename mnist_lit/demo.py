@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import numbers
-import sys
 import threading
 from datetime import datetime
 from http import HTTPStatus
@@ -32,13 +31,13 @@ from mnist_lit.config.checks import check_checkpoint
 from mnist_lit.data.datamodule import NUM_CLASSES
 from mnist_lit.errors import ConfigError, UserError, exit_with
 from mnist_lit.evaluation.inference import classify, inference_device
+from mnist_lit.interrupts import interruptible
 from mnist_lit.io.atomic import atomic_file, unwritable_reason
 from mnist_lit.lit_module import DigitClassifier, load_classifier
 from mnist_lit.predict import prepare
 
 MAX_BODY = 1_000_000  # bytes: the page's 280x280 canvas is a PNG of a few kilobytes
 MAX_SIDE = 1024  # pixels: larger drawings are refused before they are decoded
-INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C (128 + SIGINT)
 PAGE = resources.files("mnist_lit") / "demo_page"
 STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -251,15 +250,13 @@ def serve(cfg: DictConfig) -> None:
         server.serve_forever()
 
 
+@interruptible("the demo stopped")
 @hydra.main(version_base="1.3", config_path="../conf", config_name="demo")
 def main(cfg: DictConfig) -> None:
     try:
         serve(cfg)
     except UserError as e:
         exit_with(e)
-    except KeyboardInterrupt:
-        print("Demo stopped.", file=sys.stderr, flush=True)
-        sys.exit(INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from mnist_lit.config.checks import check_checkpoint
 from mnist_lit.data.dataset import ImageDataset, load_dataset
 from mnist_lit.errors import ConfigError, UserError, exit_with
+from mnist_lit.interrupts import interruptible, watch
 from mnist_lit.io.atomic import atomic_file, unwritable_reason
 from mnist_lit.lit_module import DigitClassifier, load_classifier
 from mnist_lit.models.base import IMAGE_SIZE, build_network, network_config
@@ -206,6 +207,7 @@ def export_onnx(cfg: DictConfig) -> Parity:
         raise ConfigError("ckpt_path is missing: give ckpt_path=<run directory>/checkpoints/best.ckpt")
     check_checkpoint(cfg.ckpt_path)
     output = check_output(cfg.get("output"))
+    watch(output, "ONNX export")  # what an interruption's line says of it (mnist_lit.interrupts)
     count = check_count(cfg.check_images)
     classifier = load_classifier(cfg.ckpt_path)
     model = exportable(classifier)
@@ -231,6 +233,7 @@ def export_onnx(cfg: DictConfig) -> Parity:
     return found[0]
 
 
+@interruptible("nothing written")
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")
 def main(cfg: DictConfig) -> None:
     try:

@@ -24,6 +24,7 @@ from mnist_lit.config.checks import check_checkpoint, check_predict_config
 from mnist_lit.data.datamodule import NUM_CLASSES
 from mnist_lit.errors import ConfigError, UserError, exit_with
 from mnist_lit.evaluation.inference import classify, inference_device
+from mnist_lit.interrupts import interruptible, watch
 from mnist_lit.io.atomic import atomic_file, unwritable_reason
 from mnist_lit.lit_module import load_classifier
 
@@ -189,6 +190,8 @@ def predict_images(cfg: DictConfig) -> list[dict[str, Any]]:
     check_predict_config(cfg, INVERT)
     check_checkpoint(cfg.ckpt_path)
     output = check_output(cfg.output) if cfg.output else None
+    if output is not None:
+        watch(output, "predictions CSV")  # what an interruption's line says of it (mnist_lit.interrupts)
     images = cfg.images if not isinstance(cfg.images, ListConfig) else list(cfg.images)
     paths = find_images(images)
     prepared = []
@@ -214,6 +217,7 @@ def predict_images(cfg: DictConfig) -> list[dict[str, Any]]:
     return rows
 
 
+@interruptible("nothing written")
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
     try:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
-import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,11 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_lit.config.checks import check_config, command_config
-from mnist_lit.display.progress import EpochSummary
+from mnist_lit.display.progress import EpochSummary, latest_checkpoint
 from mnist_lit.display.tensorboard import sweep_params, write_curves_layout, write_run_summary
 from mnist_lit.display.terminal import quiet_lightning
 from mnist_lit.evaluation.evaluate import evaluate
+from mnist_lit.interrupts import explained, raise_pending, terminate
 from mnist_lit.io.atomic import write_text
 from mnist_lit.io.run_dir import claimed_job_dir
 from mnist_lit.models.base import count_parameters, flops_per_image
@@ -76,6 +78,25 @@ def stop_reason(trainer: L.Trainer) -> tuple[bool, str]:
     return False, f"reached trainer.max_epochs={trainer.max_epochs}"
 
 
+@contextlib.contextmanager
+def trainer_call() -> Iterator[None]:
+    """Around ``trainer.fit``/``trainer.test``: Lightning's endings of Ctrl-C and SIGTERM made the project's again.
+
+    Lightning ends a Ctrl-C with ``sys.exit(1)`` and a SIGTERM, after the current batch, with its
+    SIGTERMException (a SystemExit without a status). They become KeyboardInterrupt and ``Terminated``,
+    which the command's ``interruptible`` wrapper ends with 130 / 143 and its one line (mnist_lit.interrupts).
+    """
+    try:
+        yield
+    except SIGTERMException:
+        terminate()
+    except SystemExit as e:
+        if isinstance(e.__context__, KeyboardInterrupt):  # the exit Lightning's Ctrl-C handling ends with
+            raise KeyboardInterrupt from None
+        raise
+    raise_pending()  # a SIGTERM in a loop's last batch, which Lightning lets finish without stopping
+
+
 def summarise(history: list[dict[str, Any]], test: dict[str, float]) -> dict[str, Any]:
     """Test figures, and validation figures of the best epoch (lowest val/loss, as ModelCheckpoint keeps)."""
     scored = [r for r in history if "val/loss" in r and math.isfinite(r["val/loss"])]
@@ -87,6 +108,18 @@ def summarise(history: list[dict[str, Any]], test: dict[str, float]) -> dict[str
         "val/loss": best.get("val/loss"),
         "best_epoch": best.get("epoch"),
     }
+
+
+def fit_finished(run_dir: Path, checkpoints: list[str], written: list[Path]) -> str:
+    """What an interruption after the fit (in the test of best.ckpt, or after it) keeps, and how to go on."""
+    if written:
+        done = f"training and its test had finished and {written[0]} is written"
+        return f"{done}: python evaluate.py run_dir={run_dir} writes the report"
+    kept = " and ".join(dict.fromkeys(p for p in checkpoints if p)) or "no checkpoint"
+    return (
+        f"training had finished ({kept} kept) but not its test, so {run_dir / 'metrics.json'} is not written: "
+        f"python evaluate.py run_dir={run_dir} gives best.ckpt's test figures"
+    )
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -123,56 +156,60 @@ def fit_and_test(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path) -> float
             write_curves_layout(Path(trainer.logger.log_dir))
 
     started = time.perf_counter()
-    try:
+    with trainer_call():  # Lightning stops after the current batch; ResumeHint names the checkpoint to resume
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
-    except SIGTERMException:
-        # Lightning stops after the current batch (ResumeHint names the checkpoint to resume); a
-        # pre-empted job should not look successful to its scheduler.
-        raise SystemExit(128 + signal.SIGTERM) from None
     fit_seconds = time.perf_counter() - started
 
     checkpoint = trainer.checkpoint_callback
     best_path = checkpoint.best_model_path if checkpoint is not None else ""
-    # Read before testing: testing from best.ckpt restores the callbacks' state as it was at that epoch.
-    summary = find_callback(trainer, EpochSummary)
-    history = [dict(record) for record in summary.history] if summary is not None else []
-    stopped_early, reason = stop_reason(trainer)
-    pruned_epoch = pruning.pruned_epoch if pruning else None
-    if pruned_epoch is not None:
-        stopped_early, reason = True, pruning.reason
-    facts = {
-        "epochs": trainer.current_epoch,
-        "steps": trainer.global_step,  # optimizer steps, the x-axis of TensorBoard's scalars
-        "stopped_early": stopped_early,
-        "stop_reason": reason,
-        "pruned_epoch": pruned_epoch,  # the last epoch of a trial Optuna's pruner stopped; null otherwise
-        "fit_seconds": round(fit_seconds, 3),
-        "startup_seconds": round(summary.startup_seconds, 3) if summary and summary.startup_seconds else None,
-        "parameters": count_parameters(model),
-    }
-    if stopped_early and trainer.is_global_zero:
-        log.info("Stopped early: %s", reason)
-    validated = [r["val/loss"] for r in history if "val/loss" in r]  # none when a fit ends before validating
-    diverged = bool(validated) and not any(math.isfinite(v) for v in validated)
-    if diverged and trainer.is_global_zero:
-        log.error("Training diverged (no finite val/loss); not testing. Try a lower optimizer.lr (now %s).",
-                  cfg.optimizer.get("lr"))  # fmt: skip
-    test: dict[str, float] = {}
-    # A pruned trial is hopeless by the study's measure: its test set is not worth the time.
-    if best_path and not trainer.interrupted and not diverged and pruned_epoch is None:
-        test = trainer.test(model, datamodule=datamodule, ckpt_path=best_path, weights_only=True, verbose=False)[0]
-    metrics = {**summarise(history, test), **facts, "peak_rss_mb": peak_rss_mb(), "history": history}
-    metrics["threads"] = torch.get_num_threads()  # what fit_seconds was measured with
-    metrics["precision"] = str(trainer.precision)  # what trainer.precision=auto chose
-    if trainer.is_global_zero:
-        write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-        if isinstance(trainer.logger, TensorBoardLogger):
-            write_run_summary(Path(trainer.logger.log_dir), cfg, sweep_params(hydra_cfg), metrics)
-        if cfg.get("evaluate_after_fit") and test:
-            # The same report as python evaluate.py run_dir=<this run>: best.ckpt on the test split.
-            evaluate(command_config("eval", run_dir=str(run_dir)))
-        acc = metrics["test/acc"]
-        shown = f"test/acc {acc:.4f}" if acc is not None else f"no test ({metrics['stop_reason']})"
-        log.info("Run directory: %s  %s", run_dir, shown)
+    # Named now: testing from best.ckpt restores the checkpoint callbacks' state as it was at that epoch.
+    checkpoints = [best_path, latest_checkpoint(trainer)]
+    written: list[Path] = []  # metrics.json, once written
+    with explained(lambda: fit_finished(run_dir, checkpoints, written)):
+        # Read before testing: testing from best.ckpt restores the callbacks' state as it was at that epoch.
+        summary = find_callback(trainer, EpochSummary)
+        history = [dict(record) for record in summary.history] if summary is not None else []
+        stopped_early, reason = stop_reason(trainer)
+        pruned_epoch = pruning.pruned_epoch if pruning else None
+        if pruned_epoch is not None:
+            stopped_early, reason = True, pruning.reason
+        facts = {
+            "epochs": trainer.current_epoch,
+            "steps": trainer.global_step,  # optimizer steps, the x-axis of TensorBoard's scalars
+            "stopped_early": stopped_early,
+            "stop_reason": reason,
+            "pruned_epoch": pruned_epoch,  # the last epoch of a trial Optuna's pruner stopped; null otherwise
+            "fit_seconds": round(fit_seconds, 3),
+            "startup_seconds": round(summary.startup_seconds, 3) if summary and summary.startup_seconds else None,
+            "parameters": count_parameters(model),
+        }
+        if stopped_early and trainer.is_global_zero:
+            log.info("Stopped early: %s", reason)
+        validated = [r["val/loss"] for r in history if "val/loss" in r]  # none when a fit ends before validating
+        diverged = bool(validated) and not any(math.isfinite(v) for v in validated)
+        if diverged and trainer.is_global_zero:
+            log.error("Training diverged (no finite val/loss); not testing. Try a lower optimizer.lr (now %s).",
+                      cfg.optimizer.get("lr"))  # fmt: skip
+        test: dict[str, float] = {}
+        # A pruned trial is hopeless by the study's measure: its test set is not worth the time.
+        if best_path and not trainer.interrupted and not diverged and pruned_epoch is None:
+            with trainer_call():
+                test = trainer.test(
+                    model, datamodule=datamodule, ckpt_path=best_path, weights_only=True, verbose=False
+                )[0]
+        metrics = {**summarise(history, test), **facts, "peak_rss_mb": peak_rss_mb(), "history": history}
+        metrics["threads"] = torch.get_num_threads()  # what fit_seconds was measured with
+        metrics["precision"] = str(trainer.precision)  # what trainer.precision=auto chose
+        if trainer.is_global_zero:
+            write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+            written.append(run_dir / "metrics.json")
+            if isinstance(trainer.logger, TensorBoardLogger):
+                write_run_summary(Path(trainer.logger.log_dir), cfg, sweep_params(hydra_cfg), metrics)
+            if cfg.get("evaluate_after_fit") and test:
+                # The same report as python evaluate.py run_dir=<this run>: best.ckpt on the test split.
+                evaluate(command_config("eval", run_dir=str(run_dir)))
+            acc = metrics["test/acc"]
+            shown = f"test/acc {acc:.4f}" if acc is not None else f"no test ({metrics['stop_reason']})"
+            log.info("Run directory: %s  %s", run_dir, shown)
     key = cfg.get("optimized_metric")
     return metrics.get(key) if key else None

@@ -16,6 +16,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from tqdm import tqdm
 
 from mnist_lit.display.tensorboard import CurvesLogger
+from mnist_lit.interrupts import Terminated, explain
 from mnist_lit.process.resources import job_seconds
 
 log = logging.getLogger(__name__)
@@ -156,26 +157,24 @@ def latest_checkpoint(trainer: L.Trainer) -> str:
 
 
 class ResumeHint(L.Callback):
-    """On Ctrl-C or SIGTERM (a cluster pre-empting the job), say which checkpoint resumes the run.
+    """On Ctrl-C or SIGTERM (a cluster pre-empting the job) during a fit, say which checkpoint resumes the run.
 
-    ``last.ckpt`` is written at the end of every epoch; resuming from it restarts the interrupted
-    epoch. A mid-epoch checkpoint is not written: Lightning does not restore the validation loop
-    of a partly run epoch reliably, and ``save_on_exception`` would also overwrite ``best.ckpt``
-    with an unvalidated state.
+    The sentence joins the command's one line (mnist_lit.interrupts). ``last.ckpt`` is written at the end of
+    every epoch; resuming from it restarts the interrupted epoch. A mid-epoch checkpoint is not written:
+    Lightning does not restore the validation loop of a partly run epoch reliably, and ``save_on_exception``
+    would also overwrite ``best.ckpt`` with an unvalidated state.
     """
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or not trainer.is_global_zero:
+        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException, Terminated)) or not trainer.is_global_zero:
             return
-        what = "SIGTERM" if isinstance(exception, SIGTERMException) else "Ctrl-C"
+        if trainer.state.fn != TrainerFn.FITTING:
+            return  # testing a finished fit: mnist_lit.training says what it keeps
         last = latest_checkpoint(trainer)
         if last and os.path.isfile(last):
-            log.warning(
-                "%s during epoch %d: stopped. %s holds epoch %d; resume with the same overrides plus ckpt_path=%s",
-                what, trainer.current_epoch + 1, last, trainer.current_epoch, last,
-            )  # fmt: skip
+            explain(
+                f"stopped during epoch {trainer.current_epoch + 1}; {last} holds epoch {trainer.current_epoch}: "
+                f"resume with the same overrides plus ckpt_path={last}"
+            )
         else:
-            log.warning(
-                "%s during epoch %d: stopped before any epoch completed; nothing to resume",
-                what, trainer.current_epoch + 1,
-            )  # fmt: skip
+            explain(f"stopped during epoch {trainer.current_epoch + 1}, before any epoch completed: nothing to resume")

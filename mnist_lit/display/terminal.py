@@ -25,8 +25,10 @@ def quiet_lightning() -> None:
     ``limit_*_batches=1.0`` "was configured so 100% ...", GPU/TPU availability, DDP's "All
     distributed processes registered", "Restoring states from the checkpoint", "`Trainer.fit`
     stopped". The run's own lines say what matters of these: the devices at the start, why
-    training ended at the end.
+    training ended at the end. Its "Received SIGTERM" notice is silenced too: the command's one line
+    on an interruption (mnist_lit.interrupts) says what was kept.
     """
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector").setLevel(logging.WARNING)
     for message in KNOWN_WARNINGS:
         warnings.filterwarnings("ignore", message=message)

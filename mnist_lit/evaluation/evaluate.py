@@ -18,6 +18,7 @@ from mnist_lit.errors import ConfigError
 from mnist_lit.evaluation.inference import inference_device, predict_batches
 from mnist_lit.evaluation.report import check_report_dir, read_metrics, write_report
 from mnist_lit.evaluation.results import Run, score
+from mnist_lit.interrupts import watch
 from mnist_lit.lit_module import load_classifier
 
 log = logging.getLogger(__name__)
@@ -131,6 +132,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         default_report = run.run_dir / "report"
     report_dir = Path(cfg.report_dir).expanduser().absolute() if cfg.report_dir else default_report
     check_report_dir(report_dir, cfg.report_dir or str(report_dir))
+    watch(report_dir, "report")  # what an interruption's line says of it (mnist_lit.interrupts)
     for member in members:
         if (member.run_dir / "metrics.json").is_file():
             read_metrics(member.run_dir / "metrics.json")

@@ -10,7 +10,9 @@ import contextlib
 import errno
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -99,22 +101,46 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         f.write(text)
 
 
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block has run, then act on them as usual (main thread only).
+
+    For steps that must not be cut between their halves: the handlers are swapped for ones that
+    note the signal, and a noted signal is raised again once the usual handlers are back.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: noted.append(signum)) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for s in dict.fromkeys(noted):
+            signal.raise_signal(s)
+
+
 def replace_dir(tmp: Path, target: Path) -> None:
     """Put the finished folder ``tmp`` in ``target``'s place, whole; the previous ``target`` is removed after.
 
-    Each file is fsynced first. Between the two renames a kill leaves the previous folder beside
-    ``target`` as ``.<name>.old-<pid>``: nothing is lost, and no reader ever sees a half-written folder.
+    Each file is fsynced first. Ctrl-C and SIGTERM wait until both renames are done; between them a
+    kill (SIGKILL, a power cut) leaves the previous folder beside ``target`` as ``.<name>.old-<pid>``:
+    nothing is lost, and no reader ever sees a half-written folder.
     """
     for file in tmp.iterdir():
         with open(file, "rb") as f:
             os.fsync(f.fileno())
     sync_dir(tmp)
     old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        os.replace(target, old)
-    os.replace(tmp, target)
-    sync_dir(target.parent)
-    shutil.rmtree(old, ignore_errors=True)
+    with signals_held():  # a Ctrl-C or SIGTERM between the renames would leave neither folder in place
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+        sync_dir(target.parent)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def new_temp_dir(target: Path) -> Path:

@@ -13,6 +13,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from mnist_lit.errors import UserError
+from mnist_lit.interrupts import when_interrupted
 from mnist_lit.io.atomic import write_text
 from mnist_lit.sweeps.summary import ERROR_FILE, Job, describe, differing_keys, label, write_summary
 
@@ -27,6 +29,10 @@ class SweepSummaryCallback(Callback):
     is done, and then ``on_multirun_end`` is never called. A file lock serialises jobs that end
     together (joblib, submitit), so the last one to write has seen every finished job.
     """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
+        when_interrupted(lambda line: self.interrupted(sweep_dir, line))
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if config.hydra.mode != RunMode.MULTIRUN:
@@ -55,6 +61,30 @@ class SweepSummaryCallback(Callback):
             log.info("Best of %d: %s (%s) val/acc %.4f", len(jobs), label(best), describe(best, keys), val_acc)
         failed = len(jobs) - len(done)
         log.info("Sweep summary (%d failed): %s", failed, sweep_dir / "summary.md")
+
+    @classmethod
+    def interrupted(cls, sweep_dir: Path, line: str) -> str:
+        """Once Ctrl-C or SIGTERM has stopped the multirun: each job it left unfinished gets ``line`` as its
+        error.txt (the summary lists it as failed with that line), and the summary is written; what to say."""
+        jobs_left = [
+            job_dir
+            for job_dir in sorted(p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml"))
+            if not (job_dir / "metrics.json").exists() and not (job_dir / ERROR_FILE).exists()
+        ]
+        try:
+            for job_dir in jobs_left:
+                write_text(job_dir / ERROR_FILE, line + "\n")
+            jobs = cls._write(sweep_dir, finished=True)
+        except (OSError, UserError) as e:
+            return (
+                f"the sweep's summary was not written ({e}): python -m mnist_lit.sweep_summary {sweep_dir} "
+                "writes it, listing the unfinished jobs as failed"
+            )
+        stopped = ", ".join(d.name for d in jobs_left) or "none"
+        return (
+            f"{sweep_dir / 'summary.md'} lists the {len(jobs)} jobs that started, with {stopped} as interrupted "
+            "(the jobs not started are not in it)"
+        )
 
     @staticmethod
     def _write(sweep_dir: Path, finished: bool) -> list[Job]:

@@ -23,6 +23,7 @@ import yaml
 
 from mnist_lit.display.tables import markdown_table
 from mnist_lit.errors import EXIT_STATUS, ConfigError, UserError, report
+from mnist_lit.interrupts import explained
 from mnist_lit.io.atomic import atomic_file, unwritable_reason, write_text
 
 SUMMARY_FILES = ("summary.csv", "summary.md", "accuracy_vs_parameters.png")
@@ -410,7 +411,9 @@ def main(argv: list[str] | None = None) -> int:
         reason = unwritable_reason(sweep_dir)
         if reason:
             raise ConfigError(f"sweep_dir={str(sweep_dir)!r} cannot take the summary: {reason}")
-        write_summary(sweep_dir)
+        kept = f"each of {', '.join(SUMMARY_FILES)} in {sweep_dir} is whole, the previous one or the new one"
+        with explained(f"{kept}: run the command again to bring them all up to date"):
+            write_summary(sweep_dir)
     except UserError as e:
         report(e)
         return EXIT_STATUS
