@@ -11,6 +11,7 @@ PACKAGE = ROOT / "mnist_lit"
 # module -> the project modules it may import (every import, also those inside functions)
 LEAVES = {
     "mnist_lit.errors": set(),
+    "mnist_lit.interrupts": set(),
     "mnist_lit.config.resolvers": set(),
     "mnist_lit.config.schema": {"mnist_lit.errors"},
     "mnist_lit.io.atomic": {"mnist_lit.errors"},

@@ -50,6 +50,7 @@ from hydra_plugins.mnist_lit_optuna_sweeper.study import (
     study_exists,
 )
 from mnist_lit.errors import ConfigError, exit_with
+from mnist_lit.interrupts import explain
 
 log = logging.getLogger(__name__)
 SAMPLER_CHOICES = "hydra/sweeper/sampler=tpe|random|grid|nsgaii"
@@ -390,9 +391,10 @@ class StudySweep:
                 if trial.number in started:
                     trial.set_user_attr("job_dir", started[trial.number])
                 study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-            log.warning(
-                "Interrupted: trial %s marked failed; the same command again resumes the study",
-                ", ".join(str(t.number) for t in trials),
+            # Joins the command's one line on Ctrl-C or SIGTERM (mnist_lit.interrupts); an error shows its own.
+            explain(
+                f"trial {', '.join(str(t.number) for t in trials)} marked failed in the study: "
+                "the same command again resumes it"
             )
             raise
         self.job_idx += len(returns)
