@@ -23,7 +23,7 @@ HOOKS = ("on_train_batch_start", "on_validation_batch_start", "on_test_batch_sta
 class SignalAt(L.Callback):
     """Sends ``signal_name`` (SIGINT, SIGTERM) to its own process at the first call of ``hook`` (``never``: none)."""
 
-    def __init__(self, signal_name: str, hook: str) -> None:
+    def __init__(self, signal_name: str = "SIGINT", hook: str = "never") -> None:
         if hook not in (*HOOKS, "never"):
             raise ValueError(f"hook={hook!r}: one of {HOOKS} or never")
         self.signum = getattr(signal, signal_name)
