@@ -189,6 +189,8 @@ def checkpoint_problem(checkpoint: Any, resume: bool = False) -> str | None:
         return f"hyper_parameters: {e}"
     except (ImportError, AttributeError, TypeError, ValueError) as e:
         return f"hyper_parameters.model names no network of this project ({describe(e)})"
+    if not isinstance(model.get("arch"), str) or not model["arch"]:
+        return "hyper_parameters.model.arch is missing (the name of the network)"
     if not isinstance(saved["optimizer"], Mapping):
         return f"hyper_parameters.optimizer={saved['optimizer']!r} is not a group of settings"
     if saved.get("scheduler") is not None and not isinstance(saved["scheduler"], Mapping):

@@ -64,9 +64,15 @@ def grayscale(image: Image.Image) -> np.ndarray:
         values = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") or values.max() <= 65535 else float(values.max())
         return (values * (255.0 / top)).astype(np.float32)
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if image.mode == "LAB":  # its first channel is the lightness; Pillow converts LAB to nothing else
+        return np.asarray(image.getchannel("L"), dtype=np.float32)
+    if image.mode == "La":  # premultiplied alpha: Pillow converts it to LA only
+        image = image.convert("LA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa") or (image.mode == "P" and "transparency" in image.info):
         paper = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(paper, image.convert("RGBA"))
+    if image.mode == "HSV":  # Pillow converts HSV to RGB only
+        image = image.convert("RGB")
     return np.asarray(image.convert("L"), dtype=np.float32)
 
 
