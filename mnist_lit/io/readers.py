@@ -18,6 +18,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
+from mnist_lit.config import resolvers  # noqa: F401  a run's saved config uses the project's resolvers
 from mnist_lit.config.schema import DataSettings, typed
 from mnist_lit.errors import ConfigError, UserError, describe
 
