@@ -27,7 +27,6 @@ import hydra
 from omegaconf import DictConfig
 from PIL import Image, UnidentifiedImageError
 
-from mnist_lit.config.checks import check_checkpoint
 from mnist_lit.data.datamodule import NUM_CLASSES
 from mnist_lit.errors import ConfigError, UserError, exit_with
 from mnist_lit.evaluation.inference import classify, inference_device
@@ -229,8 +228,7 @@ def check_demo_config(cfg: DictConfig) -> Path | None:
 def make_server(cfg: DictConfig) -> DemoServer:
     """The demo's server for ``cfg``, bound and ready to ``serve_forever``."""
     save = check_demo_config(cfg)
-    check_checkpoint(cfg.ckpt_path)
-    model = load_classifier(cfg.ckpt_path, map_location=inference_device()).eval()
+    model = load_classifier(cfg.ckpt_path, inference_device()).eval()
     name = str(model.hparams.model.get("name") or model.hparams.model["arch"])
     try:
         return DemoServer((cfg.host, cfg.port), model, save, f"{name} ({Path(cfg.ckpt_path).name})")

@@ -24,12 +24,11 @@ import torchvision.datasets
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from mnist_lit.config.checks import check_checkpoint
 from mnist_lit.data.dataset import ImageDataset, load_dataset
 from mnist_lit.errors import ConfigError, UserError, exit_with
 from mnist_lit.interrupts import interruptible, watch
 from mnist_lit.io.atomic import atomic_file, unwritable_reason
-from mnist_lit.lit_module import DigitClassifier, load_classifier
+from mnist_lit.lit_module import DigitClassifier, load_checkpoint, load_classifier
 from mnist_lit.models.base import IMAGE_SIZE, build_network, network_config
 
 OPSET = 18  # the opset torch's dynamo exporter translates to natively; onnxruntime 1.14+ and onnxruntime-web run it
@@ -205,11 +204,11 @@ def export_onnx(cfg: DictConfig) -> Parity:
     """Export ``cfg.ckpt_path`` to ``cfg.output``, checked by onnxruntime before the file is written."""
     if not cfg.get("ckpt_path"):
         raise ConfigError("ckpt_path is missing: give ckpt_path=<run directory>/checkpoints/best.ckpt")
-    check_checkpoint(cfg.ckpt_path)
+    checkpoint = load_checkpoint(cfg.ckpt_path)
     output = check_output(cfg.get("output"))
     watch(output, "ONNX export")  # what an interruption's line says of it (mnist_lit.interrupts)
     count = check_count(cfg.check_images)
-    classifier = load_classifier(cfg.ckpt_path)
+    classifier = load_classifier(cfg.ckpt_path, checkpoint=checkpoint)
     model = exportable(classifier)
     images, labels, source = check_images(str(cfg.data_dir), count, model.dataset)
     proto = export_program(model)

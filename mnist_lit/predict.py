@@ -17,23 +17,23 @@ import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig, ListConfig
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 from torch import Tensor
 
-from mnist_lit.config.checks import check_checkpoint, check_predict_config
+from mnist_lit.config.checks import check_predict_config
 from mnist_lit.data.datamodule import NUM_CLASSES
 from mnist_lit.errors import ConfigError, UserError, exit_with
 from mnist_lit.evaluation.inference import classify, inference_device
 from mnist_lit.interrupts import interruptible, watch
 from mnist_lit.io.atomic import atomic_file, unwritable_reason
-from mnist_lit.lit_module import load_classifier
+from mnist_lit.io.readers import load_image, read_csv_header
+from mnist_lit.lit_module import load_checkpoint, load_classifier
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 INVERT = ("auto", "always", "never")
 SIZE, BOX = 28, 20  # MNIST: a 28x28 image holding the digit scaled to fit a 20x20 box
 INK = 0.2  # a pixel belongs to the digit above this fraction of the darkest-to-brightest range
-MAX_PIXELS = 50_000_000  # a 48-megapixel photo fits; decoding anything larger could exhaust memory
-CSV_HEADER = "image,digit,confidence,uncertain"  # how every predictions CSV starts
+CSV_HEADER = "image,digit,confidence,uncertain"  # how every predictions CSV starts (top_k adds topN,pN pairs)
 LINES_UP_TO = 20  # this many images or fewer get a line each below the summary; more: verbose=true
 
 
@@ -65,9 +65,15 @@ def grayscale(image: Image.Image) -> np.ndarray:
         values = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") or values.max() <= 65535 else float(values.max())
         return (values * (255.0 / top)).astype(np.float32)
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if image.mode == "LAB":  # its first channel is the lightness; Pillow converts LAB to nothing else
+        return np.asarray(image.getchannel("L"), dtype=np.float32)
+    if image.mode == "La":  # premultiplied alpha: Pillow converts it to LA only
+        image = image.convert("LA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa") or (image.mode == "P" and "transparency" in image.info):
         paper = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(paper, image.convert("RGBA"))
+    if image.mode == "HSV":  # Pillow converts HSV to RGB only
+        image = image.convert("RGB")
     return np.asarray(image.convert("L"), dtype=np.float32)
 
 
@@ -105,23 +111,6 @@ def prepare(image: Image.Image, invert: str = "auto") -> Tensor:
     return torch.from_numpy(canvas.round().astype(np.uint8))
 
 
-def load_image(path: Path) -> Image.Image:
-    """Open an image file; ConfigError naming the file when it is not an image or too large to decode safely."""
-    try:
-        with Image.open(path) as image:  # reads the header only
-            if image.width * image.height > MAX_PIXELS:
-                raise ConfigError(
-                    f"images: {str(path)!r} is not allowed: {image.width}x{image.height} pixels is more than "
-                    f"{MAX_PIXELS:,}; scale it down first (a digit needs only a few hundred pixels across)"
-                )
-            image.load()
-            return image
-    except Image.DecompressionBombError as e:  # Pillow's own guard, for images past twice its limit
-        raise ConfigError(f"images: {str(path)!r} is not allowed: too large to decode safely ({e})") from e
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise ConfigError(f"images: {str(path)!r} is not allowed: not a readable image ({e})") from e
-
-
 def check_output(output: str) -> Path:
     """Where the CSV may go: a new file, or an earlier predictions CSV of this command (replaced whole)."""
     path = Path(output).expanduser()
@@ -129,18 +118,20 @@ def check_output(output: str) -> Path:
         raise ConfigError(
             f"output={output!r} is not allowed: it is a folder. Give a file name, e.g. {path}/predictions.csv"
         )
-    if path.exists():
-        with open(path, newline="", errors="replace") as f:
-            header = f.readline().strip()
-        if not header.startswith(CSV_HEADER):
-            raise ConfigError(
-                f"output={output!r} is not allowed: that file exists and is not a predictions CSV of this command, "
-                "so it would be lost. Give a new file name"
-            )
+    if path.exists() and read_csv_header(path) not in csv_headers():
+        raise ConfigError(
+            f"output={output!r} is not allowed: that file exists and is not a predictions CSV of this command, "
+            "so it would be lost. Give a new file name"
+        )
     reason = unwritable_reason(path.parent.absolute())
     if reason:
         raise ConfigError(f"output={output!r} cannot be written: {reason}. Give a file in a writable folder")
     return path
+
+
+def csv_headers() -> set[str]:
+    """The header lines this command writes, one for each ``top_k``: an earlier CSV has one of them, whole."""
+    return {CSV_HEADER + "".join(f",top{k},p{k}" for k in range(2, top_k + 1)) for top_k in range(1, NUM_CLASSES + 1)}
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -188,7 +179,7 @@ def summary_text(rows: list[dict[str, Any]], min_confidence: float, lines_follow
 def predict_images(cfg: DictConfig) -> list[dict[str, Any]]:
     """Predict a digit for every image ``cfg.images`` names; print a summary and the lines; write ``cfg.output``."""
     check_predict_config(cfg, INVERT)
-    check_checkpoint(cfg.ckpt_path)
+    checkpoint = load_checkpoint(cfg.ckpt_path)
     output = check_output(cfg.output) if cfg.output else None
     if output is not None:
         watch(output, "predictions CSV")  # what an interruption's line says of it (mnist_lit.interrupts)
@@ -203,7 +194,7 @@ def predict_images(cfg: DictConfig) -> list[dict[str, Any]]:
                 "gray level). Give a picture of one digit, darker or lighter than its background"
             )
         prepared.append(digit)
-    model = load_classifier(cfg.ckpt_path, map_location=inference_device())
+    model = load_classifier(cfg.ckpt_path, inference_device(), checkpoint)
     probs, digits = classify(model, torch.stack(prepared)).topk(cfg.top_k, dim=1)
     rows = prediction_rows(paths, probs, digits, cfg.min_confidence)
     lines = cfg.verbose or len(rows) <= LINES_UP_TO

@@ -26,14 +26,16 @@ from lightning.pytorch.accelerators import AcceleratorRegistry
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from mnist_lit.config.resolvers import PROJECT_ROOT
-from mnist_lit.config.schema import in_range, plain, range_text, setting, shown, typed
+from mnist_lit.config.resolvers import PROJECT_ROOT, resumed_run
+from mnist_lit.config.schema import DataSettings, in_range, plain, range_text, setting, shown, typed
 from mnist_lit.config.signatures import built_or_refused, check_target
 from mnist_lit.data.acquire import data_dir_error, idx_count
 from mnist_lit.data.augment import AUGMENTATIONS
 from mnist_lit.data.dataset import load_dataset
 from mnist_lit.errors import ConfigError, describe
 from mnist_lit.io.atomic import unwritable_reason
+from mnist_lit.io.readers import load_run_config
+from mnist_lit.lit_module import load_checkpoint, load_classifier
 from mnist_lit.models.base import build_network, network_class, network_config, network_shape
 from mnist_lit.perf.checks import check_fast_config, is_fast_module
 from mnist_lit.precision import AUTO, precision_for
@@ -71,21 +73,6 @@ class TrainSettings:
     callbacks: Any = None
     logger: Any = None
     hydra: Any = None
-
-
-@dataclasses.dataclass(kw_only=True)
-class DataSettings:
-    """The data group's keys that every data module has (conf/data/)."""
-
-    dataset: str = "mnist"
-    data_dir: str = setting(min_length=1)
-    batch_size: int = setting(low=1)
-    eval_batch_size: int = setting(low=1)
-    val_fraction: float = setting(low=0, high=1, low_open=True, high_open=True)
-    split_seed: int = setting(low=0, high=2**63 - 1)
-    num_workers: int = setting(low=0)
-    pin_memory: bool = False
-    on_device: bool = False
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -398,9 +385,11 @@ def check_data(cfg: DictConfig) -> None:
 
 
 def check_resume(cfg: DictConfig) -> None:
-    """``ckpt_path`` resumes this run: same architecture and sizes, same scheduler, epochs left to train."""
+    """``ckpt_path`` resumes this run: same architecture and sizes, same data split, optimizer and scheduler,
+    finite weights that fit, epochs left to train."""
     ckpt_path = cfg.ckpt_path
-    checkpoint = check_checkpoint(ckpt_path, cfg.model.arch)
+    named = f"ckpt_path={ckpt_path!r}"
+    checkpoint = load_checkpoint(ckpt_path, cfg.model.arch, resume=True)
     saved = checkpoint["hyper_parameters"]
     shape, wanted = network_shape(saved["model"]), network_shape(cfg.model)
     different = [
@@ -411,28 +400,60 @@ def check_resume(cfg: DictConfig) -> None:
     if different:
         fix = " ".join(f"model.{key}={value}" for key, value in shape.items())
         raise ConfigError(
-            f"ckpt_path={ckpt_path!r} cannot be resumed with these settings: {'; '.join(different)}. "
+            f"{named} cannot be resumed with these settings: {'; '.join(different)}. "
             f"Resume with the checkpoint's sizes: {fix}"
         )
+    load_classifier(ckpt_path, checkpoint=checkpoint)  # its weights fit the network its settings build
+    check_resumed_data(cfg, saved.get("dataset", "mnist"))
     had, has = bool(saved.get("scheduler")), bool(cfg.get("scheduler"))
     if had != has:
         raise ConfigError(
-            f"ckpt_path={ckpt_path!r} was trained {'with' if had else 'without'} a learning-rate scheduler, "
+            f"{named} was trained {'with' if had else 'without'} a learning-rate scheduler, "
             f"but {'this run sets one' if has else 'scheduler=null here'}: resume with the scheduler setting it was "
             "trained with (see its run's .hydra/overrides.yaml)"
         )
     if "current_model_state" in checkpoint and not OmegaConf.select(cfg, "callbacks.averaging"):
         # its weights are the average: resuming without averaging would train on from the average
         raise ConfigError(
-            f"ckpt_path={ckpt_path!r} was saved with weight averaging, but this run has none: resume with the "
+            f"{named} was saved with weight averaging, but this run has none: resume with the "
             "callbacks/averaging=... it was trained with (see its run's .hydra/overrides.yaml)"
         )
-    done = int(checkpoint.get("epoch", -1)) + 1
+    # Lightning restores the optimizer's state from the checkpoint, its param_groups (lr, weight_decay, ...)
+    # included, so a new value would not be applied while .hydra/config.yaml would say it was.
+    optimizer, trained = plain(cfg.optimizer), dict(saved["optimizer"])
+    changed = [key for key in sorted({*optimizer, *trained}, key=str) if optimizer.get(key) != trained.get(key)]
+    if changed:
+        theirs = " ".join(f"optimizer.{key}={shown(trained.get(key))}" for key in changed)
+        raise ConfigError(
+            f"{named} cannot be resumed with optimizer.{changed[0]}={shown(optimizer.get(changed[0]))}: it was "
+            f"trained with {theirs}, and a resume restores the checkpoint's optimizer state, its learning rate and "
+            f"other settings included, so the new value would not be used. Resume with {theirs}, or start a new run"
+        )
+    done = checkpoint.get("epoch", -1) + 1
     if done >= cfg.trainer.max_epochs:
         raise ConfigError(
-            f"ckpt_path={ckpt_path!r} already holds {done} completed epochs and trainer.max_epochs="
+            f"{named} already holds {done} completed epochs and trainer.max_epochs="
             f"{cfg.trainer.max_epochs}: nothing is left to train. Give trainer.max_epochs={done + 1} or more"
         )
+
+
+def check_resumed_data(cfg: DictConfig, dataset: str) -> None:
+    """A resume keeps the data set and the training/validation split of its run (from the checkpoint's
+    hyper-parameters and its run's .hydra/config.yaml, next to checkpoints/, where there is one)."""
+    ckpt_path = cfg.ckpt_path
+    trained = {"dataset": dataset}
+    run = resumed_run(ckpt_path)
+    config_file = run / ".hydra" / "config.yaml" if run is not None else None
+    if config_file is not None and config_file.exists():
+        run_data = load_run_config(config_file, f"ckpt_path={ckpt_path!r}").data
+        trained.update({key: run_data.get(key) for key in ("val_fraction", "split_seed")})
+    for key, value in trained.items():
+        if cfg.data.get(key) != value:
+            raise ConfigError(
+                f"ckpt_path={ckpt_path!r} cannot be resumed with data.{key}={cfg.data.get(key)}: it was trained "
+                f"with data.{key}={value}, and the run would go on with other training and validation images. "
+                f"Resume with data.{key}={value}"
+            )
 
 
 def check_model(model: DictConfig | dict[str, Any]) -> None:
@@ -443,7 +464,7 @@ def check_model(model: DictConfig | dict[str, Any]) -> None:
     except (ImportError, AttributeError, TypeError, ValueError) as e:
         raise ConfigError(
             f"model._target_={target!r} is not allowed: it must name a network class of mnist_lit.models "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); choose a model with model=<name> "
+            f"({describe(e)}); choose a model with model=<name> "
             "(conf/model/)"
         ) from None
     network_config(model)
@@ -477,32 +498,6 @@ def check_network_size(model: DictConfig | dict[str, Any]) -> None:
             f"model has {parameters:,} parameters: training it needs about {need / 2**30:.1f} GiB for weights, "
             f"gradients and optimizer state, more than this machine's {have / 2**30:.1f} GiB. Choose smaller sizes"
         )
-
-
-def check_checkpoint(ckpt_path: str, arch: str | None = None) -> dict[str, Any]:
-    """``ckpt_path`` must hold this project's checkpoint (of architecture ``arch``, if given); returns it."""
-    path = Path(ckpt_path).expanduser()
-    if path.is_dir():
-        raise ConfigError(
-            f"ckpt_path={ckpt_path!r} is not allowed: it is a folder. Give a .ckpt file, e.g. "
-            "<run directory>/checkpoints/best.ckpt"
-        )
-    if not path.is_file():
-        raise ConfigError(f"ckpt_path={ckpt_path!r} is not allowed: no such file. Give a .ckpt file of this project.")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        saved = checkpoint["hyper_parameters"]["model"]["arch"]
-    except Exception as e:
-        raise ConfigError(
-            f"ckpt_path={ckpt_path!r} is not allowed: it is not a checkpoint of this project "
-            f"that loads with weights_only=True ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
-        ) from e
-    if arch is not None and saved != arch:
-        raise ConfigError(
-            f"ckpt_path={ckpt_path!r} holds a model.arch={saved!r} checkpoint, but model.arch={arch!r}: "
-            f"add model={saved} (and the same model settings) to resume it"
-        )
-    return checkpoint
 
 
 def command_config(name: str, **values: Any) -> DictConfig:

@@ -37,6 +37,21 @@ def setting(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+@dataclasses.dataclass(kw_only=True)
+class DataSettings:
+    """The data group's keys that every data module has (conf/data/); also what a run's saved config must hold."""
+
+    dataset: str = "mnist"
+    data_dir: str = setting(min_length=1)
+    batch_size: int = setting(low=1)
+    eval_batch_size: int = setting(low=1)
+    val_fraction: float = setting(low=0, high=1, low_open=True, high_open=True)
+    split_seed: int = setting(low=0, high=2**63 - 1)
+    num_workers: int = setting(low=0)
+    pin_memory: bool = False
+    on_device: bool = False
+
+
 def shape_keys(schema: type) -> list[str]:
     """The settings of ``schema`` that decide the weights' shapes."""
     return [f.name for f in dataclasses.fields(schema) if f.metadata.get("shape")]

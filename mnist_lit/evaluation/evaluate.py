@@ -8,18 +8,20 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor
 
-from mnist_lit.config.checks import check_checkpoint, check_eval_config
+from mnist_lit.config.checks import check_eval_config
 from mnist_lit.data.augment import shifted_images
-from mnist_lit.errors import ConfigError
+from mnist_lit.errors import ConfigError, describe
 from mnist_lit.evaluation.inference import inference_device, predict_batches
-from mnist_lit.evaluation.report import check_report_dir, read_metrics, write_report
+from mnist_lit.evaluation.report import check_report_dir, write_report
 from mnist_lit.evaluation.results import Run, score
 from mnist_lit.interrupts import watch
-from mnist_lit.lit_module import load_classifier
+from mnist_lit.io.readers import load_metrics, load_run_config
+from mnist_lit.lit_module import load_checkpoint, load_classifier
 
 log = logging.getLogger(__name__)
 
@@ -63,20 +65,22 @@ def locate_run(run_dir: str | None, ckpt_path: str | None) -> Run:
             else:
                 hint = "the run saved no checkpoint (it ended before its first validation); pick another run"
             raise ConfigError(f"run_dir={run_dir!r} has no checkpoints/best.ckpt: {hint}")
-    try:
-        config = OmegaConf.load(config_file)
-        config.model.arch  # noqa: B018  (the one key evaluation cannot do without)
-    except Exception as e:  # YAML errors, a list instead of a mapping, a missing key: one message for all
-        raise ConfigError(
-            f"{key}={value!r} is not allowed: {config_file} cannot be read as a training run's config "
-            f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
-        ) from e
-    return Run(run_dir=directory, config=config, ckpt_path=ckpt)
+    config = load_run_config(config_file, f"{key}={value!r}")
+    checkpoint = load_checkpoint(ckpt, config.model.arch)
+    if (directory / "metrics.json").exists():
+        load_metrics(directory / "metrics.json", f"{key}={value!r}")
+    return Run(run_dir=directory, config=config, ckpt_path=ckpt, checkpoint=checkpoint)
 
 
 def load_data(run: Run) -> L.LightningDataModule:
     """The run's own data module (same files, same seeded split), every split set up (the report shows all)."""
-    datamodule = instantiate(run.config.data)
+    try:
+        datamodule = instantiate(run.config.data)
+    except InstantiationException as e:  # the saved settings name no data module, or one it does not take
+        raise ConfigError(
+            f"run_dir={str(run.run_dir)!r} is not allowed: the data settings of its .hydra/config.yaml do not "
+            f"build a data module ({describe(e)})"
+        ) from e
     datamodule.prepare_data()
     datamodule.setup()
     return datamodule
@@ -102,8 +106,6 @@ def ensemble_runs(ckpt_paths: list[str]) -> list[Run]:
             "ckpt_paths=[<run>/checkpoints/best.ckpt,<run>/checkpoints/best.ckpt]"
         )
     runs = [locate_run(None, str(path)) for path in ckpt_paths]
-    for run in runs:
-        check_checkpoint(str(run.ckpt_path), run.config.model.arch)
     first = runs[0].config.data
     for run in runs[1:]:
         for key in ("val_fraction", "split_seed"):
@@ -123,23 +125,20 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         if cfg.run_dir or cfg.ckpt_path:
             raise ConfigError("ckpt_paths is an ensemble of its own: give it without run_dir and ckpt_path")
         members = ensemble_runs(ckpt_paths)
-        run = Run(members[0].run_dir, members[0].config, members[0].ckpt_path, [m.ckpt_path for m in members])
+        first = members[0]
+        run = Run(first.run_dir, first.config, first.ckpt_path, first.checkpoint, [m.ckpt_path for m in members])
         default_report = run.run_dir / "report_ensemble"
     else:
         members = [locate_run(cfg.run_dir, cfg.ckpt_path)]
         run = members[0]
-        check_checkpoint(str(run.ckpt_path), run.config.model.arch)
         default_report = run.run_dir / "report"
     report_dir = Path(cfg.report_dir).expanduser().absolute() if cfg.report_dir else default_report
     check_report_dir(report_dir, cfg.report_dir or str(report_dir))
     watch(report_dir, "report")  # what an interruption's line says of it (mnist_lit.interrupts)
-    for member in members:
-        if (member.run_dir / "metrics.json").is_file():
-            read_metrics(member.run_dir / "metrics.json")
 
     models = [
         (
-            load_classifier(str(member.ckpt_path), map_location=inference_device()),
+            load_classifier(member.ckpt_path, inference_device(), member.checkpoint),
             OmegaConf.select(member.config, "trainer.precision", default="32-true"),
         )
         for member in members

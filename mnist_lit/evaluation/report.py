@@ -25,9 +25,15 @@ from mnist_lit.evaluation.figures import (
     learning_curves_figure,
     save_figure,
 )
-from mnist_lit.evaluation.report_text import classification_report_text, confusions_text, report_markdown
+from mnist_lit.evaluation.report_text import (
+    REPORT_TITLE,
+    classification_report_text,
+    confusions_text,
+    report_markdown,
+)
 from mnist_lit.evaluation.results import Predictions, Run, Scores
 from mnist_lit.io.atomic import new_temp_dir, replace_dir, unwritable_reason
+from mnist_lit.io.readers import FileProblem, load_metrics, read_json, read_text
 
 # Every file a report holds; a folder with these and nothing else is an earlier report.
 REPORT_FILES = (
@@ -43,6 +49,9 @@ REPORT_FILES = (
     "augmented.png",  # only for runs trained with data.augment
 )
 
+# What marks those files as this project's: keys of classification_report.json, report.md's first line.
+REPORT_KEYS = {"run_dir", "checkpoint", "split", "accuracy", "report", "confusion_matrix"}
+
 # Reading event files logs every file switch at INFO; the report has nothing to add by showing that.
 logging.getLogger("tensorboard").setLevel(logging.WARNING)
 
@@ -57,9 +66,17 @@ def read_curves(run_dir: Path) -> dict[str, list[float]]:
 
 
 def is_report(directory: Path) -> bool:
-    """Whether ``directory`` is an earlier report of this project: its files and nothing else."""
+    """Whether ``directory`` is an earlier report of this project: its files and nothing else, its summary
+    (classification_report.json) an object with the keys this project writes, its report.md our title line."""
     names = {p.name for p in directory.iterdir()}
-    return {"report.md", "classification_report.json"} <= names <= set(REPORT_FILES)
+    if not {"report.md", "classification_report.json"} <= names <= set(REPORT_FILES):
+        return False
+    try:
+        summary = read_json(directory / "classification_report.json")
+        title = read_text(directory / "report.md").partition("\n")[0]
+    except FileProblem:
+        return False
+    return isinstance(summary, dict) and summary.keys() >= REPORT_KEYS and title.startswith(REPORT_TITLE)
 
 
 def check_report_dir(report_dir: Path, shown: str) -> None:
@@ -80,20 +97,6 @@ def check_report_dir(report_dir: Path, shown: str) -> None:
         raise ConfigError(f"report_dir={shown} cannot be written: {reason}. Give a folder in a writable place")
 
 
-def read_metrics(path: Path) -> dict[str, Any]:
-    """A run's metrics.json; ConfigError naming the file when it is not a JSON object."""
-    try:
-        metrics = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise ConfigError(
-            f"run_dir={path.parent} is not allowed: its metrics.json cannot be read ({e}). "
-            "Move the file aside to evaluate the run without it"
-        ) from e
-    if not isinstance(metrics, dict):
-        raise ConfigError(f"run_dir={path.parent} is not allowed: its metrics.json holds no JSON object")
-    return metrics
-
-
 def write_report(
     cfg: DictConfig,
     run: Run,
@@ -103,13 +106,12 @@ def write_report(
     report_dir: Path,
 ) -> dict[str, Any]:
     """Write every report file into ``report_dir`` (replaced as a whole), log to TensorBoard, print the tables."""
-    checkpoint = torch.load(run.ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-    epoch, step = checkpoint.get("epoch", -1) + 1, checkpoint.get("global_step", 0)
+    epoch, step = run.checkpoint.get("epoch", -1) + 1, run.checkpoint.get("global_step", 0)
     metrics_file = run.run_dir / "metrics.json"
     metrics_acc = None
     single = not run.ensemble and not cfg.get("tta")
     if single and cfg.split == "test" and run.ckpt_path.name == "best.ckpt" and metrics_file.is_file():
-        metrics_acc = read_metrics(metrics_file).get("test/acc")
+        metrics_acc = load_metrics(metrics_file, f"run_dir={str(run.run_dir)!r}").get("test/acc")
     report = scores.as_dict()
     top = scores.top_confusions(cfg.top_confusions)
     summary = {

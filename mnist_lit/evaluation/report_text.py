@@ -35,6 +35,9 @@ def confusions_text(top: list[dict[str, int]], classes: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+REPORT_TITLE = "# Evaluation: "  # report.md's first line starts so: the mark of an earlier report
+
+
 def report_markdown(
     summary: dict[str, Any], report: dict[str, Any], counts: dict[str, Tensor], classes: Sequence[str]
 ) -> str:
@@ -56,7 +59,7 @@ def report_markdown(
     distribution.append(["**total**", *(int(v.sum()) for v in counts.values())])
     return "\n".join(
         [
-            f"# Evaluation: {summary['run_name']}",
+            f"{REPORT_TITLE}{summary['run_name']}",
             "",
             f"- Run: `{summary['run_dir']}`",
             *method_lines(summary),

@@ -26,6 +26,7 @@ class Run:
     run_dir: Path
     config: DictConfig
     ckpt_path: Path
+    checkpoint: dict[str, Any]  # as load_checkpoint read and checked it
     ensemble: list[Path] = field(default_factory=list)  # every checkpoint averaged, when there are several
 
 

@@ -13,20 +13,26 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import yaml
+from PIL import Image
 
 from mnist_lit.display.tables import markdown_table
 from mnist_lit.errors import EXIT_STATUS, ConfigError, UserError, report
 from mnist_lit.interrupts import explained
 from mnist_lit.io.atomic import atomic_file, unwritable_reason, write_text
+from mnist_lit.io.readers import FileProblem, JobFileError, kind_of, load_job, read_text, read_yaml
 
 SUMMARY_FILES = ("summary.csv", "summary.md", "accuracy_vs_parameters.png")
+# What marks these files as this project's: summary.md's title and the sentence after its counts, the plot's metadata.
+SUMMARY_TITLE = "# Sweep summary: "
+SUMMARY_MARK = "Ranked by the best epoch's validation accuracy; test accuracy is shown, never used to choose."
+PLOT_MARK = ("Description", "mnist_lit sweep summary: accuracy against parameter count")
+PLOT_INCHES, PLOT_DPI = (7, 4.5), 120
+PLOT_PIXELS = (840, 540)  # PLOT_INCHES at PLOT_DPI
 ERROR_FILE = "error.txt"
 # (column, metrics.json key, format) for each job's figures
 FIGURES = (
@@ -72,22 +78,14 @@ def parse_overrides(lines: list[str]) -> dict[str, str]:
     return parsed
 
 
-def saved_hydra(job_dir: Path) -> dict[str, Any]:
-    """The job's saved Hydra config (``.hydra/hydra.yaml``'s ``hydra`` node), or {} if it cannot be read."""
-    try:
-        saved = yaml.safe_load((job_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]
-    except (OSError, KeyError, TypeError, yaml.YAMLError):
-        return {}
-    return saved if isinstance(saved, dict) else {}
-
-
-def job_number(job_dir: Path, hydra: dict[str, Any] | None = None) -> int:
+def job_number(job_dir: Path, hydra: dict[str, Any]) -> int:
     """``hydra.job.num`` from the job's saved Hydra config (the directory name's prefix if that is missing)."""
-    try:
-        return int((saved_hydra(job_dir) if hydra is None else hydra)["job"]["num"])
-    except (KeyError, TypeError, ValueError):
-        prefix = job_dir.name.split("_", 1)[0]
-        return int(prefix) if prefix.isdigit() else -1
+    job = hydra.get("job")
+    num = job.get("num") if isinstance(job, dict) else None
+    if isinstance(num, int):
+        return num
+    prefix = job_dir.name.split("_", 1)[0]
+    return int(prefix) if prefix.isdigit() else -1
 
 
 def job_study(hydra: dict[str, Any]) -> tuple[int | None, tuple[str, str] | None]:
@@ -108,35 +106,22 @@ def first_error_line(text: str) -> str:
 def read_job(job_dir: Path, finished: bool) -> Job:
     """The job in ``job_dir``; without metrics.json it failed (or, while the sweep runs, is running).
 
-    A job whose files cannot be read is listed as failed, with the reason, rather than ending the summary.
+    A job whose files cannot be read is listed as failed, naming the file and what is wrong with it, rather
+    than ending the summary.
     """
     try:
-        lines = yaml.safe_load((job_dir / ".hydra" / "overrides.yaml").read_text()) or []
-        overrides = parse_overrides(lines if isinstance(lines, list) else [])
-        unreadable = None if isinstance(lines, list) else "overrides.yaml holds no list of overrides"
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        overrides, unreadable = {}, f"overrides.yaml cannot be read ({type(e).__name__})"
-    hydra = saved_hydra(job_dir)
-    trial, study = job_study(hydra)
-    job = Job(num=job_number(job_dir, hydra), path=job_dir, overrides=overrides, trial=trial, study=study)
-    metrics_path = job_dir / "metrics.json"
-    error_path = job_dir / ERROR_FILE
-    metrics = None
-    if metrics_path.is_file():
-        try:
-            metrics = json.loads(metrics_path.read_text())
-        except (OSError, UnicodeDecodeError, ValueError) as e:
-            unreadable = f"metrics.json cannot be read ({type(e).__name__}: {str(e)[:100]})"
-        if not isinstance(metrics, dict) and unreadable is None:
-            unreadable = "metrics.json holds no JSON object"
-    if unreadable:
-        job.status, job.error = "failed", unreadable
-    elif metrics is not None:
-        job.figures = {column: metrics.get(key) for column, key, _ in FIGURES}
-        if metrics.get("pruned_epoch") is not None:
-            job.status, job.error = "pruned", f"pruned after epoch {metrics['pruned_epoch']}"
-    elif error_path.is_file():
-        job.status, job.error = "failed", first_error_line(error_path.read_text())
+        files = load_job(job_dir)
+    except JobFileError as e:
+        return Job(num=job_number(job_dir, {}), path=job_dir, overrides={}, status="failed", error=str(e))
+    trial, study = job_study(files.hydra)
+    overrides = parse_overrides(files.overrides)
+    job = Job(num=job_number(job_dir, files.hydra), path=job_dir, overrides=overrides, trial=trial, study=study)
+    if files.metrics is not None:
+        job.figures = {column: files.metrics.get(key) for column, key, _ in FIGURES}
+        if files.metrics.get("pruned_epoch") is not None:
+            job.status, job.error = "pruned", f"pruned after epoch {files.metrics['pruned_epoch']}"
+    elif files.error is not None:
+        job.status, job.error = "failed", first_error_line(files.error)
     elif finished:
         logs = sorted(p.name for p in job_dir.glob("*.log"))
         seen = f"; see {logs[0]}" if logs else ""
@@ -312,13 +297,13 @@ def markdown(sweep_dir: Path, jobs: list[Job]) -> str:
     counts = {s: sum(j.status == s for j in jobs) for s in ("ok", "pruned", "failed", "running")}
     study = next((j.study for j in jobs if j.study is not None), None)
     parts = [
-        f"# Sweep summary: {sweep_dir}",
+        f"{SUMMARY_TITLE}{sweep_dir}",
         "",
         f"{len(jobs)} jobs: {counts['ok']} finished, "
         + (f"{counts['pruned']} pruned, " if counts["pruned"] else "")
         + f"{counts['failed']} failed"
         + (f", {counts['running']} running" if counts["running"] else "")
-        + ". Ranked by the best epoch's validation accuracy; test accuracy is shown, never used to choose.",
+        + f". {SUMMARY_MARK}",
         "",
         verdict(jobs, keys),
     ]
@@ -330,15 +315,25 @@ def markdown(sweep_dir: Path, jobs: list[Job]) -> str:
             f"open it with `optuna-dashboard {study[0]}`.",
         ]
     optuna = sweep_dir / "optimization_results.yaml"
-    if optuna.is_file():
-        result = yaml.safe_load(optuna.read_text()) or {}
-        if "best_value" in result:
-            trial = f" (trial {result['best_trial']})" if "best_trial" in result else ""
-            parts += ["", f"Optuna's best trial: {result['best_value']:.4f}{trial} with {result.get('best_params')}."]
+    if optuna.exists():
+        parts += ["", optuna_line(optuna)]
     if common:
         parts += ["", "Every job: " + " ".join(f"`{k}={v}`" for k, v in common.items())]
     parts += ["", markdown_table(header, rows)]
     return "\n".join(parts)
+
+
+def optuna_line(path: Path) -> str:
+    """The sentence on the Optuna sweeper's optimization_results.yaml (or on what is wrong with that file)."""
+    try:
+        result = read_yaml(path)
+    except FileProblem as e:
+        return f"{path.name} cannot be read: the file {e.problem}."
+    value = result.get("best_value") if isinstance(result, dict) else None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return f"{path.name} holds no best_value (a finite number): {kind_of(result)}."
+    trial = f" (trial {result['best_trial']})" if "best_trial" in result else ""
+    return f"Optuna's best trial: {value:.4f}{trial} with {result.get('best_params')}."
 
 
 def csv_text(jobs: list[Job]) -> str:
@@ -358,7 +353,7 @@ def plot(jobs: list[Job], path: Path | BinaryIO) -> None:
     from matplotlib.figure import Figure  # imported here: only the plot needs it, and it is slow to import
 
     done = [j for j in jobs if j.status == "ok" and j.figures.get("parameters")]
-    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    figure = Figure(figsize=PLOT_INCHES, layout="constrained")
     ax = figure.add_subplot()
     for column, marker in (("val/acc", "o"), ("test/acc", "x")):
         points = [(j.figures["parameters"], j.figures[column]) for j in done if j.figures.get(column) is not None]
@@ -378,11 +373,53 @@ def plot(jobs: list[Job], path: Path | BinaryIO) -> None:
     ax.grid(True, alpha=0.3)
     if done:
         ax.legend(title="points labelled by job number", fontsize=8, title_fontsize=8)
-    figure.savefig(path, dpi=120, format="png")
+    figure.savefig(path, dpi=PLOT_DPI, format="png", metadata={PLOT_MARK[0]: PLOT_MARK[1]})
+
+
+def is_own_summary_file(path: Path) -> bool:
+    """Whether ``path`` (one of SUMMARY_FILES) was written by this project: summary.md by its title and the
+    sentence every summary has, summary.csv by its whole header line, the plot by the mark in its metadata."""
+    if path.name == "accuracy_vs_parameters.png":
+        try:
+            with Image.open(path) as image:
+                info = {str(k): str(v) for k, v in image.info.items()}
+                size = image.size
+        except Exception:  # not an image at all: Pillow raises many kinds
+            return False
+        # plots written before the mark was added: matplotlib's, of this figure's size in pixels
+        return info.get(PLOT_MARK[0]) == PLOT_MARK[1] or (
+            info.get("Software", "").startswith("Matplotlib") and size == PLOT_PIXELS
+        )
+    try:
+        text = read_text(path)
+    except FileProblem:
+        return False
+    if path.name == "summary.md":
+        return text.startswith(SUMMARY_TITLE) and SUMMARY_MARK in text.partition("\n\n")[2].partition("\n")[0]
+    header = next(csv.reader(io.StringIO(text.partition("\n")[0])), [])
+    middle = ["trial", "status"] if header[2:3] == ["trial"] else ["status"]
+    tail = [*(column for column, _, _ in FIGURES), "directory", "error", "overrides"]
+    return header[:2] == ["rank", "job"] and header[2 : 2 + len(middle)] == middle and header[-len(tail) :] == tail
+
+
+def check_summary_files(sweep_dir: Path) -> None:
+    """The summary may replace only its own earlier files; ConfigError naming those that are someone else's."""
+    foreign = [
+        name for name in SUMMARY_FILES if (sweep_dir / name).exists() and not is_own_summary_file(sweep_dir / name)
+    ]
+    if foreign:
+        raise ConfigError(
+            f"sweep_dir={str(sweep_dir)!r} is not allowed: it holds {', '.join(foreign)} that this command did not "
+            "write, and the summary would replace what is there. Move those files aside and run it again"
+        )
 
 
 def write_summary(sweep_dir: Path, finished: bool = True) -> list[Job]:
-    """Write summary.csv, summary.md and the plot into ``sweep_dir``; returns the jobs, best first."""
+    """Write summary.csv, summary.md and the plot into ``sweep_dir``; returns the jobs, best first.
+
+    Earlier files of the summary are replaced; files of the same names that are not (a user's own) are refused.
+    """
+    check_summary_files(sweep_dir)
     jobs = read_sweep(sweep_dir, finished)
     md = markdown(sweep_dir, jobs)
     write_text(sweep_dir / "summary.csv", csv_text(jobs))
