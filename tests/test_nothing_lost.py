@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from PIL import Image
 
-from mnist_lit.config.checks import PROJECT_ROOT, check_config, command_config
+from mnist_lit.config.checks import check_config, command_config
 from mnist_lit.data.acquire import ensure_dataset
 from mnist_lit.data.mnist import DATASET as MNIST
 from mnist_lit.errors import ConfigError, OutputError
@@ -31,7 +30,7 @@ from mnist_lit.io.checkpoint_io import AtomicCheckpointIO
 from mnist_lit.io.run_dir import LOCK_FILE, check_sweep_dir
 from mnist_lit.predict import predict_images
 from mnist_lit.sweeps.summary import read_sweep
-from tests.conftest import ROOT, figures, make_job, run_cli, synthetic_overrides, write_synthetic_mnist
+from tests.conftest import ROOT, compose_train, figures, make_job, run_cli, synthetic_overrides, write_synthetic_mnist
 
 
 def snapshot(directory: Path) -> dict[str, str]:
@@ -179,8 +178,7 @@ def test_corrupt_run_files_are_reported_not_raised(run_copy):
 
 def train_config(synthetic, *overrides: str) -> DictConfig:
     """train.py's config with ``overrides``, reading the synthetic data."""
-    with initialize_config_dir(str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[f"data.data_dir={synthetic['data_dir']}", *overrides])
+    cfg = compose_train(f"data.data_dir={synthetic['data_dir']}", *overrides)
     cfg.data.checksums = synthetic["checksums"]
     return cfg
 

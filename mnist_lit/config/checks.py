@@ -33,13 +33,14 @@ from mnist_lit.data.acquire import data_dir_error, idx_count
 from mnist_lit.data.augment import AUGMENTATIONS
 from mnist_lit.data.dataset import load_dataset
 from mnist_lit.errors import ConfigError, describe
-from mnist_lit.io.atomic import unwritable_reason
+from mnist_lit.io.atomic import name_error, unwritable_reason
 from mnist_lit.io.readers import load_run_config
 from mnist_lit.lit_module import load_checkpoint, load_classifier
 from mnist_lit.models.base import build_network, network_class, network_config, network_shape
 from mnist_lit.perf.checks import check_fast_config, is_fast_module
 from mnist_lit.precision import AUTO, precision_for
 
+FIGURE_IMAGES = 400  # the most images a report's figure shows: more would take minutes and gigabytes to draw
 TRAIN_IMAGES = 60_000  # the official training images of MNIST and its kin (when the files are not there to count)
 
 
@@ -100,9 +101,9 @@ class EvalSettings:
     split: str = "test"
     tta: bool = False
     report_dir: str | None = None
-    misclassified: int = setting(low=1)
-    samples: int = setting(low=1)
-    top_confusions: int = setting(low=1)
+    misclassified: int = setting(low=1, high=FIGURE_IMAGES)
+    samples: int = setting(low=1, high=FIGURE_IMAGES)
+    top_confusions: int = setting(low=1, high=90)  # a confusion matrix of 10 classes has 90 off-diagonal cells
     tensorboard: bool = True
 
 
@@ -151,6 +152,7 @@ def check_config(cfg: DictConfig) -> None:
 
 def check_settings(cfg: DictConfig, values: dict[str, Any]) -> None:
     """``check_config``'s checks, ``values`` being ``cfg`` resolved."""
+    check_group(values["data"], "data")  # the data module's own signature, before its values are used
     typed(cfg.data, DataSettings, "data", open_keys=True)
     typed(cfg.optimizer, OptimizerSettings, "optimizer", open_keys=True)
     check_run_name(cfg.get("run_name"))
@@ -266,7 +268,6 @@ def check_module(node: Any) -> None:
 def check_buildable(values: dict[str, Any], precision: str) -> None:
     """Every ``_target_`` group checked against its class and built once, off to the side: what the library
     refuses is refused here, before anything is written. ``precision``: what ``trainer.precision`` means here."""
-    check_group(values["data"], "data")
     optimizer = values["optimizer"]
     check_group(optimizer, "optimizer")
     dry = built_or_refused("optimizer", optimizer["_target_"], lambda: instantiate(optimizer))
@@ -285,7 +286,7 @@ def check_buildable(values: dict[str, Any], precision: str) -> None:
             steps = {"total_steps": 100} if "total_steps" in inspect.signature(make).parameters else {}
             return make(dry, **steps) if callable(make) else make
 
-        built_or_refused("scheduler", settings["_target_"], build_scheduler)
+        built_or_refused("scheduler", settings["_target_"], build_scheduler, [optimizer, settings])
     callbacks = values.get("callbacks") or {}
     if not isinstance(callbacks, dict):
         raise ConfigError(f"callbacks={shown(callbacks)} is not allowed: it must be a group of callbacks")
@@ -299,15 +300,17 @@ def check_buildable(values: dict[str, Any], precision: str) -> None:
                 f"{key}.monitor={shown(node['monitor'])} is not allowed: the module logs {' and '.join(MONITORED)} "
                 "at the end of each validation; choose one of them"
             )
-        built_or_refused(key, node["_target_"], lambda node=node: instantiate(node))
+        built_or_refused(key, node["_target_"], lambda node=node: instantiate(node), node)
     if values.get("logger"):
         check_group(values["logger"], "logger")
-        built_or_refused("logger", values["logger"]["_target_"], lambda: instantiate(values["logger"]))
+        logger = values["logger"]
+        built_or_refused("logger", logger["_target_"], lambda: instantiate(logger), logger)
     trainer = {**values["trainer"], "precision": precision}  # trainer.precision=auto, as it applies here
     check_group(trainer, "trainer")
     deterministic = torch.are_deterministic_algorithms_enabled()
     try:
-        built_or_refused("trainer", trainer["_target_"], lambda: instantiate(trainer, callbacks=[], logger=False))
+        build = lambda: instantiate(trainer, callbacks=[], logger=False)  # noqa: E731
+        built_or_refused("trainer", trainer["_target_"], build, trainer)
     finally:
         torch.use_deterministic_algorithms(deterministic)  # Trainer(deterministic=...) sets it for the process
 
@@ -366,6 +369,9 @@ def check_data(cfg: DictConfig) -> None:
     data = cfg.data
     dataset = load_dataset(data.get("dataset", "mnist"))
     raw = dataset.raw_dir(Path(str(data.data_dir)).expanduser())
+    too_long = name_error(raw)
+    if too_long:
+        raise data_dir_error(data.data_dir, too_long, raw, dataset)
     names = list(data.get("checksums") or dataset.files)
     if not all((raw / name).is_file() for name in names):
         reason = unwritable_reason(raw)

@@ -13,6 +13,7 @@ import collections.abc
 import contextlib
 import datetime
 import inspect
+import json
 import logging
 import os
 import types
@@ -182,15 +183,26 @@ def quietly() -> Iterator[None]:
         logging.disable(previous)
 
 
-def built_or_refused(key: str, target: str, build: typing.Callable[[], Any]) -> Any:
+# Settings already built once in this process (a sweep's jobs, run one after another, share most of theirs).
+BUILT: set[str] = set()
+
+
+def built_or_refused(key: str, target: str, build: typing.Callable[[], Any], settings: Any = None) -> Any:
     """``build()``, or a ConfigError naming ``key`` when the class refuses its settings.
 
     Whatever a library class raises is a refusal of the user's settings; of the project's own classes only
-    value and type errors are (anything else there is a bug, and its traceback shows).
+    value and type errors are (anything else there is a bug, and its traceback shows). With ``settings``
+    (plain values), settings that built once are not built again, and None is returned for them.
     """
+    seen = json.dumps([key, settings], sort_keys=True, default=repr) if settings is not None else None
+    if seen in BUILT:
+        return None
     try:
         with quietly():
-            return build()
+            built = build()
+        if seen is not None:
+            BUILT.add(seen)
+        return built
     except ConfigError:
         raise
     except Exception as e:

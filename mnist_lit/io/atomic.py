@@ -23,8 +23,20 @@ from mnist_lit.errors import OutputError
 NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
+def name_error(path: Path) -> str | None:
+    """Why this system cannot hold a file or folder at ``path`` by its name alone (too long), or None."""
+    limit = 255  # bytes of one name on Linux, macOS and Windows file systems
+    for part in path.parts:
+        if len(part.encode()) > limit:
+            return f"the name {part[:20]}... is {len(part.encode())} bytes long, more than the {limit} a name can have"
+    return None
+
+
 def unwritable_reason(directory: Path) -> str | None:
     """Why ``directory`` cannot be created or written to, or None if it can."""
+    too_long = name_error(directory)
+    if too_long:
+        return too_long
     existing = directory
     while not existing.exists():
         if existing.parent == existing:

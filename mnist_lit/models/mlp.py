@@ -19,7 +19,7 @@ class MLPConfig(NetworkConfig):
     arch: str = "mlp"
     name: str = "mlp"
     hidden: int = setting(128, low=1, shape=True)  # units of each hidden layer
-    layers: int = setting(1, low=1, shape=True)  # hidden layers (2: 784 -> hidden -> hidden -> 10)
+    layers: int = setting(1, low=1, high=64, shape=True)  # hidden layers (2: 784 -> hidden -> hidden -> 10)
     dropout: float = setting(0.0, low=0, high=1, high_open=True)  # after each hidden layer (0: none)
 
 
