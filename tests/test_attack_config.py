@@ -200,3 +200,15 @@ def test_sweep_job_folders_are_checked_before_any_job(synthetic, tmp_path, earli
     assert_refused(done, expected)
     assert not sweep.exists()
     assert snapshot(earlier_run) == before
+
+
+@pytest.mark.parametrize("precision", ["64-true", "64", "bf16-true", "16-true"])
+def test_precisions_that_cast_the_weights_are_refused(train_config: DictConfig, precision: str) -> None:
+    """The networks get float32 images: weights of another type cannot take them (Lightning accepts the name)."""
+    cfg = set_value(train_config, "trainer.precision", precision)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        with pytest.raises(ConfigError, match=r"trainer.precision=.* casts the weights to another type"):
+            check_config(cfg)
+    finally:
+        HydraConfig.instance().cfg = None

@@ -135,6 +135,11 @@ def lightning_precisions() -> list[str]:
     return sorted(dict.fromkeys(found), key=lambda name: ("-" not in name, name != "32-true"))
 
 
+def casts_weights(precision: str) -> bool:
+    """Whether Lightning's ``precision`` trains weights of a type other than float32 (64-true, bf16-true, ...)."""
+    return (precision.endswith("-true") and precision != "32-true") or precision == "64"
+
+
 def lightning_accelerators() -> list[str]:
     """The ``accelerator`` names that Lightning knows (``auto`` and ``gpu`` choose among them)."""
     return ["auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())]
@@ -329,7 +334,13 @@ def check_trainer(cfg: DictConfig) -> None:
     """A precision and accelerator that Lightning knows (and that this machine has); epochs that keep batches."""
     typed(cfg.trainer, TrainerSettings, "trainer", open_keys=True)
     precision = OmegaConf.select(cfg, "trainer.precision", default="32-true")
-    precisions = lightning_precisions()
+    precisions = [p for p in lightning_precisions() if not casts_weights(p)]
+    if casts_weights(str(precision)):
+        raise ConfigError(
+            f"trainer.precision={precision!r} is not allowed: it casts the weights to another type, but the "
+            f"networks get float32 images. Choose {AUTO} or one of {', '.join(precisions)} (mixed precision "
+            "keeps float32 weights)"
+        )
     if str(precision) not in (AUTO, *precisions):
         raise ConfigError(
             f"trainer.precision={precision!r} is not allowed: choose {AUTO} or one of {', '.join(precisions)}"
