@@ -58,7 +58,7 @@ def test_fast_path_steps_the_one_cycle_schedule_per_optimizer_step(synthetic, tm
         ("+trainer.log_every_n_steps=5", "trainer.log_every_n_steps=5"),
         ("+callbacks.lr._target_=lightning.pytorch.callbacks.LearningRateMonitor", "callbacks.lr._target_="),
         ("+callbacks.model_checkpoint.every_n_train_steps=10", "callbacks.model_checkpoint.every_n_train_steps=10"),
-        ("+callbacks.mine._target_=tests.lightning_probes.BatchRecorder", "on_train_batch_start, on_train_batch_end"),
+        ("+callbacks.mine={_target_:tests.lightning_probes.BatchRecorder,output:recorded.pt}", "on_train_batch_start"),
         ("data.steps_per_fetch=0", "data.steps_per_fetch=0"),
     ],
 )
