@@ -1,35 +1,54 @@
 """Shared helpers and fixtures: small synthetic MNIST written in the real IDX format, the real configs composed
-in-process (and trained with ``train(cfg)``), and the real CLI in a subprocess where the CLI is the point."""
+in-process (and trained with ``train(cfg)``), the real commands run in-process through their own ``main``
+(``run_cli``), and in a new process (``run_process``, ``start_cli``) where the process is the point: signals,
+locks and races between processes, start-up."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import hashlib
+import importlib
+import importlib.util
+import inspect
 import io
 import json
+import logging
 import os
 import pickle
+import signal
 import subprocess
 import sys
+import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 # Under pytest-xdist (`make test` runs two workers) each worker and every CLI it starts uses one torch
 # thread: two processes with a thread per core each would wait on each other's OpenMP threads.
 if "PYTEST_XDIST_WORKER" in os.environ:
     os.environ["OMP_NUM_THREADS"] = "1"
 
+import lightning as L  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 import yaml  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
+from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
 
 from mnist_lit.config import store  # noqa: E402, F401  the networks in the ConfigStore, as train.py has them
 from mnist_lit.data.acquire import file_digest, write_idx  # noqa: E402
+from mnist_lit.data.datamodule import MNISTDataModule  # noqa: E402
 from mnist_lit.data.dataset import ImageDataset  # noqa: E402
 from mnist_lit.data.mnist import DATASET as MNIST  # noqa: E402
 from mnist_lit.data.mnist import Wheel  # noqa: E402
+from mnist_lit.display.terminal import quiet_lightning  # noqa: E402
+from mnist_lit.lit_module import DigitClassifier  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN, N_TEST = 500, 200
@@ -70,8 +89,6 @@ def write_synthetic_mnist(
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``gpu`` are skipped on machines without a CUDA GPU."""
-    import torch
-
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
@@ -103,20 +120,118 @@ def synthetic_overrides(synthetic: dict) -> list[str]:
     return [f"hydra.searchpath=[file://{synthetic['conf']}]", "data=synthetic", "data.eval_batch_size=100"]
 
 
-def run_cli(script: str, *args: str, timeout: float = 300, check: bool = True, env: dict | None = None):
-    """Run ``python <script> args`` from the project root, as a user would; returns the CompletedProcess."""
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    done = subprocess.run(
-        [sys.executable, str(ROOT / script), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-    )
+def command_main(command: str) -> Callable[[], Any]:
+    """The ``main`` of a command: ``train.py`` / ``evaluate.py`` (a script of the project root) or a module's."""
+    if command not in COMMANDS:
+        if command.endswith(".py"):
+            spec = importlib.util.spec_from_file_location(f"command_{Path(command).stem}", ROOT / command)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(command)
+        job = inspect.unwrap(module.main)  # the function under @hydra.main
+        # Hydra looks for config_path beside the file of a __main__ function, as under `python train.py` and
+        # `python -m mnist_lit.predict`; under any other module name it would look inside that package.
+        job.__module__ = "__main__"
+        COMMANDS[command] = module.main
+    return COMMANDS[command]
+
+
+COMMANDS: dict[str, Callable[[], Any]] = {}
+LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric")
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Print a warning as Python does by default, to the stderr of the moment (a command's, in ``run_cli``)."""
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def run_cli(command: str, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python <command> args`` (a script such as ``train.py``, or a module such as ``mnist_lit.predict``), in
+    this process: the command's own ``main`` with ``args`` as its command line, so Hydra parses and composes
+    them, runs its callbacks (the run directory guard) and the job, and the command ends as it ends for a user
+    (its exit status, its output and error lines, warnings printed as Python prints them, no traceback caught).
+
+    What differs from a new interpreter is only the interpreter: tests of signals, locks held by another
+    process, races, DDP and torch.compile use ``run_process`` or ``start_cli``.
+    """
+    stdout, stderr = io.StringIO(), io.StringIO()
+    # Lightning's handlers hold the stderr of the moment Lightning was imported: for the command they print to
+    # its stderr. (Not a FileHandler, which closes its stream; not setStream, which flushes the old one, perhaps
+    # closed since.)
+    handlers = [h for name in LIGHTNING_LOGGERS for h in logging.getLogger(name).handlers]
+    handlers = [h for h in handlers if type(h) is logging.StreamHandler]
+    streams = [h.stream for h in handlers]
+    for handler in handlers:
+        handler.stream = stderr
+    status: int | str | None = 0
+    argv = sys.argv
+    try:
+        with (
+            contextlib.redirect_stdout(stdout),
+            contextlib.redirect_stderr(stderr),
+            mock.patch.dict(os.environ, env or {}),
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("default")
+            warnings.showwarning = show_warning
+            sys.argv = [str(ROOT / command) if command.endswith(".py") else command, *args]
+            try:
+                returned = command_main(command)()
+                if isinstance(returned, int) and not isinstance(returned, bool):
+                    status = returned  # a command whose script ends in sys.exit(main())
+            except SystemExit as e:
+                status = e.code
+    finally:
+        sys.argv = argv
+        for handler, stream in zip(handlers, streams, strict=True):
+            handler.stream = stream
+        HydraConfig.instance().cfg = None
+        GlobalHydra.instance().clear()
+    # A command that joined a process group (DDP) leaves it joined, and every later Trainer of this process
+    # would wait for the other ranks: such commands run in their own process.
+    assert not torch.distributed.is_initialized(), f"{command} {' '.join(args)} needs run_process, not run_cli"
+    if isinstance(status, str):
+        stderr.write(status + "\n")
+        status = 1
+    done = subprocess.CompletedProcess([command, *args], status or 0, stdout.getvalue(), stderr.getvalue())
     if check and done.returncode != 0:
         raise AssertionError(
-            f"{script} {' '.join(args)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+            f"{command} {' '.join(args)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+        )
+    return done
+
+
+def start_cli(command: str, *args: str, env: dict | None = None, **popen: Any) -> subprocess.Popen:
+    """``python <command> args`` in a new process (``command``: a script of the project root, or ``-m module``),
+    output as text through pipes, unbuffered, and Ctrl-C handled as in a terminal (a test runner's worker may
+    ignore SIGINT, and a child would inherit that)."""
+    program = [str(ROOT / command)] if command.endswith(".py") else ["-m", command]
+    options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
+    return subprocess.Popen(
+        [sys.executable, *program, *args],
+        cwd=ROOT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        **options,
+    )
+
+
+def run_process(command: str, *args: str, timeout: float = 300, check: bool = True, env: dict | None = None):
+    """``python <command> args`` in a new process, as a user runs it; returns the CompletedProcess."""
+    process = start_cli(command, *args, env=env)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    if check and done.returncode != 0:
+        raise AssertionError(
+            f"{command} {' '.join(args)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
         )
     return done
 
@@ -153,6 +268,23 @@ def train_in_process(run_dir: Path, *overrides: str) -> dict:
     finally:
         HydraConfig.instance().cfg = None
     return json.loads((run_dir / "metrics.json").read_text())
+
+
+def snapshot(directory: Path) -> dict[str, str]:
+    """Every file under ``directory`` (hidden ones included) with the SHA-256 of its bytes."""
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+def assert_refused(done: subprocess.CompletedProcess, expected: str) -> None:
+    """A command refused as bad input: exit status 2, one ``Error:`` line holding ``expected``, no traceback."""
+    assert done.returncode == 2, done.stderr[-3000:]
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
+    assert expected in line, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
 
 
 def make_wheel(path: Path, payload: bytes | None = None) -> Path:
@@ -195,3 +327,43 @@ def make_job(
 def figures(val_acc: float, test_acc: float, parameters: int, fit_seconds: float = 2.0) -> dict:
     return {"val/acc": val_acc, "test/acc": test_acc, "epochs": 2, "parameters": parameters,
             "fit_seconds": fit_seconds, "threads": 1}  # fmt: skip
+
+
+# Small real checkpoints, trained in-process for a few epochs on the synthetic digits (seconds each).
+# The architectures a checkpoint can hold, small: the MLP, the presentation's CNN (channels-last, as
+# conf/model/cnn.yaml trains it) and cnn_best's layout (two convolutions per block, batch norm).
+MODELS: dict[str, dict[str, Any]] = {
+    "mlp": {"arch": "mlp", "hidden": 32, "name": "mlp_h32"},
+    "cnn": {"arch": "cnn", "filters": 8, "dense": 32, "dropout": 0.5, "channels_last": True, "name": "cnn_f8"},
+    "cnn_bn": {
+        "arch": "cnn",
+        "filters": 8,
+        "dense": 32,
+        "convs_per_block": 2,
+        "batch_norm": True,
+        "dropout": 0.4,
+        "channels_last": True,
+        "name": "cnn_best_f8",
+    },
+}
+
+
+def train_checkpoint(synthetic: dict, path: Path, model: dict[str, Any], epochs: int = 4, seed: int = 0) -> Path:
+    """Train ``model`` for ``epochs`` on the synthetic data and save the checkpoint at ``path`` as training does."""
+    quiet_lightning()
+    L.seed_everything(seed, verbose=False)
+    datamodule = MNISTDataModule(
+        data_dir=str(synthetic["data_dir"]), checksums=synthetic["checksums"], batch_size=32, eval_batch_size=100
+    )
+    module = DigitClassifier(model=model, optimizer={"_target_": "torch.optim.Adam", "_partial_": True, "lr": 3e-3})
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    trainer.save_checkpoint(path)
+    return path

@@ -10,9 +10,7 @@ run through the real CLI: exit status 2, one ``Error:`` line, no traceback, ever
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,7 @@ from mnist_lit.errors import ConfigError, UserError
 from mnist_lit.evaluation.evaluate import SPLITS
 from mnist_lit.predict import INVERT
 from mnist_lit.training import build
-from tests.conftest import compose_train, run_cli, synthetic_overrides
+from tests.conftest import assert_refused, compose_train, run_cli, snapshot, synthetic_overrides
 
 LONG_NAME = "x" * 300  # longer than any file name the system allows (255 bytes)
 
@@ -135,14 +133,6 @@ def test_predict_config_leaf(predict_case: tuple[str, Any]) -> None:
 # ---- the run directory guard, through the real CLI ------------------------------------------------------------
 
 
-def snapshot(directory: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(directory.rglob("*"))
-        if p.is_file()
-    }
-
-
 @pytest.fixture
 def earlier_run(tmp_path: Path) -> Path:
     """A run directory as train.py leaves it (its files' contents do not matter to the guard)."""
@@ -153,13 +143,6 @@ def earlier_run(tmp_path: Path) -> Path:
     (run / "checkpoints" / "best.ckpt").write_bytes(b"weights")
     (run / "metrics.json").write_text("{}\n")
     return run
-
-
-def assert_refused(done: subprocess.CompletedProcess, expected: str) -> None:
-    assert done.returncode == 2, done.stderr[-3000:]
-    (line,) = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
-    assert expected in line, done.stderr[-3000:]
-    assert "Traceback" not in done.stderr
 
 
 GUARD_CASES = {

@@ -10,11 +10,9 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import shutil
 import struct
 import subprocess
-import sys
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,8 +33,16 @@ from mnist_lit.evaluation.report import check_report_dir
 from mnist_lit.lit_module import DigitClassifier
 from mnist_lit.predict import predict_images, prepare
 from mnist_lit.sweeps.summary import SUMMARY_FILES, csv_text, markdown, read_sweep, write_summary
-from tests.conftest import ROOT, compose_train, figures, make_job, run_cli, synthetic_overrides, train_in_process
-from tests.test_nothing_lost import assert_refused, snapshot
+from tests.conftest import (
+    assert_refused,
+    compose_train,
+    figures,
+    make_job,
+    run_cli,
+    snapshot,
+    synthetic_overrides,
+    train_in_process,
+)
 
 TRAIN = ("model.hidden=16", "trainer.max_epochs=1")
 RESUME = ("model.hidden=16", "trainer.max_epochs=3")
@@ -552,8 +558,7 @@ def test_report_folder_with_the_report_file_names_but_not_a_report_is_refused(tm
 
 
 def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    return run_cli(module, *args, check=False)
 
 
 def test_cli_evaluate_an_empty_checkpoint(run_copy):

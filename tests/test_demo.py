@@ -5,21 +5,18 @@ from __future__ import annotations
 import http.client
 import io
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 
 import pytest
 from PIL import Image, ImageDraw
 
-from mnist_lit.config.checks import PROJECT_ROOT, command_config
+from mnist_lit.config.checks import command_config
 from mnist_lit.demo import MAX_BODY, MAX_SIDE, make_server
 from mnist_lit.errors import ConfigError
 from mnist_lit.predict import predict_images, prepare
-from tests.tiny_checkpoints import MODELS, train_checkpoint
+from tests.conftest import MODELS, start_cli, train_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -213,16 +210,7 @@ def test_bad_settings_are_refused(ckpt, tmp_path):
 
 
 def test_ctrl_c_stops_the_server_with_one_line(ckpt):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mnist_lit.demo", f"ckpt_path={ckpt}", "port=0"],
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        # As in a terminal: a test runner's worker may ignore SIGINT, and children would inherit that.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    process = start_cli("mnist_lit.demo", f"ckpt_path={ckpt}", "port=0")
     try:
         line = process.stdout.readline()
         assert line.startswith("Demo at http://127.0.0.1:"), line + process.stderr.read()

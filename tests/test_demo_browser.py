@@ -20,7 +20,7 @@ from PIL import Image
 from mnist_lit.config.checks import command_config
 from mnist_lit.demo import make_server
 from mnist_lit.predict import predict_images, prepare
-from tests.tiny_checkpoints import MODELS, train_checkpoint
+from tests.conftest import MODELS, train_checkpoint
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 # What works in a container without a display, a GPU or a network: no sandbox, no background traffic.

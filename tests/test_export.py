@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import re
-import subprocess
-import sys
 
 import numpy as np
 import onnx
@@ -20,7 +18,7 @@ from mnist_lit.data.mnist import DATASET
 from mnist_lit.errors import ConfigError
 from mnist_lit.evaluation.inference import logits_of
 from mnist_lit.lit_module import load_classifier
-from tests.tiny_checkpoints import MODELS, train_checkpoint
+from tests.conftest import MODELS, run_cli, train_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -169,13 +167,7 @@ def test_bad_input_is_refused_and_nothing_is_written(checkpoints, tmp_path):
 def test_cli_refuses_with_one_error_line(checkpoints, tmp_path):
     notes = tmp_path / "notes.onnx"
     notes.write_text("my notes\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "mnist_lit.export", f"ckpt_path={checkpoints['mlp']}", f"output={notes}"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_cli("mnist_lit.export", f"ckpt_path={checkpoints['mlp']}", f"output={notes}", check=False)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [
         f"Error: output='{notes}' is not allowed: that file exists and is not an ONNX export of this command, "

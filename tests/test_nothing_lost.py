@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import resource
@@ -30,23 +29,17 @@ from mnist_lit.io.checkpoint_io import AtomicCheckpointIO
 from mnist_lit.io.run_dir import LOCK_FILE, check_sweep_dir
 from mnist_lit.predict import predict_images
 from mnist_lit.sweeps.summary import read_sweep
-from tests.conftest import ROOT, compose_train, figures, make_job, run_cli, synthetic_overrides, write_synthetic_mnist
-
-
-def snapshot(directory: Path) -> dict[str, str]:
-    """Every file under ``directory`` (hidden ones included) with the SHA-256 of its bytes."""
-    return {
-        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(directory.rglob("*"))
-        if p.is_file()
-    }
-
-
-def assert_refused(done: subprocess.CompletedProcess, expected: str) -> None:
-    assert done.returncode == 2, done.stderr[-3000:]
-    (line,) = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
-    assert expected in line, done.stderr[-3000:]
-    assert "Traceback" not in done.stderr
+from tests.conftest import (
+    ROOT,
+    assert_refused,
+    compose_train,
+    figures,
+    make_job,
+    run_cli,
+    snapshot,
+    synthetic_overrides,
+    write_synthetic_mnist,
+)
 
 
 @pytest.fixture(scope="module")

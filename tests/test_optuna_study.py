@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -25,7 +24,7 @@ from hydra_plugins.mnist_lit_optuna_sweeper._sweep import plan_study
 from hydra_plugins.mnist_lit_optuna_sweeper.study import open_storage
 from mnist_lit.config.checks import PROJECT_ROOT
 from mnist_lit.errors import ConfigError
-from tests.conftest import ROOT, run_cli, synthetic_overrides
+from tests.conftest import ROOT, run_cli, start_cli, synthetic_overrides
 
 TINY = ["trainer.max_epochs=1", "trainer.limit_train_batches=1.0"]
 SPACE = ["model.filters=choice(2, 4)", "model.dense=choice(8, 16)"]
@@ -160,14 +159,7 @@ def test_a_refused_sweep_prints_one_error_line_and_writes_nothing(synthetic, tmp
 
 
 def start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    return start_cli("train.py", *args, stderr=subprocess.STDOUT)
 
 
 def test_an_interrupted_study_is_resumed_by_the_same_command(synthetic, tmp_path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,21 +16,12 @@ from mnist_lit.errors import ConfigError
 from mnist_lit.evaluation.inference import classify
 from mnist_lit.lit_module import load_classifier
 from mnist_lit.predict import find_images, predict_images, prepare
-from tests.conftest import synthetic_digits, synthetic_overrides, train_in_process
+from tests.conftest import run_cli, synthetic_digits, synthetic_overrides, train_in_process
 
 
 def run_predict(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """``python -m mnist_lit.predict args`` from the project root, as a user would run it."""
-    done = subprocess.run(
-        [sys.executable, "-m", "mnist_lit.predict", *args],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if check and done.returncode != 0:
-        raise AssertionError(f"predict exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}")
-    return done
+    """``python -m mnist_lit.predict args``, as a user would run it."""
+    return run_cli("mnist_lit.predict", *args, check=check)
 
 
 def photo_of(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:

@@ -12,12 +12,12 @@ import pytest
 
 from mnist_lit.config.checks import PROJECT_ROOT
 from mnist_lit.data.mnist import DATASET as MNIST
-from tests.conftest import run_cli
+from tests.conftest import run_process
 
 
 @pytest.mark.real_data
 def test_mlp_one_epoch_on_real_mnist(tmp_path):
-    run_cli("train.py", f"hydra.run.dir={tmp_path}", "trainer.max_epochs=1", timeout=900)
+    run_process("train.py", f"hydra.run.dir={tmp_path}", "trainer.max_epochs=1", timeout=900)
     raw = MNIST.raw_dir(PROJECT_ROOT / "data")
     for name, md5 in MNIST.files.items():
         assert hashlib.md5((raw / name).read_bytes()).hexdigest() == md5

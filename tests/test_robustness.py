@@ -14,19 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import ROOT, run_cli, synthetic_overrides
+from tests.conftest import ROOT, run_cli, start_cli, synthetic_overrides
 
 
 def train_until_epoch(args: list[str], epoch: int, timeout: float = 120) -> subprocess.Popen:
     """Start ``python train.py`` and return once it has printed the line for ``epoch``."""
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    proc = start_cli("train.py", *args, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
     for line in proc.stdout:

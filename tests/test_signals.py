@@ -4,15 +4,12 @@ from inside itself (tests/signal_probes.py), so the moment does not depend on ti
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, synthetic_overrides, train_in_process
+from tests.conftest import run_process, synthetic_overrides, train_in_process
 
 STATUS = {"SIGINT": 130, "SIGTERM": 143}
 WORDS = {"SIGINT": "Ctrl-C", "SIGTERM": "SIGTERM"}
@@ -20,22 +17,14 @@ TINY = ("model=mlp", "model.hidden=16", "trainer.max_epochs=1")
 PROBE = "+callbacks.signal._target_=tests.signal_probes.SignalAt"
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    """``python <args>`` from the project root, SIGINT handled as in a terminal (a test runner may ignore it)."""
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+def run(command: str, *args: str) -> subprocess.CompletedProcess:
+    """``python <args>`` in a new process (signals are the point), SIGINT handled as in a terminal."""
+    return run_process(command, *args, check=False)
 
 
 def probed(sig: str, function: str, nth: int, command: str, *args: str) -> subprocess.CompletedProcess:
     """``command`` with ``function`` sending ``sig`` to the process at its ``nth`` call."""
-    return run("-m", "tests.signal_probes", sig, function, str(nth), command, *args)
+    return run("tests.signal_probes", sig, function, str(nth), command, *args)
 
 
 def interrupted_line(done: subprocess.CompletedProcess, sig: str) -> str:
@@ -159,6 +148,6 @@ def test_ctrl_c_in_a_multirun_lists_the_interrupted_job_in_the_summary(synthetic
     )
     # The summary written again later lists it the same way.
     assert (sweep / jobs[1] / "error.txt").read_text().startswith(line.split("; ")[0])
-    again = run("-m", "mnist_lit.sweep_summary", str(sweep))
+    again = run("mnist_lit.sweep_summary", str(sweep))
     assert again.returncode == 0 and "Interrupted (Ctrl-C): stopped during epoch 1" in again.stdout
     assert not temporary(sweep)

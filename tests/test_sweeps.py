@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from mnist_lit.process.parallel import usable_cores
-from tests.conftest import run_cli, synthetic_overrides
+from tests.conftest import run_cli, run_process, synthetic_overrides
 
 TINY = ["trainer.max_epochs=1", "trainer.limit_train_batches=1.0"]
 # What says where a run's data came from, not what the run was: never an HParams column.
@@ -97,9 +97,7 @@ def test_summary_on_demand_matches_the_one_written_by_the_sweep(grid, tmp_path):
     sweep_dir, _ = grid
     written = (sweep_dir / "summary.csv").read_text()
     (sweep_dir / "summary.csv").unlink()
-    done = subprocess.run(
-        [sys.executable, "-m", "mnist_lit.sweep_summary", str(sweep_dir)], capture_output=True, text=True, timeout=120
-    )
+    done = run_cli("mnist_lit.sweep_summary", str(sweep_dir), check=False)
     assert done.returncode == 0, done.stderr
     assert (sweep_dir / "summary.csv").read_text() == written
     assert "| rank | job | status | model.filters | model.dense |" in done.stdout
@@ -138,7 +136,7 @@ def test_tensorboard_lists_every_run_with_its_scalars_and_hyperparameters(grid):
             try:
                 tags = get_json(f"{base}/data/plugin/scalars/tags")
                 best_runs = {f"{run}/best" for run in runs}
-                if set(tags) == runs | best_runs and all("test/acc" in t for t in tags.values() if t):
+                if set(tags) == runs | best_runs and all("test/acc" in tags[run] for run in runs):
                     break
             except OSError as e:
                 last_error = e
@@ -273,7 +271,7 @@ def test_submitit_local_launcher_runs_a_sweep(synthetic, tmp_path):
 
 
 def test_ddp_on_cpu_trains_one_model_into_one_run_directory(synthetic, tmp_path):
-    done = run_cli(
+    done = run_process(  # its own process: rank 0 joins a process group for the rest of its life
         "train.py",
         *synthetic_overrides(synthetic),
         "trainer=ddp",

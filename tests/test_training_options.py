@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from tests.conftest import run_cli, synthetic_overrides, train_in_process
+from tests.conftest import run_cli, run_process, synthetic_overrides, train_in_process
 
 
 def test_speedrun_preset_runs_on_cpu(synthetic, tmp_path):
@@ -29,9 +29,10 @@ def test_speedrun_preset_runs_on_cpu(synthetic, tmp_path):
 
 
 def test_compiled_model_trains_and_saves_plain_checkpoints(synthetic, tmp_path):
-    run_cli(
+    # In its own process: torch.compile's compiler, its caches and its worker threads are the process's.
+    run_process(
         "train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}", "model.compile=true",
-        "trainer.max_epochs=1", "model.hidden=16", timeout=600,
+        "trainer.max_epochs=1", "model.hidden=16",
     )  # fmt: skip
     state = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)
     assert set(state["state_dict"]) >= {"net.1.weight", "net.3.bias"}  # no _orig_mod. prefixes
