@@ -1,5 +1,5 @@
 # make train: set up .venv (once), get MNIST, train the default CNN.  make test: the test suite, a worker
-# per core (at most 4; pytest-xdist, one test file per worker at a time).
+# per core (at most 4; pytest-xdist, an idle worker takes tests queued for a busy one).
 # make sweep: the quick 12-job CNN grid, 2 jobs at a time (logs/sweeps/<time>/summary.md).
 PYTHON ?= python3
 VENV := .venv
@@ -23,7 +23,7 @@ sweep: $(STAMP)
 	$(PY) train.py -m hparams_search=cnn_grid_quick hydra/launcher=joblib hydra.launcher.n_jobs=2
 
 test: $(STAMP)
-	$(PY) -m pytest -n auto --maxprocesses 4 --dist loadfile
+	$(PY) -m pytest -n auto --maxprocesses 4 --dist worksteal
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench
