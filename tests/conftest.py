@@ -120,6 +120,15 @@ def synthetic_overrides(synthetic: dict) -> list[str]:
     return [f"hydra.searchpath=[file://{synthetic['conf']}]", "data=synthetic", "data.eval_batch_size=100"]
 
 
+def checked(done: subprocess.CompletedProcess, check: bool) -> subprocess.CompletedProcess:
+    """``done``, or (with ``check``) an AssertionError holding its output if the command failed."""
+    if check and done.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(map(str, done.args))} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+        )
+    return done
+
+
 def command_main(command: str) -> Callable[[], Any]:
     """The ``main`` of a command: ``train.py`` / ``evaluate.py`` (a script of the project root) or a module's."""
     if command not in COMMANDS:
@@ -196,11 +205,7 @@ def run_cli(command: str, *args: str, check: bool = True, env: dict | None = Non
         stderr.write(status + "\n")
         status = 1
     done = subprocess.CompletedProcess([command, *args], status or 0, stdout.getvalue(), stderr.getvalue())
-    if check and done.returncode != 0:
-        raise AssertionError(
-            f"{command} {' '.join(args)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
-        )
-    return done
+    return checked(done, check)
 
 
 def start_cli(command: str, *args: str, env: dict | None = None, **popen: Any) -> subprocess.Popen:
@@ -229,11 +234,7 @@ def run_process(command: str, *args: str, timeout: float = 300, check: bool = Tr
             process.kill()
             process.wait()
     done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-    if check and done.returncode != 0:
-        raise AssertionError(
-            f"{command} {' '.join(args)} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
-        )
-    return done
+    return checked(done, check)
 
 
 def compose_train(*overrides: str) -> DictConfig:
