@@ -33,7 +33,7 @@ $PY -c 'import torch, lightning; print(f"torch {torch.__version__}, lightning {l
 status=0
 step() { echo; echo "== $1"; shift; "$@" || { echo "gpu_check: FAILED: $*"; status=1; }; }
 
-step "GPU tests" $PY -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py
+step "GPU tests" $PY -m pytest -m gpu -q -p no:cacheprovider tests/test_train.py
 step "speed run beside the peer recipe, 10 seeds" $PY -m benchmarks.speedrun --seeds 10 --output "$OUT/speedrun.json"
 step "benchmark (both training paths vs plain loop, on the GPU)" \
     $PY -m benchmarks.bench --models mlp mlp-fast cnn cnn-fast --rounds 2 --epochs 3 --output "$OUT/bench.json"

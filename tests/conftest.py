@@ -21,7 +21,7 @@ import subprocess
 import sys
 import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -31,24 +31,35 @@ from unittest import mock
 if "PYTEST_XDIST_WORKER" in os.environ:
     os.environ["OMP_NUM_THREADS"] = "1"
 
-import lightning as L  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import yaml  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.core.global_hydra import GlobalHydra  # noqa: E402
-from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from omegaconf import DictConfig, OmegaConf, open_dict  # noqa: E402
+import copy
+import csv
+import math
+import shutil
 
-from mnist_lit.config import store  # noqa: E402, F401  the networks in the ConfigStore, as train.py has them
-from mnist_lit.data.acquire import file_digest, write_idx  # noqa: E402
-from mnist_lit.data.datamodule import MNISTDataModule  # noqa: E402
-from mnist_lit.data.dataset import ImageDataset  # noqa: E402
-from mnist_lit.data.mnist import DATASET as MNIST  # noqa: E402
-from mnist_lit.data.mnist import Wheel  # noqa: E402
-from mnist_lit.display.terminal import quiet_lightning  # noqa: E402
-from mnist_lit.lit_module import DigitClassifier  # noqa: E402
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+from PIL import Image
+from torch import nn
+
+from mnist_lit.config import store  # noqa: F401  the networks in the ConfigStore, as train.py has them
+from mnist_lit.config.checks import PROJECT_ROOT, check_config, command_config
+from mnist_lit.data.acquire import file_digest, write_idx
+from mnist_lit.data.datamodule import MNISTDataModule
+from mnist_lit.data.dataset import ImageDataset
+from mnist_lit.data.mnist import DATASET as MNIST
+from mnist_lit.data.mnist import Wheel
+from mnist_lit.display.terminal import quiet_lightning
+from mnist_lit.errors import UserError
+from mnist_lit.evaluation.evaluate import evaluate
+from mnist_lit.lit_module import DigitClassifier
+from mnist_lit.predict import predict_images
 
 ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN, N_TEST = 500, 200
@@ -249,7 +260,6 @@ def train_in_process(run_dir: Path, *overrides: str) -> dict:
 
     The run directory's guard (a Hydra callback of the CLI) is not part of it: tests of the guard use the CLI.
     """
-    from mnist_lit.config.checks import check_config
     from mnist_lit.training import train
 
     cfg = compose_train(*overrides, f"hydra.run.dir={run_dir}")
@@ -278,6 +288,14 @@ def snapshot(directory: Path) -> dict[str, str]:
         for p in sorted(directory.rglob("*"))
         if p.is_file()
     }
+
+
+@contextlib.contextmanager
+def unchanged(directory: Path) -> Iterator[None]:
+    """For a session fixture's folder that many tests read: fail at the end of the session if any test changed it."""
+    before = snapshot(directory)
+    yield
+    assert snapshot(directory) == before, f"a test changed the shared folder {directory}"
 
 
 def assert_refused(done: subprocess.CompletedProcess, expected: str) -> None:
@@ -368,3 +386,317 @@ def train_checkpoint(synthetic: dict, path: Path, model: dict[str, Any], epochs:
     trainer.fit(module, datamodule=datamodule)
     trainer.save_checkpoint(path)
     return path
+
+
+# Acquisition: the MD5s a fake MNIST wheel must rebuild.
+
+
+@pytest.fixture
+def reference_md5s(tmp_path) -> dict[str, str]:
+    """MD5s of the synthetic files, as the fake wheel must rebuild them."""
+    return write_synthetic_mnist(tmp_path / "reference")
+
+
+# Configs under attack: the composed train config, and one value of it changed.
+
+
+LONG_NAME = "x" * 300  # longer than any file name the system allows (255 bytes)
+
+
+@pytest.fixture(scope="module")
+def train_config(synthetic, tmp_path_factory) -> DictConfig:
+    """The composed train config on the synthetic data, with Hydra's settings as a run would have them."""
+    run_dir = tmp_path_factory.mktemp("attack") / "run"
+    cfg = compose_train(*synthetic_overrides(synthetic), f"hydra.run.dir={run_dir}")
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.job.num = 0
+    return cfg
+
+
+def set_value(cfg: DictConfig, key: str, value: Any) -> DictConfig:
+    changed = copy.deepcopy(cfg)
+    with open_dict(changed):
+        OmegaConf.update(changed, key, value, merge=False, force_add=True)
+    return changed
+
+
+# One trained run shared by the tests that read it, and what it gives intact; tests that corrupt files corrupt
+# a copy (run_copy).
+
+
+TRAIN = ("model.hidden=16", "trainer.max_epochs=1")
+
+
+@pytest.fixture(scope="session")
+def trained(synthetic, tmp_path_factory) -> Iterator[Path]:
+    """One real run (1 epoch of a small MLP on the synthetic digits), with its saved config, metrics and checkpoints."""
+    run_dir = tmp_path_factory.mktemp("attack") / "run"
+    train_in_process(run_dir, *synthetic_overrides(synthetic), *TRAIN)
+    with unchanged(run_dir):
+        yield run_dir
+
+
+def digit_image() -> np.ndarray:
+    digit = np.zeros((60, 40), dtype=np.uint8)
+    digit[8:52, 16:24] = 255  # a "1", white on black like MNIST
+    digit[8:14, 10:16] = 255
+    return digit
+
+
+@pytest.fixture(scope="session")
+def reference(trained, tmp_path_factory) -> dict:
+    """What the intact run gives: its prediction for the digit image and its test accuracy."""
+    base = tmp_path_factory.mktemp("reference")
+    Image.fromarray(digit_image()).save(base / "digit.png")
+    rows = predict_images(command_config("predict", ckpt_path=str(trained / "checkpoints/best.ckpt"),
+                                         images=str(base / "digit.png")))  # fmt: skip
+    report = evaluate(command_config("eval", run_dir=str(trained), report_dir=str(base / "report"), tensorboard=False))
+    return {"row": rows[0], "accuracy": report["accuracy"], "image": base / "digit.png"}
+
+
+@pytest.fixture
+def run_copy(trained, tmp_path) -> Path:
+    target = tmp_path / "run"
+    shutil.copytree(trained, target)
+    return target
+
+
+def refused_or_right(call: Callable[[], Any], root: Path, names: tuple[str, ...], right: Callable[[Any], None]) -> str:
+    """Run ``call``: a UserError must be one line naming one of ``names``, with every file under ``root`` kept;
+    success must pass ``right``. Returns "refused" or "ran"."""
+    before = snapshot(root)
+    try:
+        result = call()
+    except UserError as e:
+        message = str(e)
+        assert message and "\n" not in message, f"not one line: {message!r}"
+        assert any(name in message for name in names), f"{message!r} names none of {names}"
+        assert snapshot(root) == before, "a refused command changed a file"
+        return "refused"
+    after = snapshot(root)
+    assert {k: after.get(k) for k in before} == before, "a command changed a file it did not own"
+    right(result)
+    return "ran"
+
+
+def same_prediction(reference: dict) -> Callable[[Any], None]:
+    def right(rows: Any) -> None:
+        assert rows[0]["digit"] == reference["row"]["digit"]
+        assert rows[0]["confidence"] == pytest.approx(reference["row"]["confidence"], abs=1e-5)
+
+    return right
+
+
+def same_accuracy(reference: dict) -> Callable[[Any], None]:
+    def right(report: Any) -> None:
+        assert report["accuracy"] == pytest.approx(reference["accuracy"])
+
+    return right
+
+
+def one_job_sweep(tmp_path: Path) -> Path:
+    """A hand-made sweep folder in ``tmp_path``: two finished jobs and a failed one."""
+    root = tmp_path / "sweep"
+    make_job(root, 0, ["model.filters=8"], metrics=figures(0.95, 0.94, 100))
+    make_job(root, 1, ["model.filters=16"], metrics=figures(0.90, 0.89, 200))
+    make_job(root, 2, ["model.filters=32"], error="ConfigError: model.filters=32 is not allowed\nTraceback ...")
+    return root
+
+
+# Runs for the evaluation tests: one evaluated at the end of training, two for ensembles and TTA.
+
+
+REPORT_FILES = (
+    "classification_report.txt",
+    "classification_report.json",
+    "confusion_matrix.csv",
+    "confusion_matrix.png",
+    "misclassified.png",
+    "learning_curves.png",
+    "class_distribution.png",
+    "samples.png",
+    "report.md",
+)
+
+
+@pytest.fixture(scope="session")
+def evaluated_run(synthetic, tmp_path_factory) -> Iterator[dict]:
+    """A 2-epoch MLP run on synthetic data that wrote its report at the end of training."""
+    run_dir = tmp_path_factory.mktemp("runs") / "mlp"
+    done = run_cli(
+        "train.py",
+        *synthetic_overrides(synthetic),
+        f"hydra.run.dir={run_dir}",
+        "trainer.max_epochs=2",
+        "evaluate_after_fit=true",
+    )
+    run = {
+        "dir": run_dir,
+        "stdout": done.stdout,
+        "metrics": json.loads((run_dir / "metrics.json").read_text()),
+        "report": json.loads((run_dir / "report" / "classification_report.json").read_text()),
+    }
+    with unchanged(run_dir):
+        yield run
+
+
+@pytest.fixture(scope="session")
+def runs(synthetic, tmp_path_factory) -> Iterator[list[Path]]:
+    """Two 1-epoch MLP runs on synthetic data, different seeds; the first trained with affine augmentation."""
+    base = tmp_path_factory.mktemp("ensemble")
+    dirs = []
+    for seed, extra in ((1, ["data.augment=affine"]), (2, [])):
+        run_dir = base / f"s{seed}"
+        train_in_process(
+            run_dir,
+            *synthetic_overrides(synthetic),
+            f"seed={seed}",
+            "model.hidden=32",
+            "trainer.max_epochs=1",
+            *extra,
+        )
+        dirs.append(run_dir)
+    with unchanged(base):
+        yield dirs
+
+
+# Training recorded batch by batch (tests/lightning_probes.py).
+
+
+BATCHES_PER_EPOCH = math.ceil(N_TRAIN * 4 // 5 / 32)  # 400 training images, batch 32: 13 batches
+
+
+def train_recorded(synthetic, tmp_path, *overrides: str, check: bool = True):
+    """``python train.py`` on the synthetic data with the recorder; returns (run dir, record, process)."""
+    run_dir, output = tmp_path / "run", tmp_path / "record.pt"
+    done = run_cli(
+        "train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={run_dir}", "model.hidden=32",
+        "+callbacks.recorder._target_=tests.lightning_probes.BatchRecorder", f"+callbacks.recorder.output={output}",
+        *overrides, check=check,
+    )  # fmt: skip
+    record = torch.load(output, weights_only=True) if output.exists() else None
+    return run_dir, record, done
+
+
+# A network's layer types, in order (containers left out).
+
+
+def layer_types(net: nn.Module) -> list[type]:
+    return [type(m) for m in net.modules() if not isinstance(m, nn.Sequential) and m is not net]
+
+
+# A run of the default MLP for one epoch, and folders mounted by a test (read-only, full), unmounted after it.
+
+
+@pytest.fixture(scope="session")
+def plain_run(synthetic, tmp_path_factory) -> Iterator[Path]:
+    """A one-epoch MLP run on the synthetic data (copied by the tests that change it)."""
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={run_dir}", "trainer.max_epochs=1")
+    with unchanged(run_dir):
+        yield run_dir
+
+
+@pytest.fixture
+def plain_run_copy(plain_run, tmp_path) -> Path:
+    target = tmp_path / "run"
+    shutil.copytree(plain_run, target)
+    return target
+
+
+@pytest.fixture
+def unmount():
+    mounts: list[Path] = []
+    yield mounts
+    for path in mounts:
+        subprocess.run(["umount", str(path)], check=False)
+        if path.exists():
+            path.chmod(0o755)
+
+
+# Optuna studies written by sweeps.
+
+
+SPACE = ["model.filters=choice(2, 4)", "model.dense=choice(8, 16)"]
+
+
+def load_study(storage: Path, name: str = "cnn_optuna_quick") -> Any:
+    """The Optuna study a sweep wrote. Imported here: the GPU tests (scripts/gpu_check.sh) run without optuna."""
+    import optuna
+
+    from hydra_plugins.mnist_lit_optuna_sweeper.study import open_storage
+
+    return optuna.load_study(study_name=name, storage=open_storage(str(storage)))
+
+
+def job_trials(*sweep_dirs: Path) -> dict[int, Path]:
+    """{trial number: job directory} of the jobs in these sweep directories, from each job's Hydra config."""
+    found: dict[int, Path] = {}
+    for sweep_dir in sweep_dirs:
+        for saved in sweep_dir.glob("*/.hydra/hydra.yaml"):
+            number = yaml.safe_load(saved.read_text())["hydra"]["sweeper"]["trial"]
+            assert number not in found, f"trial {number} ran twice: {found.get(number)} and {saved.parent.parent}"
+            found[number] = saved.parent.parent
+    return found
+
+
+def summary_rows(sweep_dir: Path) -> list[dict]:
+    with open(sweep_dir / "summary.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# The configs as Hydra composes them for a command, Hydra's own settings included.
+
+
+CONF = PROJECT_ROOT / "conf"
+
+
+def composed(*overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=True)
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    """A hand-made sweep folder: three finished jobs, a failed one, one without results (running, or killed)."""
+    common = ["data=synthetic", "model=cnn"]
+    make_job(tmp_path, 0, [*common, "model.filters=8", "model.dense=64"], figures(0.95, 0.94, 5000, 4.0))
+    make_job(tmp_path, 1, [*common, "model.filters=16", "model.dense=64"], figures(0.97, 0.96, 9000))
+    make_job(tmp_path, 2, [*common, "model.filters=32", "model.dense=64"], figures(0.97, 0.97, 20000))
+    make_job(tmp_path, 3, [*common, "model.filters=64", "model.dense=64"], error="ConfigError: bad\n\nTraceback ...")
+    make_job(tmp_path, 4, [*common, "model.filters=128", "model.dense=64"])  # no result: killed, or running
+    return tmp_path
+
+
+# Real sweeps through `python train.py -m`: tiny jobs of one epoch.
+
+
+TINY = ["trainer.max_epochs=1", "trainer.limit_train_batches=1.0"]
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    return sorted((p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()), key=lambda p: int(p.name.split("_")[0]))
+
+
+def job_metrics(job_dir: Path) -> dict:
+    return json.loads((job_dir / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def grid(synthetic, tmp_path_factory) -> Iterator[tuple[Path, subprocess.CompletedProcess]]:
+    """The quick grid preset narrowed on the command line to 2 x 2 tiny networks, jobs one after another."""
+    sweep_dir = tmp_path_factory.mktemp("grid") / "sweep"
+    done = run_cli(
+        "train.py",
+        "-m",
+        *synthetic_overrides(synthetic),
+        "hparams_search=cnn_grid_quick",
+        "model.filters=2,4",
+        "model.kernel_size=3",
+        "model.dense=8,16",
+        *TINY,
+        f"hydra.sweep.dir={sweep_dir}",
+    )
+    with unchanged(sweep_dir):
+        yield sweep_dir, done

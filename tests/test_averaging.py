@@ -3,8 +3,6 @@ checkpoints hold them, a resume restores them, and ``perf=fast`` refuses them (s
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,9 +10,7 @@ import torch.nn.functional as F
 from mnist_lit.config.checks import check_config
 from mnist_lit.errors import ConfigError
 from mnist_lit.models.base import build_network
-from tests.conftest import N_TRAIN, compose_train, run_cli, synthetic_overrides
-
-BATCHES_PER_EPOCH = math.ceil(N_TRAIN * 4 // 5 / 32)  # 400 training images, batch 32: 13 batches
+from tests.conftest import BATCHES_PER_EPOCH, compose_train, run_cli, synthetic_overrides
 
 EPOCHS = 2
 DECAY = 0.9

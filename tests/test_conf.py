@@ -1,27 +1,19 @@
-"""The sweep presets and settings as Hydra composes them: grid sizes, Optuna, threads, directories, SLURM."""
+"""The configs in conf/ as Hydra composes them: every preset passes the checks, the sweep presets' grids and Optuna
+settings, the SLURM preset's sbatch script."""
 
 from __future__ import annotations
 
 import math
 import os
 import shutil
-from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
+import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_lit.config.checks import PROJECT_ROOT
-from mnist_lit.errors import ConfigError
-from mnist_lit.process.parallel import check_ddp_launch, parallel_jobs, set_threads, threads_per_job, usable_cores
-
-CONF = PROJECT_ROOT / "conf"
-
-
-def composed(*overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train", overrides=list(overrides), return_hydra_config=True)
+from mnist_lit.config.checks import check_config
+from mnist_lit.models.base import build_network
+from tests.conftest import compose_train, composed
 
 
 def grid_size(cfg: DictConfig) -> int:
@@ -55,48 +47,19 @@ def test_optuna_presets_maximise_validation_accuracy_with_a_seeded_tpe(preset, t
     )
 
 
-def resolved_threads(*overrides: str) -> int | None:
-    cfg = composed(*overrides)
-    HydraConfig.instance().set_config(cfg)  # as in a job: ${hydra:...} reads the job's Hydra config
-    try:
-        return cfg.threads
-    finally:
-        HydraConfig.instance().cfg = None
-
-
-def test_threads_follow_the_joblib_launchers_jobs():
-    assert resolved_threads() is None  # one run at a time: torch's default
-    assert resolved_threads("hydra/launcher=joblib", "hydra.launcher.n_jobs=2") == max(1, usable_cores() // 2)
-    assert resolved_threads("hydra/launcher=joblib") == 1  # n_jobs=-1: a job per core, a thread each
-    assert resolved_threads("hydra/launcher=joblib", "threads=3") == 3
-    assert parallel_jobs(-2) == max(1, usable_cores() - 1) and threads_per_job(10**6) == 1
-
-
-@pytest.mark.parametrize("bad", [0, -1, 1.5, "two", True])
-def test_bad_threads_name_the_key_and_what_is_allowed(bad):
-    with pytest.raises(ConfigError, match=r"threads=.* is not allowed: it must be an integer >= 1, or null"):
-        set_threads(bad)
-
-
-def test_runs_and_sweeps_started_in_the_same_second_get_their_own_directories():
-    first, second = composed(), composed()
-    # Resolved in the same second (the configs are built milliseconds apart), as two users' runs might be.
-    dirs = [(c.hydra.run.dir, c.hydra.sweep.dir) for c in (first, second)]
-    assert dirs[0][0] != dirs[1][0] and dirs[0][1] != dirs[1][1]
-    assert Path(dirs[0][0]).parent == Path(dirs[1][0]).parent  # same run name, different time stamps
-
-
 def test_slurm_preset_makes_a_valid_sbatch_script(tmp_path, monkeypatch):
-    """The preset's keys, mapped to submitit's parameters as the Hydra plugin maps them, give a valid sbatch file."""
+    """The preset's keys, mapped to submitit's parameters as the Hydra plugin maps them, give a valid sbatch file:
+    the one submitit hands to ``sbatch`` (a stand-in here that accepts the job) when it submits."""
     submitit = pytest.importorskip("submitit")
     from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 
-    fake_srun = tmp_path / "bin" / "srun"  # submitit's Slurm executor insists that srun exists
-    fake_srun.parent.mkdir()
-    fake_srun.write_text("#!/bin/sh\nexit 1\n")
-    fake_srun.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake_srun.parent}:{os.environ['PATH']}")
-    assert shutil.which("srun") == str(fake_srun)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, script in (("srun", "exit 1"), ("sbatch", 'echo "Submitted batch job 4242"')):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{script}\n")  # submitit's Slurm executor insists that srun exists
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    assert shutil.which("sbatch") == str(bin_dir / "sbatch")
 
     cfg = composed("hydra/launcher=slurm", "hydra.launcher.partition=gpu", f"hydra.sweep.dir={tmp_path}")
     params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
@@ -105,18 +68,28 @@ def test_slurm_preset_makes_a_valid_sbatch_script(tmp_path, monkeypatch):
     base = set(OmegaConf.structured(BaseQueueConf).keys())
     skip = {"_target_", "max_num_timeout"}
     executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items() if k not in skip})
-    script = executor._executor._make_submission_file_text("python train.py", "uid")
+    job = executor.submit(print, "a job")
+    assert job.job_id == "4242"
+    script = job.paths.submission_file.read_text()
     for line in ("--partition=gpu", "--gpus-per-node=1", "--cpus-per-task=8", "--time=60", "--ntasks-per-node=1"):
         assert f"#SBATCH {line}" in script
 
 
-def test_ddp_is_refused_in_a_local_multirun_but_not_in_a_run_or_under_slurm(monkeypatch):
-    cfg = composed("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
-    monkeypatch.delenv("SLURM_NTASKS", raising=False)
-    check_ddp_launch(cfg, multirun=False)
-    # Lightning would start rank 1 as `python train.py -m <the whole sweep>`
-    with pytest.raises(ConfigError, match=r"trainer.strategy='ddp' is not allowed in a local multirun"):
-        check_ddp_launch(cfg, multirun=True)
-    check_ddp_launch(composed("trainer=cpu"), multirun=True)
-    monkeypatch.setenv("SLURM_NTASKS", "2")  # srun starts the ranks
-    check_ddp_launch(cfg, multirun=True)
+def test_presets_compose_and_pass_the_checks():
+    for preset, arch in (("cnn_best", "cnn"), ("mlp_best", "mlp")):
+        cfg = compose_train(f"experiment={preset}")
+        check_config(cfg)
+        assert cfg.model.arch == arch and cfg.data.augment == "affine" and cfg.model.name == preset
+        assert build_network(cfg.model)(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_the_cnn_best_sweep_searches_the_new_keys_from_the_preset():
+    cfg = compose_train("hparams_search=cnn_best_optuna")
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.sampler.seed == 42
+    assert sweeper.direction == "maximize" and cfg.optimized_metric == "val/acc" and sweeper.n_trials == 40
+    assert cfg.model.name == "cnn_best" and cfg.model.batch_norm is True and cfg.trainer.max_epochs == 15
+    assert {"model.convs_per_block", "model.block_dropout", "model.global_pool", "data.augment"} <= set(sweeper.params)
+    for key in sweeper.params:
+        assert OmegaConf.select(cfg, key, default="missing") != "missing", key  # every searched key exists
+    check_config(cfg)

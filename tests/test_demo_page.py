@@ -1,8 +1,7 @@
 """The demo page in a real headless Chromium: strokes by mouse, pen and touch, answers against predict, the layout.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (or any Chromium or Chrome with its chromedriver on
-PATH) and selenium; without them these tests are skipped with the reason, and under CI they fail.
-"""
+PATH) and selenium; without them these tests are skipped with the reason, and under CI they fail."""
 
 from __future__ import annotations
 
@@ -23,6 +22,8 @@ from mnist_lit.predict import predict_images, prepare
 from tests.conftest import MODELS, train_checkpoint
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+
+
 # What works in a container without a display, a GPU or a network: no sandbox, no background traffic.
 FLAGS = (
     "--headless",
@@ -35,6 +36,8 @@ FLAGS = (
     "--disable-sync",
     "--force-device-scale-factor=1",
 )
+
+
 INSTALL = "install Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"
 SEVEN = [(80, 60), (200, 60), (170, 130), (120, 230)]  # canvas pixels (280x280): a stroke like a 7
 

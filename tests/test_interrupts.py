@@ -4,12 +4,16 @@ from inside itself (tests/signal_probes.py), so the moment does not depend on ti
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
-from tests.conftest import run_process, synthetic_overrides, train_in_process
+from tests.conftest import run_cli, run_process, start_cli, synthetic_overrides, train_in_process
 
 STATUS = {"SIGINT": 130, "SIGTERM": 143}
 WORDS = {"SIGINT": "Ctrl-C", "SIGTERM": "SIGTERM"}
@@ -47,8 +51,7 @@ def run_dir(synthetic, tmp_path_factory) -> Path:
     """A trained tiny run (best.ckpt, last.ckpt, metrics.json) with a report."""
     directory = tmp_path_factory.mktemp("signals") / "run"
     train_in_process(directory, *synthetic_overrides(synthetic), *TINY)
-    done = run("evaluate.py", f"run_dir={directory}", "tensorboard=false")
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_cli("evaluate.py", f"run_dir={directory}", "tensorboard=false")  # in-process: only the tests signal
     return directory
 
 
@@ -151,3 +154,40 @@ def test_ctrl_c_in_a_multirun_lists_the_interrupted_job_in_the_summary(synthetic
     again = run("mnist_lit.sweep_summary", str(sweep))
     assert again.returncode == 0 and "Interrupted (Ctrl-C): stopped during epoch 1" in again.stdout
     assert not temporary(sweep)
+
+
+def train_until_epoch(args: list[str], epoch: int, timeout: float = 120) -> subprocess.Popen:
+    """Start ``python train.py`` and return once it has printed the line for ``epoch``."""
+    proc = start_cli("train.py", *args, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith(f"Epoch {epoch}/") or time.monotonic() > deadline:
+            return proc
+    raise AssertionError(f"train.py ended before epoch {epoch} (exit {proc.wait()})")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_run_saves_last_checkpoint_and_resumes(synthetic, tmp_path, sig):
+    run_dir = tmp_path / "run"
+    args = [*synthetic_overrides(synthetic), "callbacks.early_stopping.patience=1000", f"hydra.run.dir={run_dir}"]
+    proc = train_until_epoch([*args, "trainer.max_epochs=100000"], epoch=2)
+    proc.send_signal(sig)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, output[-3000:]  # 130 for SIGINT, 143 for SIGTERM
+    last = run_dir / "checkpoints" / "last.ckpt"
+    what = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
+    lines = [line for line in output.splitlines() if line.startswith("Interrupted")]
+    assert len(lines) == 1 and lines[0].startswith(f"Interrupted ({what}): stopped during epoch "), output[-3000:]
+    assert lines[0].endswith(f"resume with the same overrides plus ckpt_path={last}") and "Traceback" not in output
+    state = torch.load(last, weights_only=True)
+    stopped_epoch = state["epoch"] + 1  # the last completed epoch
+    assert stopped_epoch >= 1 and not (run_dir / "metrics.json").exists()
+
+    target = stopped_epoch + 2
+    run_cli("train.py", *args, f"ckpt_path={last}", f"trainer.max_epochs={target}")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] == target
+    epochs = [record["epoch"] for record in metrics["history"]]
+    assert epochs[-1] == target and epochs == sorted(set(epochs))
+    assert metrics["test/acc"] is not None

@@ -1,16 +1,12 @@
-"""The project's Optuna sweeper (hydra/sweeper=optuna_study): persistent, resumed and shared studies, pruning, the
-dashboard, and its refusals. Tiny trials on the synthetic data; the real CLI where the command is the point."""
+"""The project's Optuna sweeper (hydra/sweeper=optuna_study): persistent, resumed and shared studies, and its
+refusals. Tiny trials on the synthetic data; the real CLI where the command is the point."""
 
 from __future__ import annotations
 
-import csv
 import json
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import optuna
@@ -24,16 +20,19 @@ from hydra_plugins.mnist_lit_optuna_sweeper._sweep import plan_study
 from hydra_plugins.mnist_lit_optuna_sweeper.study import open_storage
 from mnist_lit.config.checks import PROJECT_ROOT
 from mnist_lit.errors import ConfigError
-from tests.conftest import ROOT, run_cli, start_cli, synthetic_overrides
-
-TINY = ["trainer.max_epochs=1", "trainer.limit_train_batches=1.0"]
-SPACE = ["model.filters=choice(2, 4)", "model.dense=choice(8, 16)"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import (
+    ROOT,
+    SPACE,
+    TINY,
+    job_dirs,
+    job_metrics,
+    job_trials,
+    load_study,
+    run_cli,
+    start_cli,
+    summary_rows,
+    synthetic_overrides,
+)
 
 
 def sweep_args(synthetic: dict, storage: Path, sweep_dir: Path, *extra: str) -> list[str]:
@@ -48,26 +47,6 @@ def sweep_args(synthetic: dict, storage: Path, sweep_dir: Path, *extra: str) -> 
         f"hydra.sweep.dir={sweep_dir}",
         *extra,
     ]
-
-
-def load(storage: Path, name: str = "cnn_optuna_quick") -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=open_storage(str(storage)))
-
-
-def job_trials(*sweep_dirs: Path) -> dict[int, Path]:
-    """{trial number: job directory} of the jobs in these sweep directories, from each job's Hydra config."""
-    found: dict[int, Path] = {}
-    for sweep_dir in sweep_dirs:
-        for saved in sweep_dir.glob("*/.hydra/hydra.yaml"):
-            number = yaml.safe_load(saved.read_text())["hydra"]["sweeper"]["trial"]
-            assert number not in found, f"trial {number} ran twice: {found.get(number)} and {saved.parent.parent}"
-            found[number] = saved.parent.parent
-    return found
-
-
-def summary_rows(sweep_dir: Path) -> list[dict]:
-    with open(sweep_dir / "summary.csv", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def test_hydra_finds_the_plugin_without_importing_optuna():
@@ -172,10 +151,10 @@ def test_an_interrupted_study_is_resumed_by_the_same_command(synthetic, tmp_path
         if line.startswith("[job 1] MNIST:"):
             command.send_signal(signal.SIGINT)
     assert command.wait(timeout=120) != 0, "".join(lines)
-    assert [t.state for t in load(storage).trials] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert [t.state for t in load_study(storage).trials] == [TrialState.COMPLETE, TrialState.FAIL]
 
     run_cli("train.py", *sweep_args(synthetic, storage, second, "hydra.sweeper.n_trials=2"))
-    study = load(storage)
+    study = load_study(storage)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
     assert sorted(job_trials(second)) == [2]  # trial 0 was kept, not run again
     rows = {int(r["trial"]): r for r in summary_rows(second)}  # every trial of the study
@@ -198,7 +177,7 @@ def test_two_commands_on_one_storage_share_the_study(synthetic, tmp_path):
     ]
     outputs = [c.communicate(timeout=300)[0] for c in commands]
     assert [c.returncode for c in commands] == [0, 0], outputs
-    study = load(storage)
+    study = load_study(storage)
     complete = [t.number for t in study.trials if t.state == TrialState.COMPLETE]
     ran = job_trials(*dirs)  # raises if a trial ran in both commands
     assert len(complete) == 4 and sorted(ran) == complete  # none lost, none run twice
@@ -208,80 +187,33 @@ def test_two_commands_on_one_storage_share_the_study(synthetic, tmp_path):
             assert json.loads((ran[trial.number] / "metrics.json").read_text())["val/acc"] == pytest.approx(trial.value)
 
 
-@pytest.fixture(scope="module")
-def pruned(synthetic, tmp_path_factory) -> tuple[Path, Path]:
-    """A study whose first trial did well at every epoch; the sweep's one trial, at chance, is pruned after epoch 1."""
-    base = tmp_path_factory.mktemp("pruned")
-    storage, sweep_dir = base / "study.journal", base / "sweep"
-    study = optuna.create_study(study_name="cnn_optuna_quick", storage=open_storage(str(storage)), direction="maximize")
-    space = {"model.filters": CategoricalDistribution([2, 4]), "model.dense": CategoricalDistribution([8, 16])}
-    study.add_trial(
-        optuna.trial.create_trial(
-            params={"model.filters": 4, "model.dense": 16},
-            distributions=space,
-            value=0.99,
-            intermediate_values={1: 0.98, 2: 0.99},
-        )
-    )
-    run_cli(
+def test_optuna_sweep_runs_n_trials_and_reports_the_best(synthetic, tmp_path):
+    done = run_cli(
         "train.py",
         "-m",
         *synthetic_overrides(synthetic),
         "hparams_search=cnn_optuna_quick",
-        *SPACE,
-        "trainer.max_epochs=2",
-        "trainer.limit_train_batches=1",
-        "optimizer.lr=0.000001",  # learns nothing in two epochs: below the first trial at epoch 1
-        "hydra.sweeper.n_trials=2",
-        "hydra.sweeper.pruner=median",
-        "hydra.sweeper.pruner_args={n_startup_trials: 1}",
-        "hydra/launcher=submitit_local",  # the job runs in a process of its own, and reaches its trial from there
-        "hydra.launcher.timeout_min=10",
-        "threads=1",
-        f"hydra.sweeper.storage={storage}",
-        f"hydra.sweep.dir={sweep_dir}",
+        "hydra.sweeper.n_trials=3",
+        "model.filters=choice(2, 4)",
+        "model.dense=choice(8, 16)",
+        *TINY,
+        f"hydra.sweep.dir={tmp_path}",
+        f"paths.log_dir={tmp_path / 'logs'}",  # the study's file: a new study for every test run
     )
-    return storage, sweep_dir
-
-
-def test_a_hopeless_trial_is_pruned_after_its_first_epoch(pruned):
-    storage, sweep_dir = pruned
-    trial = load(storage).trials[1]
-    assert trial.state == TrialState.PRUNED and list(trial.intermediate_values) == [1]
-    (job_dir,) = job_trials(sweep_dir).values()
-    metrics = json.loads((job_dir / "metrics.json").read_text())
-    assert metrics["pruned_epoch"] == 1 and metrics["epochs"] == 1 and metrics["test/acc"] is None
-    assert metrics["stop_reason"] == "pruned by Optuna's median pruner after epoch 1"
-    assert trial.intermediate_values[1] == pytest.approx(metrics["history"][0]["val/acc"])
-    rows = {int(r["trial"]): r for r in summary_rows(sweep_dir)}
-    assert rows[1]["status"] == "pruned" and rows[1]["error"] == "pruned after epoch 1"
-    assert rows[0]["status"] == "ok"  # the study's earlier trial, listed from the study
-    assert "1 pruned" in (sweep_dir / "summary.md").read_text()
-    assert len(list((sweep_dir / ".submitit").glob("*/*_result.pkl"))) == 1  # ran as a submitit job
-
-
-def test_optuna_dashboard_lists_the_study_of_a_sweep(pruned):
-    storage, _ = pruned
-    port = free_port()
-    dashboard = Path(sys.executable).parent / "optuna-dashboard"
-    server = subprocess.Popen(
-        [str(dashboard), str(storage), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline, answer = time.monotonic() + 60, None
-        while answer is None and time.monotonic() < deadline:
-            assert server.poll() is None, f"optuna-dashboard exited: {server.stderr.read()[-2000:]}"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=10) as response:
-                    answer = json.load(response)
-            except OSError:
-                time.sleep(0.5)
-        (study,) = answer["study_summaries"]
-        assert study["study_name"] == "cnn_optuna_quick"
-        assert study["directions"] == ["maximize"]
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
+    jobs = job_dirs(tmp_path)
+    assert len(jobs) == 3
+    results = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
+    val_accs = [job_metrics(j)["val/acc"] for j in jobs]
+    assert results["best_value"] == pytest.approx(max(val_accs))
+    best_overrides = set()
+    for job in jobs:
+        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
+        sampled = dict(o.split("=", 1) for o in overrides)
+        assert sampled["model.filters"] in {"2", "4"} and sampled["data.batch_size"] in {"32", "64", "128"}
+        assert 1e-4 <= float(sampled["optimizer.lr"]) <= 1e-2
+        if job_metrics(job)["val/acc"] == max(val_accs):
+            best_overrides.add(tuple(sampled[k] for k in results["best_params"]))
+    assert tuple(str(v) for v in results["best_params"].values()) in best_overrides
+    assert "Sampler: TPESampler" in done.stdout
+    md = (tmp_path / "summary.md").read_text()
+    assert f"Optuna's best trial: {results['best_value']:.4f}" in md and "3 jobs: 3 finished, 0 failed" in md

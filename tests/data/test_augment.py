@@ -97,7 +97,7 @@ def test_only_training_batches_are_augmented(synthetic):
 
 
 def test_train_cli_with_elastic_augmentation_and_a_bad_name(synthetic, tmp_path):
-    # data.augment=affine through the CLI: tests/test_evaluate_ensembles.py trains its first run with it
+    # data.augment=affine is trained by the first of the shared ensemble runs (the runs fixture in conftest.py)
     done = run_cli(
         "train.py", *synthetic_overrides(synthetic), f"paths.log_dir={tmp_path}", "data.augment=elastic",
         "trainer.max_epochs=1",

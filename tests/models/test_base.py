@@ -1,16 +1,13 @@
-"""Both networks' shapes, and configurations rejected before anything runs."""
+"""What every network shares: built from its config, logits for a batch, the presentation's parameter names kept."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from mnist_lit.config.checks import check_config
-from mnist_lit.errors import ConfigError
-from mnist_lit.evaluation.inference import classify
 from mnist_lit.lit_module import DigitClassifier
 from mnist_lit.models.base import build_network, count_parameters
-from mnist_lit.models.cnn import CNN, feature_map_sizes
+from mnist_lit.models.cnn import CNN
 from mnist_lit.models.mlp import MLP
 from tests.conftest import compose_train
 
@@ -40,39 +37,26 @@ def test_default_configs_build_the_seed_networks():
     assert cnn.classifier[1].out_features == 128
 
 
-def test_feature_map_sizes():
-    assert feature_map_sizes(2, 3) == [13, 5]
-    with pytest.raises(ConfigError, match=r"model.kernel_size=9 with model.blocks=3"):
-        feature_map_sizes(3, 9)
+# The parameter names of a checkpoint of the presentation's CNN and MLP, as they were saved before these options.
+PLAIN_CNN_KEYS = [
+    "features.0.weight",
+    "features.0.bias",
+    "features.3.weight",
+    "features.3.bias",
+    "classifier.1.weight",
+    "classifier.1.bias",
+    "classifier.4.weight",
+    "classifier.4.bias",
+]
+PLAIN_MLP_KEYS = ["1.weight", "1.bias", "3.weight", "3.bias"]
 
 
-def test_module_hyperparameters_are_plain_values():
-    cfg = compose_train("model=cnn")
-    from mnist_lit.training import plain
-
-    module = DigitClassifier(model=plain(cfg.model), optimizer=plain(cfg.optimizer))
-    assert module.hparams.model["arch"] == "cnn"
-    assert module(torch.randn(2, 1, 28, 28)).shape == (2, 10)
-    probabilities = classify(module, torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8))
-    assert probabilities.shape == (3, 10) and torch.allclose(probabilities.sum(1), torch.ones(3))
+def test_defaults_keep_the_presentations_parameter_names():
+    assert list(build_network(compose_train("model=cnn").model).state_dict()) == PLAIN_CNN_KEYS
+    assert list(build_network(compose_train().model).state_dict()) == PLAIN_MLP_KEYS
 
 
-@pytest.mark.parametrize(
-    "overrides, key",
-    [
-        (["model=cnn", "model.kernel_size=9", "model.blocks=3"], "model.kernel_size=9"),
-        (["model=cnn", "model.blocks=5"], "model.blocks=5"),
-        (["data.val_fraction=1.0"], "data.val_fraction=1.0"),
-        (["data.val_fraction=0"], "data.val_fraction=0"),
-        (["data.batch_size=0"], "data.batch_size=0"),
-        (["optimizer.lr=0"], "optimizer.lr=0"),
-        (["optimizer.lr=-0.1"], "optimizer.lr=-0.1"),
-        (["trainer.max_epochs=0"], "trainer.max_epochs=0"),
-        (["model.hidden=0"], "model.hidden=0"),
-        (["ckpt_path=/nonexistent/last.ckpt"], "ckpt_path='/nonexistent/last.ckpt'"),
-    ],
-)
-def test_bad_values_are_rejected_naming_key_and_value(overrides, key):
-    with pytest.raises(ConfigError) as info:
-        check_config(compose_train(*overrides))
-    assert key in str(info.value)
+def test_a_checkpoint_config_without_the_new_keys_still_builds():
+    old = {"arch": "cnn", "filters": 32, "blocks": 2, "kernel_size": 3, "dense": 128, "dropout": 0.5}
+    module = DigitClassifier(model=old, optimizer={"_target_": "torch.optim.Adam", "_partial_": True})
+    assert list(module.net.state_dict()) == PLAIN_CNN_KEYS

@@ -11,6 +11,7 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
 
+
 # Allocates and frees a 64 MiB tensor 10 times to settle the heap, then 20 times more, and prints
 # whether the setting was applied and the minor page faults of those 20 rounds. glibc serves blocks
 # that large with mmap and unmaps them on free, so by default every round faults in all 16,384 of

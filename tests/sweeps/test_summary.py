@@ -1,4 +1,4 @@
-"""``mnist_lit.sweep_summary`` on hand-made job directories: ranking, failed and running jobs, the command line."""
+"""A sweep's summary on hand-made job directories: ranking, failed and running jobs, its own files replaced only."""
 
 from __future__ import annotations
 
@@ -6,20 +6,11 @@ import csv
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
-from mnist_lit.sweeps.summary import main, read_sweep, write_summary
-from tests.conftest import figures, make_job
-
-
-@pytest.fixture
-def sweep(tmp_path: Path) -> Path:
-    common = ["data=synthetic", "model=cnn"]
-    make_job(tmp_path, 0, [*common, "model.filters=8", "model.dense=64"], figures(0.95, 0.94, 5000, 4.0))
-    make_job(tmp_path, 1, [*common, "model.filters=16", "model.dense=64"], figures(0.97, 0.96, 9000))
-    make_job(tmp_path, 2, [*common, "model.filters=32", "model.dense=64"], figures(0.97, 0.97, 20000))
-    make_job(tmp_path, 3, [*common, "model.filters=64", "model.dense=64"], error="ConfigError: bad\n\nTraceback ...")
-    make_job(tmp_path, 4, [*common, "model.filters=128", "model.dense=64"])  # no result: killed, or running
-    return tmp_path
+from mnist_lit.errors import UserError
+from mnist_lit.sweeps.summary import SUMMARY_FILES, read_sweep, write_summary
+from tests.conftest import figures, make_job, one_job_sweep, snapshot
 
 
 def rows(sweep: Path) -> list[dict]:
@@ -56,18 +47,34 @@ def test_while_the_sweep_runs_a_job_without_results_is_running_not_failed(sweep)
     assert {j.num: j.status for j in jobs} == {0: "ok", 1: "ok", 2: "ok", 3: "failed", 4: "running"}
 
 
-def test_command_line_writes_and_prints_the_summary(sweep, capsys):
-    assert main([str(sweep)]) == 0
-    out = capsys.readouterr().out
-    assert "| 1 | 1 | ok | 16 |" in out
-    assert all((sweep / name).is_file() for name in ("summary.csv", "summary.md", "accuracy_vs_parameters.png"))
+def test_summary_replaces_only_its_own_files(tmp_path):
+    root = one_job_sweep(tmp_path)
+    write_summary(root)
+    write_summary(root)  # its own earlier files: replaced
+    for name, content in [
+        ("summary.md", b"# My notes on this sweep\n"),
+        ("summary.csv", b"rank,job,status,my own column\n1,0,ok,x\n"),  # starts like the summary's header
+        ("accuracy_vs_parameters.png", None),
+    ]:
+        path = root / name
+        if content is None:
+            Image.new("RGB", (840, 540), "white").save(path)  # a PNG of the same size, not the summary's plot
+        else:
+            path.write_bytes(content)
+        before = snapshot(root)
+        with pytest.raises(UserError, match=f"it holds {name} that this command did not write"):
+            write_summary(root)
+        assert snapshot(root) == before
+        path.unlink()
+    write_summary(root)
+    assert all((root / name).is_file() for name in SUMMARY_FILES)
 
 
-@pytest.mark.parametrize("make, expected", [("missing", "is not a directory"), ("empty", "holds no job directory")])
-def test_command_line_rejects_what_is_not_a_sweep(tmp_path, capsys, make, expected):
-    target = tmp_path / "nothing"
-    if make == "empty":
-        target.mkdir()
-    assert main([str(target)]) == 2
-    err = capsys.readouterr().err
-    assert f"sweep_dir='{target}'" in err and expected in err
+def test_unreadable_job_files_are_listed_as_failed_jobs(tmp_path):
+    make_job(tmp_path, 0, ["model.filters=8"], metrics=figures(0.9, 0.9, 100))
+    (make_job(tmp_path, 1, ["model.filters=16"]) / "metrics.json").write_text("{half")
+    (make_job(tmp_path, 2, ["model.filters=32"]) / ".hydra" / "overrides.yaml").write_text("[unclosed")
+    jobs = {job.num: job for job in read_sweep(tmp_path)}
+    assert jobs[0].status == "ok"
+    assert jobs[1].status == "failed" and jobs[1].error.startswith("metrics.json cannot be read")
+    assert jobs[2].status == "failed" and jobs[2].error.startswith("overrides.yaml cannot be read")

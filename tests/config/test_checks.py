@@ -1,0 +1,76 @@
+"""The checks between keys and with the environment: precisions that cast the weights, extreme sizes, a GPU that is
+not there, a resume from another model's checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from mnist_lit.config.checks import check_config
+from mnist_lit.errors import ConfigError
+from tests.conftest import compose_train, run_cli, set_value, synthetic_overrides
+
+
+@pytest.mark.parametrize("precision", ["64-true", "64", "bf16-true", "16-true"])
+def test_precisions_that_cast_the_weights_are_refused(train_config: DictConfig, precision: str) -> None:
+    """The networks get float32 images: weights of another type cannot take them (Lightning accepts the name)."""
+    cfg = set_value(train_config, "trainer.precision", precision)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        with pytest.raises(ConfigError, match=r"trainer.precision=.* casts the weights to another type"):
+            check_config(cfg)
+    finally:
+        HydraConfig.instance().cfg = None
+
+
+def config_with(synthetic, *overrides: str) -> DictConfig:
+    """train.py's config with ``overrides``, reading the synthetic data."""
+    cfg = compose_train(f"data.data_dir={synthetic['data_dir']}", *overrides)
+    cfg.data.checksums = synthetic["checksums"]
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("data.val_fraction=0.0001", "data.val_fraction=0.0001 leaves the validation split empty (500 images"),
+        ("data.val_fraction=0.9999", "data.val_fraction=0.9999 leaves the training split empty"),
+        ("trainer.limit_train_batches=0", "trainer.limit_train_batches=0 is not allowed: give a fraction"),
+        ("trainer.limit_train_batches=1.5", "trainer.limit_train_batches=1.5 is not allowed"),
+        ("trainer.limit_train_batches=-3", "trainer.limit_train_batches=-3 is not allowed"),
+        ("trainer.limit_val_batches=0.001", "trainer.limit_val_batches=0.001 leaves no batch: the epoch has 1 batches"),
+        ("trainer.limit_train_batches=0.01", "trainer.limit_train_batches=0.01 leaves no batch"),
+        ("optimizer.lr=inf", "optimizer.lr=inf is not allowed"),
+        ("trainer.precision=bogus", "trainer.precision='bogus' is not allowed: choose auto or one of 32-true"),
+        ("trainer.accelerator=abacus", "trainer.accelerator='abacus' is not allowed"),
+        ("run_name=a/b", "run_name='a/b' is not allowed: it names one folder"),
+        ("run_name=..", "run_name='..' is not allowed"),
+        ("data.split_seed=-1", "data.split_seed=-1 is not allowed"),
+    ],
+)
+def test_config_extremes_are_refused(synthetic, override, expected):
+    with pytest.raises(ConfigError) as info:
+        check_config(config_with(synthetic, override))
+    assert expected in str(info.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU is there")
+def test_gpu_accelerator_without_a_gpu_is_refused(synthetic):
+    with pytest.raises(ConfigError, match="trainer.accelerator=gpu is not allowed: this machine has no GPU"):
+        check_config(config_with(synthetic, "trainer.accelerator=gpu"))
+
+
+def test_checkpoint_of_the_other_model_is_refused(mlp_checkpoint, synthetic, tmp_path):
+    done = run_cli("train.py", *synthetic_overrides(synthetic), "model=cnn", f"ckpt_path={mlp_checkpoint}",
+                   f"hydra.run.dir={tmp_path}", check=False)  # fmt: skip
+    assert done.returncode == 2
+    assert "holds a model.arch='mlp' checkpoint, but model.arch='cnn'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.fixture
+def mlp_checkpoint(synthetic, tmp_path) -> str:
+    run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}/mlp", "trainer.max_epochs=1")
+    return str(tmp_path / "mlp" / "checkpoints" / "last.ckpt")
