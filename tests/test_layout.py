@@ -1,4 +1,5 @@
-"""The package's import graph: no cycles, leaf modules that import nothing of the project, layers that go one way."""
+"""The layout: one test file per module, and the package's import graph (no cycles, leaf modules that import nothing
+of the project, layers that go one way)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,13 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 PACKAGE = ROOT / "mnist_lit"
+TESTS = ROOT / "tests"
+# Test files whose name is not a file or folder of the project: what each one tests instead.
+OTHER_TESTS = {
+    "test_train_multirun.py": "python train.py -m (the sweeps' command line)",
+    "test_optuna_sweeper.py": "the Hydra sweeper plugin in hydra_plugins/mnist_lit_optuna_sweeper/",
+    "test_layout.py": "the layout itself",
+}
 # module -> the project modules it may import (every import, also those inside functions)
 LEAVES = {
     "mnist_lit.errors": set(),
@@ -75,3 +83,29 @@ def test_networks_and_data_sets_do_not_import_the_layers_above_them():
         if module.startswith(CORE):
             above = sorted(m for m in imported if m.startswith(ABOVE_CORE))
             assert not above, f"{module} imports {above}"
+
+
+def test_every_module_has_its_test_file_at_the_same_place():
+    """mnist_lit/io/run_dir.py is tested in tests/io/test_run_dir.py: the tests of a module are found from its path."""
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name != "__init__.py":
+            relative = path.relative_to(PACKAGE)
+            expected = TESTS / relative.parent / f"test_{relative.name}"
+            if not expected.exists():
+                missing.append(f"{path.relative_to(ROOT)} (expected {expected.relative_to(ROOT)})")
+    assert not missing, f"modules without a test file: {missing}"
+
+
+def test_every_test_file_is_named_for_what_it_tests():
+    """tests/<path>/test_<name>.py tests mnist_lit/<path>/<name>.py, or <path>/<name>.py of the project (train.py,
+    evaluate.py, benchmarks/bench.py), or the folder of that name (conf/, mnist_lit/demo_page/)."""
+    unnamed = []
+    for test in sorted(TESTS.rglob("test_*.py")):
+        relative = test.relative_to(TESTS)
+        subject = relative.parent / relative.name.removeprefix("test_")
+        candidates = [base / subject for base in (PACKAGE, ROOT)]
+        candidates += [path.with_suffix("") for path in candidates]
+        if str(relative) not in OTHER_TESTS and not any(path.exists() for path in candidates):
+            unnamed.append(str(test.relative_to(ROOT)))
+    assert not unnamed, f"test files that name no module, script, benchmark or folder: {unnamed}"
