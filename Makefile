@@ -10,12 +10,10 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-# Reinstalls only when requirements.txt changes, so a second `make` installs nothing. --no-compile: Python
-# writes the bytecode of the modules it imports on first use, instead of pip compiling every file of every
-# package (most of torch's are never imported here), which makes the install faster.
+# Reinstalls only when requirements.txt changes, so a second `make` installs nothing.
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q --no-compile -r requirements.txt
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
 	touch $(STAMP)
 
 train: $(STAMP)
