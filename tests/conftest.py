@@ -1,7 +1,7 @@
 """Shared helpers and fixtures: small synthetic MNIST written in the real IDX format, the real configs composed
 in-process (and trained with ``train(cfg)``), the real commands run in-process through their own ``main``
-(``run_cli``), and in a new process (``run_process``, ``start_cli``) where the process is the point: signals,
-locks and races between processes, start-up."""
+(``run_cli``), and in a new process (``run_process``, ``start_cli``; forked from the preloaded interpreter of
+tests/preloaded_python.py) where the process is the point: signals, locks and races between processes, DDP."""
 
 from __future__ import annotations
 
@@ -62,6 +62,7 @@ from mnist_lit.evaluation.evaluate import evaluate
 from mnist_lit.io.atomic import write_text
 from mnist_lit.lit_module import DigitClassifier
 from mnist_lit.predict import predict_images
+from tests.preloaded_python import PreloadedPython, Process
 
 ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN, N_TEST = 500, 200
@@ -171,6 +172,32 @@ def show_warning(message, category, filename, lineno, file=None, line=None) -> N
     sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
+@contextlib.contextmanager
+def logging_restored() -> Iterator[None]:
+    """The logging configuration of this process as it was, after a command that configured it (Hydra's job logging
+    adds a handler writing to the run's ``<job>.log``; left in place, every later test's messages would go there)."""
+    loggers = [
+        logging.getLogger(),
+        *(lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)),
+    ]
+    before = {lg: (list(lg.handlers), lg.level, lg.propagate, lg.disabled) for lg in loggers}
+    try:
+        yield
+    finally:
+        now = [
+            logging.getLogger(),
+            *(lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)),
+        ]
+        for logger in now:
+            handlers, level, propagate, disabled = before.get(logger, ([], logging.NOTSET, True, False))
+            for handler in logger.handlers:
+                if handler not in handlers:
+                    handler.close()
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+            logger.propagate, logger.disabled = propagate, disabled
+
+
 def run_cli(command: str, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     """``python <command> args`` (a script such as ``train.py``, or a module such as ``mnist_lit.predict``), in
     this process: the command's own ``main`` with ``args`` as its command line, so Hydra parses and composes
@@ -193,6 +220,7 @@ def run_cli(command: str, *args: str, check: bool = True, env: dict | None = Non
     argv = sys.argv
     try:
         with (
+            logging_restored(),
             contextlib.redirect_stdout(stdout),
             contextlib.redirect_stderr(stderr),
             mock.patch.dict(os.environ, env or {}),
@@ -223,17 +251,42 @@ def run_cli(command: str, *args: str, check: bool = True, env: dict | None = Non
     return checked(done, check)
 
 
-def start_cli(command: str, *args: str, env: dict | None = None, **popen: Any) -> subprocess.Popen:
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fresh-interpreters", action="store_true",
+        help="start every command of start_cli and run_process in a new interpreter, not as a fork of the "
+        "preloaded one (tests/preloaded_python.py)",
+    )  # fmt: skip
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global FRESH_INTERPRETERS
+    FRESH_INTERPRETERS = config.getoption("--fresh-interpreters")
+
+
+FRESH_INTERPRETERS = False
+PRELOADED = PreloadedPython(ROOT)
+
+
+def start_cli(command: str, *args: str, env: dict | None = None, **popen: Any) -> subprocess.Popen | Process:
     """``python <command> args`` in a new process (``command``: a script of the project root, or ``-m module``),
     output as text through pipes, unbuffered, and Ctrl-C handled as in a terminal (a test runner's worker may
-    ignore SIGINT, and a child would inherit that)."""
+    ignore SIGINT, and a child would inherit that).
+
+    The process is a fork of a Python that has imported torch, Lightning and Hydra already (``PreloadedPython``),
+    or, with ``--fresh-interpreters`` or what a fork cannot give (another standard input, a variable that takes
+    effect at start-up), a new interpreter.
+    """
     program = [str(ROOT / command)] if command.endswith(".py") else ["-m", command]
     options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    if not FRESH_INTERPRETERS and PRELOADED.can_start(environment, options):
+        return PRELOADED.start([*program, *args], ROOT, environment, **options)
     return subprocess.Popen(
         [sys.executable, *program, *args],
         cwd=ROOT,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        env=environment,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         **options,
     )

@@ -15,6 +15,7 @@ OTHER_TESTS = {
     "test_train_multirun.py": "python train.py -m (the sweeps' command line)",
     "test_optuna_sweeper.py": "the Hydra sweeper plugin in hydra_plugins/mnist_lit_optuna_sweeper/",
     "test_layout.py": "the layout itself",
+    "test_preloaded_python.py": "the tests' own preloaded interpreter, tests/preloaded_python.py",
 }
 # module -> the project modules it may import (every import, also those inside functions)
 LEAVES = {

@@ -6,7 +6,6 @@ import fcntl
 import os
 import pty
 import struct
-import subprocess
 import sys
 import termios
 from types import SimpleNamespace
@@ -14,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from mnist_lit.display.progress import EpochProgressBar
-from tests.conftest import ROOT, synthetic_overrides
+from tests.conftest import start_cli, synthetic_overrides
 
 
 def test_a_terminal_gets_a_bar_counting_epochs_from_one(synthetic, tmp_path):
@@ -22,8 +21,7 @@ def test_a_terminal_gets_a_bar_counting_epochs_from_one(synthetic, tmp_path):
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))  # 40 rows, 100 columns
     args = [*synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}", "trainer.max_epochs=1",
             "callbacks.progress_bar.refresh_seconds=0"]  # fmt: skip
-    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, stdout=follower,
-                               stderr=follower)  # fmt: skip
+    process = start_cli("train.py", *args, stdout=follower, stderr=follower)
     os.close(follower)
     chunks = []
     while True:

@@ -13,7 +13,17 @@ import pytest
 
 from mnist_lit.errors import ConfigError
 from mnist_lit.io.run_dir import LOCK_FILE, check_sweep_dir
-from tests.conftest import LONG_NAME, ROOT, assert_refused, figures, make_job, run_cli, snapshot, synthetic_overrides
+from tests.conftest import (
+    LONG_NAME,
+    ROOT,
+    assert_refused,
+    figures,
+    make_job,
+    run_cli,
+    snapshot,
+    start_cli,
+    synthetic_overrides,
+)
 
 
 def test_refused_resumes_and_taken_run_dirs_leave_the_run_byte_identical(synthetic, plain_run_copy, tmp_path):
@@ -41,10 +51,8 @@ def test_refused_resumes_and_taken_run_dirs_leave_the_run_byte_identical(synthet
 
 def test_two_processes_racing_for_one_new_run_dir_one_wins(synthetic, tmp_path):
     run_dir = tmp_path / "race"
-    command = [sys.executable, str(ROOT / "train.py"), *synthetic_overrides(synthetic), f"hydra.run.dir={run_dir}",
-               "trainer.max_epochs=1"]  # fmt: skip
-    procs = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]  # fmt: skip
+    args = [*synthetic_overrides(synthetic), f"hydra.run.dir={run_dir}", "trainer.max_epochs=1"]
+    procs = [start_cli("train.py", *args) for _ in range(2)]
     results = [(p.wait(timeout=300), p.communicate()[1]) for p in procs]
     assert sorted(code for code, _ in results) == [0, 2], results
     (err,) = [err for code, err in results if code == 2]
