@@ -94,7 +94,9 @@ class DigitClassifier(L.LightningModule):
             self.net.compile()  # in place: parameter names, and so checkpoints, stay the same
         # Metrics accumulate on the device and are logged once an epoch: no per-step self.log
         # (which costs more than the MLP's own step) and no host synchronisation.
-        classes = network_config(model).num_classes
+        config = network_config(model)
+        classes = config.num_classes
+        self.label_smoothing = config.label_smoothing
         self.metrics = nn.ModuleDict({f"{stage}_metrics": EpochMetrics(classes) for stage in STAGES})
 
     def forward(self, x: Tensor) -> Tensor:
@@ -104,7 +106,7 @@ class DigitClassifier(L.LightningModule):
         """Logits, loss and metric update for one batch of ``stage``; returns the loss."""
         images, labels = batch
         logits = self(images)
-        loss = F.cross_entropy(logits, labels)
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing if stage == "train" else 0.0)
         self.metrics[f"{stage}_metrics"].add(loss, logits, labels)
         return loss
 

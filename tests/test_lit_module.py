@@ -266,6 +266,24 @@ def test_module_hyperparameters_are_plain_values():
     assert probabilities.shape == (3, 10) and torch.allclose(probabilities.sum(1), torch.ones(3))
 
 
+def test_label_smoothing_changes_the_training_loss_only():
+    from mnist_lit.training import plain
+
+    smoothing = 0.2
+    cfg = compose_train("model=mlp", f"model.label_smoothing={smoothing}")
+    module = DigitClassifier(model=plain(cfg.model), optimizer=plain(cfg.optimizer))
+    images, labels = torch.randn(6, 1, 28, 28), torch.tensor([0, 1, 2, 3, 4, 9])
+    with torch.no_grad():
+        log_p = torch.log_softmax(module(images), dim=1)
+        plain_loss = -log_p[torch.arange(6), labels].mean()
+        # the target puts 1 - s on the label and s/10 on every class
+        smoothed = (1 - smoothing) * plain_loss - smoothing * log_p.mean(dim=1).mean()
+        assert module.shared_step((images, labels), "train").item() == pytest.approx(smoothed.item(), rel=1e-5)
+        for stage in ("val", "test"):
+            assert module.shared_step((images, labels), stage).item() == pytest.approx(plain_loss.item(), rel=1e-5)
+    assert smoothed.item() != pytest.approx(plain_loss.item(), rel=1e-3)
+
+
 class _Payload:
     """Unpickling this creates a file: proof that code in a checkpoint ran."""
 

@@ -26,6 +26,9 @@ class NetworkConfig:
     arch: str = ""  # its short name: the conf/model/<arch>.yaml that builds it
     name: str = ""  # what run names start with
     compile: bool = False  # torch.compile the network (in place: the checkpoint's parameter names stay)
+    # The training loss's label smoothing (torch's cross_entropy): the target is 1 - s on the label and s/classes
+    # spread over all classes. Validation and test losses stay plain cross-entropy, comparable between runs.
+    label_smoothing: float = setting(0.0, low=0, high=1, high_open=True)
     num_classes: int = setting(10, low=2, shape=True)
 
 

@@ -48,6 +48,8 @@ def config_with(synthetic, *overrides: str) -> DictConfig:
         ("run_name=a/b", "run_name='a/b' is not allowed: it names one folder"),
         ("run_name=..", "run_name='..' is not allowed"),
         ("data.split_seed=-1", "data.split_seed=-1 is not allowed"),
+        ("model.label_smoothing=1.5", "model.label_smoothing=1.5 is not allowed: it must be a number in [0, 1)"),
+        ("model.label_smoothing=-0.1", "model.label_smoothing=-0.1 is not allowed"),
     ],
 )
 def test_config_extremes_are_refused(synthetic, override, expected):
