@@ -176,19 +176,16 @@ def show_warning(message, category, filename, lineno, file=None, line=None) -> N
 def logging_restored() -> Iterator[None]:
     """The logging configuration of this process as it was, after a command that configured it (Hydra's job logging
     adds a handler writing to the run's ``<job>.log``; left in place, every later test's messages would go there)."""
-    loggers = [
-        logging.getLogger(),
-        *(lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)),
-    ]
-    before = {lg: (list(lg.handlers), lg.level, lg.propagate, lg.disabled) for lg in loggers}
+
+    def loggers() -> list[logging.Logger]:
+        known = logging.Logger.manager.loggerDict.values()
+        return [logging.getLogger(), *(lg for lg in known if isinstance(lg, logging.Logger))]
+
+    before = {lg: (list(lg.handlers), lg.level, lg.propagate, lg.disabled) for lg in loggers()}
     try:
         yield
     finally:
-        now = [
-            logging.getLogger(),
-            *(lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)),
-        ]
-        for logger in now:
+        for logger in loggers():
             handlers, level, propagate, disabled = before.get(logger, ([], logging.NOTSET, True, False))
             for handler in logger.handlers:
                 if handler not in handlers:

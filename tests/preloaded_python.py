@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import json
 import os
 import runpy
@@ -61,7 +62,7 @@ class Process:
     """A command started by the server, with the methods of ``subprocess.Popen`` the tests use."""
 
     def __init__(self, args: list[str], pid: int, channel: socket.socket, stdout: Any, stderr: Any) -> None:
-        self.args, self.pid, self.stdin, self.stdout, self.stderr = args, pid, None, stdout, stderr
+        self.args, self.pid, self.stdout, self.stderr = args, pid, stdout, stderr
         self.returncode: int | None = None
         self.channel = channel
         self.readers: dict[str, threading.Thread] = {}
@@ -101,13 +102,17 @@ class Process:
                 reader.start()
                 self.readers[name] = reader
         deadline = None if timeout is None else time.monotonic() + timeout
+
+        def remaining() -> float | None:
+            return None if deadline is None else max(0, deadline - time.monotonic())
+
         for reader in self.readers.values():
-            reader.join(None if deadline is None else max(0, deadline - time.monotonic()))
+            reader.join(remaining())
             if reader.is_alive():
                 raise subprocess.TimeoutExpired(
                     self.args, timeout, self.output.get("stdout"), self.output.get("stderr")
                 )
-        self.wait(None if deadline is None else max(0, deadline - time.monotonic()))
+        self.wait(remaining())
         return self.output.get("stdout"), self.output.get("stderr")
 
     def read_all(self, name: str, stream: Any) -> None:
@@ -124,15 +129,6 @@ class Process:
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
 
-    def __enter__(self) -> Process:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for stream in (self.stdout, self.stderr):
-            if stream is not None:
-                stream.close()
-        self.wait()
-
 
 class PreloadedPython:
     """The server of one test process, started at its first command."""
@@ -140,13 +136,13 @@ class PreloadedPython:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.server: subprocess.Popen | None = None
-        self.environment: dict[str, str] = {}
+        self.environment: dict[str, str] | None = None  # the server's, once started
         self.lock = threading.Lock()
 
     def start_server(self) -> None:
         folder = tempfile.mkdtemp(prefix="preloaded-python-")
         self.path = os.path.join(folder, "socket")
-        self.environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.environment = self.start_environment()
         # Its standard input is the server's lifeline: when this process ends, the pipe closes and the server exits.
         self.server = subprocess.Popen(
             [sys.executable, "-m", "tests.preloaded_python", self.path], cwd=self.root, env=self.environment,
@@ -162,8 +158,13 @@ class PreloadedPython:
         for name, value in popen.items():
             if name not in streams or not (value in streams[name] or (isinstance(value, int) and value >= 0)):
                 return False
-        server = self.environment or {**os.environ, "PYTHONUNBUFFERED": "1"}
+        server = self.environment if self.environment is not None else self.start_environment()
         return startup_environment(env) == startup_environment(server)
+
+    @staticmethod
+    def start_environment() -> dict[str, str]:
+        """The environment a server started now has: this process's, unbuffered as start_cli asks of commands."""
+        return {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     def start(self, argv: list[str], cwd: Path, env: dict[str, str], **popen: Any) -> Process:
         """``python *argv`` (a script and its arguments, or ``-m module ...``) as a child of the server."""
@@ -202,8 +203,6 @@ class PreloadedPython:
 
 def serve(path: str) -> tuple[dict, list[int]]:
     """Import the libraries, then fork a child for each request; returns (in the child only) its request."""
-    import importlib
-
     for library in LIBRARIES:
         importlib.import_module(library)
     # What the libraries made at import lives as long as the process: the collector of each child need not scan it
