@@ -114,3 +114,4 @@ def test_tensorboard_lists_every_run_with_its_scalars_and_hyperparameters(grid):
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+        server.stderr.close()  # not left to the collector, which would warn inside a later test's command

@@ -79,6 +79,7 @@ def test_held_lock_refuses_a_second_command_at_once(synthetic, tmp_path):
     finally:
         holder.kill()
         holder.wait()
+        holder.stdout.close()  # not left to the collector, which would warn inside a later test's command
     assert_refused(done, f"hydra.run.dir={run_dir} is in use: another command is writing into it")
     assert [p.name for p in run_dir.iterdir()] == [LOCK_FILE]  # the holder's lock file, nothing of the refused run
 

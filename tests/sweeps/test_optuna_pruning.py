@@ -103,3 +103,4 @@ def test_optuna_dashboard_lists_the_study_of_a_sweep(pruned):
     finally:
         server.terminate()
         server.wait(timeout=20)
+        server.stderr.close()  # not left to the collector, which would warn inside a later test's command
