@@ -16,6 +16,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
@@ -97,10 +98,19 @@ def trainer_call() -> Iterator[None]:
     raise_pending()  # a SIGTERM in a loop's last batch, which Lightning lets finish without stopping
 
 
-def summarise(history: list[dict[str, Any]], test: dict[str, float]) -> dict[str, Any]:
-    """Test figures, and validation figures of the best epoch (lowest val/loss, as ModelCheckpoint keeps)."""
+def summarise(
+    history: list[dict[str, Any]], test: dict[str, float], checkpoint: ModelCheckpoint | None
+) -> dict[str, Any]:
+    """Test figures, and validation figures of the epoch the best checkpoint (a ModelCheckpoint) kept: the first
+    with the lowest or highest value of what it monitors (``val/loss`` by default); the last epoch without one."""
     scored = [r for r in history if "val/loss" in r and math.isfinite(r["val/loss"])]
-    best = min(scored, key=lambda r: r["val/loss"]) if scored else {}
+    if checkpoint is None or checkpoint.monitor is None:
+        best = scored[-1] if scored else {}
+    else:
+        monitor = checkpoint.monitor
+        scored = [r for r in scored if monitor in r and math.isfinite(r[monitor])]
+        pick = max if checkpoint.mode == "max" else min
+        best = pick(scored, key=lambda r: r[monitor]) if scored else {}  # ties: the first, as ModelCheckpoint
     return {
         "test/acc": test.get("test/acc"),
         "test/loss": test.get("test/loss"),
@@ -197,7 +207,7 @@ def fit_and_test(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path) -> float
                 test = trainer.test(
                     model, datamodule=datamodule, ckpt_path=best_path, weights_only=True, verbose=False
                 )[0]
-        metrics = {**summarise(history, test), **facts, "peak_rss_mb": peak_rss_mb(), "history": history}
+        metrics = {**summarise(history, test, checkpoint), **facts, "peak_rss_mb": peak_rss_mb(), "history": history}
         metrics["threads"] = torch.get_num_threads()  # what fit_seconds was measured with
         metrics["precision"] = str(trainer.precision)  # what trainer.precision=auto chose
         if trainer.is_global_zero:

@@ -1,5 +1,5 @@
 """Training as configured: Lightning's Trainer flags mean what Lightning documents, the speed-run preset, a compiled
-model, a diverging run.
+model, a diverging run, the epoch metrics.json reports as the best.
 
 The flag tests add ``tests.lightning_probes.BatchRecorder``; parameters after the first optimizer step are compared
 with a plain PyTorch loop that starts from the same weights and takes the same batches."""
@@ -11,9 +11,11 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import ModelCheckpoint
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnist_lit.models.base import build_network
+from mnist_lit.training import summarise
 from tests.conftest import (
     BATCHES_PER_EPOCH,
     run_cli,
@@ -24,6 +26,23 @@ from tests.conftest import (
 )
 
 SGD = ["optimizer._target_=torch.optim.SGD", "optimizer.lr=0.5"]
+
+
+def test_the_best_epoch_is_the_one_the_best_checkpoint_keeps():
+    history = [
+        {"epoch": 1, "val/loss": 0.30, "val/acc": 0.95},
+        {"epoch": 2, "val/loss": 0.20, "val/acc": 0.97},
+        {"epoch": 3, "val/loss": 0.25, "val/acc": 0.98},
+        {"epoch": 4, "val/loss": 0.26, "val/acc": 0.98},
+        {"epoch": 5, "val/loss": float("nan"), "val/acc": 0.10},
+    ]
+    test = {"test/acc": 0.9, "test/loss": 0.3}
+    by_loss = summarise(history, test, ModelCheckpoint(monitor="val/loss", mode="min"))
+    assert by_loss == {**test, "val/acc": 0.97, "val/loss": 0.20, "best_epoch": 2}
+    by_acc = summarise(history, test, ModelCheckpoint(monitor="val/acc", mode="max"))
+    assert by_acc == {**test, "val/acc": 0.98, "val/loss": 0.25, "best_epoch": 3}  # a tie keeps the first
+    assert summarise(history, test, ModelCheckpoint(monitor=None))["best_epoch"] == 4  # the last finite epoch
+    assert summarise(history[4:], {}, ModelCheckpoint(monitor="val/acc", mode="max"))["best_epoch"] is None
 
 
 def plain_first_step(
