@@ -1,5 +1,5 @@
-"""The configs in conf/ as Hydra composes them: every preset passes the checks, the sweep presets' grids and Optuna
-settings, the SLURM preset's sbatch script."""
+"""The configs in conf/ as Hydra composes them: every preset passes the checks (and cnn_best_ema trains as its
+comment says), the sweep presets' grids and Optuna settings, the SLURM preset's sbatch script."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_lit.config.checks import check_config
 from mnist_lit.models.base import build_network
-from tests.conftest import compose_train, composed
+from tests.conftest import compose_train, composed, synthetic_overrides, train_in_process
 
 
 def grid_size(cfg: DictConfig) -> int:
@@ -76,11 +76,37 @@ def test_slurm_preset_makes_a_valid_sbatch_script(tmp_path, monkeypatch):
 
 
 def test_presets_compose_and_pass_the_checks():
-    for preset, arch in (("cnn_best", "cnn"), ("mlp_best", "mlp")):
+    for preset, arch in (("cnn_best", "cnn"), ("cnn_best_ema", "cnn"), ("mlp_best", "mlp")):
         cfg = compose_train(f"experiment={preset}")
         check_config(cfg)
         assert cfg.model.arch == arch and cfg.data.augment == "affine" and cfg.model.name == preset
         assert build_network(cfg.model)(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_cnn_best_ema_is_cnn_best_longer_with_ema_and_smoothing_watching_val_acc():
+    base, preset = compose_train("experiment=cnn_best"), compose_train("experiment=cnn_best_ema")
+    assert preset.callbacks.averaging._target_ == "lightning.pytorch.callbacks.EMAWeightAveraging"
+    assert preset.model.label_smoothing == 0.1 and preset.trainer.max_epochs == 2 * base.trainer.max_epochs
+    for name in ("model_checkpoint", "early_stopping"):
+        assert (preset.callbacks[name].monitor, preset.callbacks[name].mode) == ("val/acc", "max"), name
+    assert preset.callbacks.early_stopping.patience >= preset.trainer.max_epochs  # every epoch of the schedule
+    for key in ("data", "optimizer", "scheduler"):
+        assert preset[key] == base[key], key
+    assert preset.model == {**base.model, "label_smoothing": 0.1, "name": "cnn_best_ema"}
+    assert preset.run_name == "cnn_best_ema_s42"
+
+
+def test_cnn_best_ema_keeps_the_epoch_of_highest_validation_accuracy_and_runs_every_epoch(synthetic, tmp_path):
+    run_dir = tmp_path / "run"
+    metrics = train_in_process(
+        run_dir, "experiment=cnn_best_ema", *synthetic_overrides(synthetic), "trainer.max_epochs=4",
+        "model.filters=4", "model.dense=16", "data.batch_size=32", "callbacks.averaging.decay=0.5",
+    )  # fmt: skip
+    accuracies = [epoch["val/acc"] for epoch in metrics["history"]]
+    assert metrics["epochs"] == 4 and not metrics["stopped_early"]
+    assert metrics["best_epoch"] == accuracies.index(max(accuracies)) + 1
+    best = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=False, map_location="cpu")
+    assert best["epoch"] + 1 == metrics["best_epoch"] and "averaging_state" in best
 
 
 def test_the_cnn_best_sweep_searches_the_new_keys_from_the_preset():

@@ -71,7 +71,7 @@ def test_a_preset_asks_for_auto_and_gets_what_the_cpu_runs(monkeypatch, capabili
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
     assert training_device("auto").kind == "cpu"
-    for preset in ("experiment=cnn_best", "experiment=speedrun"):
+    for preset in ("experiment=cnn_best", "experiment=cnn_best_ema", "experiment=speedrun"):
         cfg = compose_train(preset)
         assert cfg.trainer.precision == "auto"
         assert precision_for(cfg).precision == expected
