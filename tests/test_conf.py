@@ -105,7 +105,7 @@ def test_cnn_best_ema_keeps_the_epoch_of_highest_validation_accuracy_and_runs_ev
     accuracies = [epoch["val/acc"] for epoch in metrics["history"]]
     assert metrics["epochs"] == 4 and not metrics["stopped_early"]
     assert metrics["best_epoch"] == accuracies.index(max(accuracies)) + 1
-    best = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=False, map_location="cpu")
+    best = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True, map_location="cpu")
     assert best["epoch"] + 1 == metrics["best_epoch"] and "averaging_state" in best
 
 
