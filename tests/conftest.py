@@ -261,6 +261,10 @@ def pytest_configure(config: pytest.Config) -> None:
     FRESH_INTERPRETERS = config.getoption("--fresh-interpreters")
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    PRELOADED.stop()  # and reap it, rather than leave it running as this process exits
+
+
 FRESH_INTERPRETERS = False
 PRELOADED = PreloadedPython(ROOT)
 

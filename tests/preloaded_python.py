@@ -151,6 +151,20 @@ class PreloadedPython:
         if self.server.stdout.readline().strip() != "ready":
             raise RuntimeError(f"the preloaded interpreter did not start (exit status {self.server.wait()})")
 
+    def stop(self) -> None:
+        """End the server, as the end of this process would: its standard input closes, and it exits."""
+        with self.lock:
+            if self.server is None:
+                return
+            self.server.stdin.close()
+            try:
+                self.server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+                self.server.wait()
+            self.server.stdout.close()
+            self.server = None
+
     def can_start(self, env: dict[str, str], popen: dict[str, Any]) -> bool:
         """Whether a fork gives what ``Popen(**popen, env=env)`` would: standard output and error to pipes or to
         file descriptors, no standard input, and the variables read at start-up as the server has them."""
