@@ -1,12 +1,9 @@
 """Train a digit classifier: ``python train.py model=cnn`` (any config key can be overridden)."""
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from mnist_lit.config import resolvers, store  # noqa: F401  resolvers and networks, before Hydra composes
-from mnist_lit.errors import UserError, exit_with
 from mnist_lit.interrupts import interruptible
 
 
@@ -16,13 +13,9 @@ def main(cfg: DictConfig) -> float | None:
     # Imported here: a command refused before it starts (conf/hydra's run directory guard) need not load Lightning.
     from mnist_lit.training import train
 
-    try:
-        return train(cfg)
-    except UserError as e:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            # Hydra records the job as failed and the sweep goes on; SystemExit would end the sweep.
-            raise
-        exit_with(e)
+    # A UserError is left to Hydra, which records the job as failed: a sweep goes on, and a single run's guard
+    # (mnist_lit.io.run_dir) removes the folders it made and ends the command with the one Error: line.
+    return train(cfg)
 
 
 if __name__ == "__main__":

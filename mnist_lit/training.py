@@ -19,16 +19,17 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from mnist_lit.config.checks import check_config, command_config
+from mnist_lit.config.schema import built_or_refused, plain
 from mnist_lit.display.progress import EpochSummary, latest_checkpoint
 from mnist_lit.display.tensorboard import sweep_params, write_curves_layout, write_run_summary
 from mnist_lit.display.terminal import quiet_lightning
 from mnist_lit.evaluation.evaluate import evaluate
 from mnist_lit.interrupts import explained, raise_pending, terminate
 from mnist_lit.io.atomic import write_text
-from mnist_lit.io.run_dir import claimed_job_dir
+from mnist_lit.io.run_dir import claimed_job_dir, save_run_config
 from mnist_lit.models.base import count_parameters, flops_per_image
 from mnist_lit.precision import AUTO, precision_for
 from mnist_lit.process.memory import configure_process
@@ -39,11 +40,6 @@ from mnist_lit.sweeps.optuna_pruning import pruning_callback
 log = logging.getLogger(__name__)
 
 
-def plain(cfg: DictConfig | None) -> Any:
-    """A config node as plain Python values (what checkpoints and JSON can hold)."""
-    return OmegaConf.to_container(cfg, resolve=True) if cfg is not None else None
-
-
 def find_callback(trainer: L.Trainer, kind: type) -> Any:
     return next((cb for cb in trainer.callbacks if isinstance(cb, kind)), None)
 
@@ -51,21 +47,30 @@ def find_callback(trainer: L.Trainer, kind: type) -> Any:
 def build(
     cfg: DictConfig, extra_callbacks: tuple[L.Callback, ...] = ()
 ) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
-    """The data module, model and trainer that ``cfg`` describes (plus ``extra_callbacks``), as ``train`` uses them."""
-    datamodule = instantiate(cfg.data)
-    # Hyperparameters as plain values (checkpoints load with weights_only=True); the optimizer and
-    # scheduler configs are instantiated by the module's configure_optimizers, not here.
-    module_class = get_class(cfg.module._target_)
-    model = module_class(
-        model=plain(cfg.model),
-        optimizer=plain(cfg.optimizer),
-        scheduler=plain(cfg.get("scheduler")),
-        dataset=cfg.data.dataset,
+    """The data module, model and trainer that ``cfg`` describes (plus ``extra_callbacks``), each built once; a class
+    that refuses its settings is a ConfigError naming its key. The optimizer and scheduler are built by the module's
+    ``configure_optimizers``."""
+    datamodule = built_or_refused("data", cfg.data._target_, lambda: instantiate(cfg.data))
+    # Hyperparameters as plain values: checkpoints load with weights_only=True.
+    settings = {"model": plain(cfg.model), "optimizer": plain(cfg.optimizer), "scheduler": plain(cfg.get("scheduler"))}
+    model = built_or_refused(
+        "model", cfg.model._target_, lambda: get_class(cfg.module._target_)(**settings, dataset=cfg.data.dataset)
     )
-    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + list(extra_callbacks)
-    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    callbacks = [
+        built_or_refused(f"callbacks.{name}", node._target_, lambda node=node: instantiate(node))
+        for name, node in cfg.callbacks.items()
+        if node is not None
+    ] + list(extra_callbacks)
+    logger = (
+        built_or_refused("logger", cfg.logger._target_, lambda: instantiate(cfg.logger)) if cfg.get("logger") else False
+    )
     # trainer.precision=auto is this project's, not Lightning's: it becomes a precision for this machine
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, precision=precision_for(cfg).precision)
+    precision = precision_for(cfg).precision
+    trainer = built_or_refused(
+        "trainer",
+        cfg.trainer._target_,
+        lambda: instantiate(cfg.trainer, callbacks=callbacks, logger=logger, precision=precision),
+    )
     return datamodule, model, trainer
 
 
@@ -136,12 +141,14 @@ def train(cfg: DictConfig) -> float | None:
     """Train and test the model ``cfg`` describes; returns ``cfg.optimized_metric`` if set."""
     begin_job()
     quiet_lightning()
-    check_config(cfg)
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.mode == RunMode.MULTIRUN:
         with claimed_job_dir(run_dir, Path(hydra_cfg.sweep.dir), cfg.get("ckpt_path")):
+            save_run_config(cfg)  # before the checks: a refused job's folder still says what it was
+            check_config(cfg)
             return fit_and_test(cfg, hydra_cfg, run_dir)
+    check_config(cfg)
     return fit_and_test(cfg, hydra_cfg, run_dir)
 
 
@@ -152,6 +159,8 @@ def fit_and_test(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path) -> float
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     pruning = pruning_callback(cfg)  # only in a trial of an Optuna sweep that prunes
     datamodule, model, trainer = build(cfg, (pruning,) if pruning else ())
+    if trainer.is_global_zero:
+        save_run_config(cfg)
     if trainer.is_global_zero:
         precision = precision_for(cfg)
         chosen = f"; precision auto: {precision.reason}" if str(cfg.trainer.get("precision")) == AUTO else ""

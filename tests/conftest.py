@@ -50,7 +50,7 @@ from PIL import Image
 from torch import nn
 
 from mnist_lit.config import store  # noqa: F401  the networks in the ConfigStore, as train.py has them
-from mnist_lit.config.checks import PROJECT_ROOT, check_config, command_config
+from mnist_lit.config.checks import PROJECT_ROOT, command_config
 from mnist_lit.data.acquire import file_digest, write_idx
 from mnist_lit.data.datamodule import MNISTDataModule
 from mnist_lit.data.dataset import ImageDataset
@@ -236,7 +236,6 @@ def run_cli(command: str, *args: str, check: bool = True, env: dict | None = Non
         sys.argv = argv
         for handler, stream in zip(handlers, streams, strict=True):
             handler.stream = stream
-        HydraConfig.instance().cfg = None
         GlobalHydra.instance().clear()
     # A command that joined a process group (DDP) leaves it joined, and every later Trainer of this process
     # would wait for the other ranks: such commands run in their own process.
@@ -307,35 +306,25 @@ def run_process(command: str, *args: str, timeout: float = 300, check: bool = Tr
 
 
 def compose_train(*overrides: str) -> DictConfig:
-    """conf/train.yaml composed with ``overrides`` as the command line would (with its Hydra config)."""
+    """conf/train.yaml composed with ``overrides`` as the command line would, with Hydra's settings set as Hydra
+    sets them for the job it runs (``HydraConfig.set_config``), so that ``${hydra:...}`` resolves."""
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("train", overrides=list(overrides), return_hydra_config=True)
+        cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(Path(str(cfg.hydra.run.dir)).absolute())
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    return cfg
 
 
 def train_in_process(run_dir: Path, *overrides: str) -> dict:
-    """``train(cfg)`` in this process, as ``python train.py`` runs it in ``run_dir`` (with the config saved into
-    ``.hydra/`` as Hydra saves it); returns its metrics.json.
+    """``train(cfg)`` in this process, as ``python train.py`` runs it in ``run_dir``; returns its metrics.json.
 
     The run directory's guard (a Hydra callback of the CLI) is not part of it: tests of the guard use the CLI.
     """
     from mnist_lit.training import train
 
-    cfg = compose_train(*overrides, f"hydra.run.dir={run_dir}")
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir)
-        cfg.hydra.job.num = 0  # what Hydra sets when it runs a job
-    HydraConfig.instance().set_config(cfg)
-    try:
-        check_config(cfg)  # what the guard checks before the run directory is made
-        (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-        task = cfg.copy()
-        with open_dict(task):
-            del task["hydra"]
-        OmegaConf.save(task, run_dir / ".hydra" / "config.yaml")  # as Hydra saves the job's config
-        OmegaConf.save(list(overrides), run_dir / ".hydra" / "overrides.yaml")
-        train(cfg)
-    finally:
-        HydraConfig.instance().cfg = None
+    train(compose_train(*overrides, f"hydra.run.dir={run_dir}"))
     return json.loads((run_dir / "metrics.json").read_text())
 
 
@@ -486,11 +475,7 @@ LONG_NAME = "x" * 300  # longer than any file name the system allows (255 bytes)
 def train_config(synthetic, tmp_path_factory) -> DictConfig:
     """The composed train config on the synthetic data, with Hydra's settings as a run would have them."""
     run_dir = tmp_path_factory.mktemp("attack") / "run"
-    cfg = compose_train(*synthetic_overrides(synthetic), f"hydra.run.dir={run_dir}")
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir)
-        cfg.hydra.job.num = 0
-    return cfg
+    return compose_train(*synthetic_overrides(synthetic), f"hydra.run.dir={run_dir}")
 
 
 def set_value(cfg: DictConfig, key: str, value: Any) -> DictConfig:

@@ -6,6 +6,8 @@ with a plain PyTorch loop that starts from the same weights and takes the same b
 
 from __future__ import annotations
 
+import collections
+import functools
 import json
 
 import pytest
@@ -179,3 +181,27 @@ def test_diverging_run_stops_with_a_reason(synthetic, tmp_path):
     assert "not finite" in metrics["stop_reason"], metrics["stop_reason"]
     assert metrics["epochs"] < 20 and metrics["test/acc"] is None
     assert "Training diverged" in done.stdout and "optimizer.lr" in done.stdout
+
+
+def test_a_run_checks_its_config_once_and_builds_its_trainer_and_callbacks_once(synthetic, tmp_path, monkeypatch):
+    """``python train.py``: the run directory's guard reads no config; the job checks it once, and the Trainer and
+    each callback it trains with are built once."""
+    import lightning as L
+
+    import mnist_lit.config.checks
+
+    calls: collections.Counter[str] = collections.Counter()
+
+    def counted(name: str, function):
+        @functools.wraps(function)  # its signature, which the checks read
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(mnist_lit.config.checks, "check_data", counted("check", mnist_lit.config.checks.check_data))
+    monkeypatch.setattr(L.Trainer, "__init__", counted("trainer", L.Trainer.__init__))
+    monkeypatch.setattr(ModelCheckpoint, "__init__", counted("checkpoint", ModelCheckpoint.__init__))
+    run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path / 'run'}", "trainer.max_epochs=1")
+    assert calls == {"check": 1, "trainer": 1, "checkpoint": 2}  # conf/callbacks: best.ckpt's and last.ckpt's

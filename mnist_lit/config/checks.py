@@ -1,34 +1,33 @@
-"""The one place where a composed config is checked before anything runs.
-
-Types and ranges are declared in dataclasses (the networks' own, ``TrainSettings``, ``DataSettings``,
-``OptimizerSettings``, the commands' ``EvalSettings`` and ``PredictSettings``) and checked by
-``mnist_lit.config.schema.typed``; what is checked here by hand is what no declaration can say: conditions
-between keys and with the environment (files, devices, checkpoints).
+"""The conditions a composed config must meet that no declaration can say: between keys, and with the environment
+(files, devices, memory, checkpoints). ``check_config`` runs them once per command, before anything is written;
+what each setting is (its type and range) is declared in ``mnist_lit.config.settings`` and the networks' ``Config``,
+and what a class named by ``_target_`` takes is its own signature (``mnist_lit.config.schema``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import inspect
 import math
 import os
 import typing
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from lightning.pytorch.accelerators import AcceleratorRegistry
-from omegaconf import DictConfig, OmegaConf, open_dict
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import DictConfig, OmegaConf
 
 from mnist_lit.config.resolvers import PROJECT_ROOT, resumed_run
-from mnist_lit.config.schema import DataSettings, in_range, plain, range_text, setting, shown, typed
-from mnist_lit.config.signatures import built_or_refused, check_target
+from mnist_lit.config.schema import check_target, in_range, plain, range_text, resolved, shown, typed
+from mnist_lit.config.settings import (
+    DataSettings,
+    EvalSettings,
+    OptimizerSettings,
+    PathSettings,
+    PredictSettings,
+    TrainerSettings,
+    TrainSettings,
+)
 from mnist_lit.data.acquire import data_dir_error, idx_count
 from mnist_lit.data.augment import AUGMENTATIONS
 from mnist_lit.data.dataset import load_dataset
@@ -40,83 +39,7 @@ from mnist_lit.models.base import build_network, network_class, network_config, 
 from mnist_lit.perf.checks import check_fast_config, is_fast_module
 from mnist_lit.precision import AUTO, precision_for
 
-FIGURE_IMAGES = 400  # the most images a report's figure shows: more would take minutes and gigabytes to draw
 TRAIN_IMAGES = 60_000  # the official training images of MNIST and its kin (when the files are not there to count)
-
-
-@dataclasses.dataclass(kw_only=True)
-class PathSettings:
-    """conf/paths/: where the project, the data and the logs are."""
-
-    root_dir: str = setting(min_length=1)
-    data_dir: str = setting(min_length=1)
-    log_dir: str = setting(min_length=1)
-
-
-@dataclasses.dataclass(kw_only=True)
-class TrainSettings:
-    """conf/train.yaml's own keys, and its groups (each group has its own checks)."""
-
-    seed: int = setting(low=0, high=2**32 - 1)
-    ckpt_path: str | None = None
-    run_name: str = ""
-    evaluate_after_fit: bool = False
-    optimized_metric: str | None = None
-    threads: int | None = setting(None, low=1)
-    keep_freed_memory: bool = True
-    module: Any = None
-    paths: Any = None
-    data: Any = None
-    model: Any = None
-    optimizer: Any = None
-    scheduler: Any = None
-    trainer: Any = None
-    callbacks: Any = None
-    logger: Any = None
-    hydra: Any = None
-
-
-@dataclasses.dataclass(kw_only=True)
-class OptimizerSettings:
-    """What every optimizer config must get right; an optimizer's other arguments are its own."""
-
-    lr: float = setting(low=0, low_open=True)
-    weight_decay: float = setting(0.0, low=0)
-
-
-@dataclasses.dataclass(kw_only=True)
-class TrainerSettings:
-    """The trainer keys the project relies on; the others are ``lightning.Trainer``'s own."""
-
-    max_epochs: int = setting(low=1)
-
-
-@dataclasses.dataclass(kw_only=True)
-class EvalSettings:
-    """conf/eval.yaml (``split`` is checked against the splits evaluation offers)."""
-
-    run_dir: str | None = None
-    ckpt_path: str | None = None
-    ckpt_paths: list[str] | None = None
-    split: str = "test"
-    tta: bool = False
-    report_dir: str | None = None
-    misclassified: int = setting(low=1, high=FIGURE_IMAGES)
-    samples: int = setting(low=1, high=FIGURE_IMAGES)
-    top_confusions: int = setting(low=1, high=90)  # a confusion matrix of 10 classes has 90 off-diagonal cells
-    tensorboard: bool = True
-
-
-@dataclasses.dataclass(kw_only=True)
-class PredictSettings:
-    """conf/predict.yaml (``images`` is a path or a list of paths, checked when they are read)."""
-
-    ckpt_path: str | None = None
-    invert: str = "auto"
-    top_k: int = setting(low=1, high=10)
-    min_confidence: float = setting(low=0, high=1)
-    verbose: bool = False
-    output: str | None = None
 
 
 def lightning_precisions() -> list[str]:
@@ -146,17 +69,12 @@ def lightning_accelerators() -> list[str]:
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Reject a config that cannot work, before any download or training; raises ConfigError."""
-    with hydra_settings(cfg):
-        values = resolved(cfg)
-        typed(values, TrainSettings, "")
-        typed(values["paths"], PathSettings, "paths")
-        check_module(values["module"])
-        check_settings(cfg, values)
-
-
-def check_settings(cfg: DictConfig, values: dict[str, Any]) -> None:
-    """``check_config``'s checks, ``values`` being ``cfg`` resolved."""
+    """Reject a config that cannot work, before any download or training; raises ConfigError. ``cfg`` is resolved
+    as the job will see it, so Hydra's settings (``${hydra:runtime.output_dir}``) must be those of the job."""
+    values = resolved(cfg)
+    typed(values, TrainSettings, "")
+    typed(values["paths"], PathSettings, "paths")
+    check_module(values["module"])
     check_group(values["data"], "data")  # the data module's own signature, before its values are used
     typed(cfg.data, DataSettings, "data", open_keys=True)
     typed(cfg.optimizer, OptimizerSettings, "optimizer", open_keys=True)
@@ -172,52 +90,9 @@ def check_settings(cfg: DictConfig, values: dict[str, Any]) -> None:
             raise ConfigError(f"data.steps_per_fetch={steps!r} is not allowed: it must be an integer in [1, inf)")
         check_fast_config(cfg)
     check_data(cfg)
-    check_buildable(values, precision_for(cfg).precision)
+    check_groups(values, precision_for(cfg).precision)
     if cfg.get("ckpt_path"):
         check_resume(cfg)
-
-
-@contextlib.contextmanager
-def hydra_settings(cfg: DictConfig, output_dir: str | None = None) -> Iterator[None]:
-    """Hydra's own settings (``${hydra:...}``) available while ``cfg`` is checked, before Hydra runs the job:
-    ``hydra.runtime.output_dir`` is ``output_dir`` (default ``hydra.run.dir``). Nothing changes when Hydra's
-    settings are already set (inside a job), or when ``cfg`` has none."""
-    if HydraConfig.initialized() and output_dir is None or "hydra" not in cfg:
-        yield
-        return
-    settings = cfg.copy()
-    with open_dict(settings):
-        try:
-            where = output_dir or OmegaConf.select(settings, "hydra.run.dir", default=None)
-        except OmegaConfBaseException:
-            where = None  # the key it is made of is named when the config is resolved
-        if where is not None:
-            settings.hydra.runtime.output_dir = str(where)
-        if OmegaConf.is_missing(settings.hydra.job, "num"):
-            settings.hydra.job.num = 0
-    instance = HydraConfig.instance()
-    before = instance.cfg
-    instance.set_config(settings)
-    try:
-        yield
-    finally:
-        instance.cfg = before
-
-
-def resolved(cfg: DictConfig) -> dict[str, Any]:
-    """``cfg`` as plain values, every interpolation resolved (Hydra's own settings left out); ConfigError
-    naming the key whose interpolation fails (an unset environment variable, a missing key)."""
-    values: dict[str, Any] = {}
-    for key in cfg:
-        if key == "hydra":
-            values[key] = None
-            continue
-        try:
-            values[key] = plain(cfg[key])
-        except OmegaConfBaseException as e:
-            where = e.full_key or key
-            raise ConfigError(f"{where} cannot be resolved: {describe(e)}") from None
-    return values
 
 
 # Ranges of library settings that their type hints cannot say: {class: {argument: (low, high, low_open, high_open)}}.
@@ -270,54 +145,30 @@ def check_module(node: Any) -> None:
         )
 
 
-def check_buildable(values: dict[str, Any], precision: str) -> None:
-    """Every ``_target_`` group checked against its class and built once, off to the side: what the library
-    refuses is refused here, before anything is written. ``precision``: what ``trainer.precision`` means here."""
-    optimizer = values["optimizer"]
-    check_group(optimizer, "optimizer")
-    dry = built_or_refused("optimizer", optimizer["_target_"], lambda: instantiate(optimizer))
-    if callable(dry):  # _partial_: true (the module passes the parameters)
-        dry = built_or_refused("optimizer", optimizer["_target_"], lambda: dry([torch.nn.Parameter(torch.zeros(1))]))
+def check_groups(values: dict[str, Any], precision: str) -> None:
+    """Every ``_target_`` group against its class's signature (training builds each once, in
+    ``mnist_lit.training.build``). ``precision``: what ``trainer.precision`` means on this machine."""
+    check_group(values["optimizer"], "optimizer")
     scheduler = values.get("scheduler")
     if scheduler:
         check_group(scheduler, "scheduler", own_keys=("interval",))
-        interval = scheduler.get("interval", "step")
-        if interval not in SCHEDULER_INTERVALS:
-            raise ConfigError(f"scheduler.interval={shown(interval)} is not allowed: choose step or epoch")
-        settings = {k: v for k, v in scheduler.items() if k != "interval"}
-
-        def build_scheduler() -> Any:
-            make = instantiate(settings)
-            steps = {"total_steps": 100} if "total_steps" in inspect.signature(make).parameters else {}
-            return make(dry, **steps) if callable(make) else make
-
-        built_or_refused("scheduler", settings["_target_"], build_scheduler, [optimizer, settings])
+        if scheduler.get("interval", "step") not in SCHEDULER_INTERVALS:
+            raise ConfigError(f"scheduler.interval={shown(scheduler['interval'])} is not allowed: choose step or epoch")
     callbacks = values.get("callbacks") or {}
     if not isinstance(callbacks, dict):
         raise ConfigError(f"callbacks={shown(callbacks)} is not allowed: it must be a group of callbacks")
     for name, node in callbacks.items():
         if node is None:
             continue  # callbacks.<name>=null switches a callback off
-        key = f"callbacks.{name}"
-        check_group(node, key)
-        if "monitor" in node and node["monitor"] is not None and node["monitor"] not in MONITORED:
+        check_group(node, f"callbacks.{name}")
+        if node.get("monitor") is not None and node["monitor"] not in MONITORED:
             raise ConfigError(
-                f"{key}.monitor={shown(node['monitor'])} is not allowed: the module logs {' and '.join(MONITORED)} "
-                "at the end of each validation; choose one of them"
+                f"callbacks.{name}.monitor={shown(node['monitor'])} is not allowed: the module logs "
+                f"{' and '.join(MONITORED)} at the end of each validation; choose one of them"
             )
-        built_or_refused(key, node["_target_"], lambda node=node: instantiate(node), node)
     if values.get("logger"):
         check_group(values["logger"], "logger")
-        logger = values["logger"]
-        built_or_refused("logger", logger["_target_"], lambda: instantiate(logger), logger)
-    trainer = {**values["trainer"], "precision": precision}  # trainer.precision=auto, as it applies here
-    check_group(trainer, "trainer")
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    try:
-        build = lambda: instantiate(trainer, callbacks=[], logger=False)  # noqa: E731
-        built_or_refused("trainer", trainer["_target_"], build, trainer)
-    finally:
-        torch.use_deterministic_algorithms(deterministic)  # Trainer(deterministic=...) sets it for the process
+    check_group({**values["trainer"], "precision": precision}, "trainer")  # trainer.precision=auto, as it applies
 
 
 def check_run_name(name: Any) -> None:

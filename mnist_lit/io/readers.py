@@ -19,7 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from mnist_lit.config import resolvers  # noqa: F401  a run's saved config uses the project's resolvers
-from mnist_lit.config.schema import DataSettings, typed
+from mnist_lit.config.schema import typed
+from mnist_lit.config.settings import DataSettings
 from mnist_lit.errors import ConfigError, UserError, describe
 
 MAX_PIXELS = 50_000_000  # a 48-megapixel photo fits; decoding anything larger could exhaust memory

@@ -1,14 +1,16 @@
 """The run directory, checked and claimed before Hydra or Lightning writes anything into it.
 
-``RunDirectoryGuard`` is a Hydra callback (conf/hydra/default.yaml). Its ``on_run_start`` runs
-before Hydra creates the run directory and saves ``.hydra/`` into it, so a run that will be
-refused leaves every file as it was.
+``RunDirectoryGuard`` is a Hydra callback (conf/hydra/default.yaml). Its ``on_run_start`` runs before Hydra
+creates the run directory; Hydra saves no ``.hydra/`` of its own (``output_subdir: null``) and opens its log file
+only when the job first logs, so a run refused by its checks leaves every file as it was.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import shutil
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -16,13 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from mnist_lit.config.resolvers import resumed_run
+from mnist_lit.config.schema import resolved
 from mnist_lit.errors import ConfigError, UserError, describe, exit_with
-from mnist_lit.io.atomic import unwritable_reason
+from mnist_lit.io.atomic import unwritable_reason, write_text
 
 # What a training run leaves in its directory; any of them means the directory is taken.
 RUN_MARKERS = (".hydra", "checkpoints", "metrics.json")
@@ -160,16 +166,43 @@ def lock_directory(directory: Path, key: str) -> FileLock:
     return lock
 
 
-class RunDirectoryGuard(Callback):
-    """Checks the config, the data folder and the run (or sweep) directory, then locks that directory.
+def save_run_config(cfg: DictConfig) -> None:
+    """A job's ``.hydra/`` (config.yaml, hydra.yaml, overrides.yaml), as Hydra saves it, written once the job's
+    checks have passed: conf/hydra sets ``output_subdir: null`` so that Hydra writes nothing before them."""
+    hydra = HydraConfig.get()
+    folder = Path(hydra.runtime.output_dir) / ".hydra"
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = {
+        "config.yaml": cfg,
+        "hydra.yaml": OmegaConf.create({"hydra": hydra}),
+        "overrides.yaml": hydra.overrides.task,
+    }
+    for name, node in saved.items():
+        write_text(folder / name, OmegaConf.to_yaml(node))
 
-    Everything is checked before Hydra writes anything, and the directory is checked again once
-    it is locked: of two commands started at once for the same directory, one runs and the
-    other is refused, whichever order their checks ran in.
+
+def job_error(job_return: JobReturn) -> BaseException:
+    """The exception a failed job raised (Hydra's own line about it is left out: the caller reports it)."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        try:
+            job_return.return_value  # noqa: B018  (a failed job's return_value raises its exception)
+        except Exception as e:
+            return e
+    return RuntimeError("the job failed without an exception")  # pragma: no cover - Hydra stores every one
+
+
+class RunDirectoryGuard(Callback):
+    """Checks the run (or sweep) directory, then makes and locks it, before Hydra writes anything; the config is
+    checked by the job itself (``mnist_lit.training.train``). A single run refused by its checks leaves nothing:
+    the folders the guard made are removed again and the command ends with its one ``Error:`` line.
+
+    The directory is checked again once it is locked: of two commands started at once for the same directory,
+    one runs and the other is refused, whichever order their checks ran in.
     """
 
     def __init__(self) -> None:
         self.lock: FileLock | None = None
+        self.made: Path | None = None  # the outermost folder this command made for its run
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         if os.environ.get("LOCAL_RANK", "0") != "0":
@@ -177,39 +210,45 @@ class RunDirectoryGuard(Callback):
         fail_closed(lambda: self.claim_run(config))
 
     def claim_run(self, config: DictConfig) -> None:
-        """Check the config and the run directory, then make and lock the directory."""
-        from mnist_lit.config.checks import (  # imported here: it loads torch, which sweeps need not wait for
-            check_config,
-            hydra_settings,
-        )
-
+        """Check the run directory, then make and lock it."""
         try:
             shown = str(config.hydra.run.dir)
-        except OmegaConfBaseException:
-            with hydra_settings(config):
-                check_config(config)  # names the key that hydra.run.dir is made of and that cannot be resolved
-            raise
+        except OmegaConfBaseException as e:
+            resolved(config)  # names the key that hydra.run.dir is made of and that cannot be resolved
+            raise ConfigError(f"hydra.run.dir cannot be resolved: {describe(e)}") from None
         run_dir = Path(shown).expanduser().absolute()
-        with hydra_settings(config, str(run_dir)):
-            check_config(config)
         check_run_dir(run_dir, shown, config.get("ckpt_path"))
+        self.made = next((p for p in reversed([run_dir, *run_dir.parents]) if not p.exists()), None)
         run_dir.mkdir(parents=True, exist_ok=True)
         self.lock = lock_directory(run_dir, "hydra.run.dir")
         check_run_dir(run_dir, shown, config.get("ckpt_path"))
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if config.hydra.mode == RunMode.MULTIRUN or job_return.status != JobStatus.FAILED:
+            return  # a sweep records its failed jobs (mnist_lit.sweeps.callbacks)
+        error = job_error(job_return)
+        if not isinstance(error, UserError):
+            return  # a bug: Hydra shows its traceback
+        self.release()
+        run_dir = Path(config.hydra.runtime.output_dir)
+        if self.made is not None and not any((run_dir / name).exists() for name in JOB_OUTPUTS):
+            shutil.rmtree(run_dir, ignore_errors=True)  # made by this command, holding nothing but its lock and log
+            for folder in run_dir.parents:  # and the empty folders above it that this command made
+                if folder == self.made.parent or any(folder.iterdir()):
+                    break
+                folder.rmdir()
+        exit_with(error)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         fail_closed(lambda: self.claim_sweep(config))
 
     def claim_sweep(self, config: DictConfig) -> None:
-        """Check the sweeper, the job folders and the sweep directory, then make and lock the directory."""
-        from mnist_lit.config.checks import check_config, hydra_settings
-
+        """Check the sweeper, the job folders and the sweep directory, then make and lock the directory (each job
+        checks its own config)."""
         shown = str(config.hydra.sweep.dir)
         sweep_dir = Path(os.path.normpath(Path(shown).expanduser().absolute()))
         check_sweeper(config)
-        first_job = check_job_dirs(config, sweep_dir)
-        with hydra_settings(config, str(first_job)):
-            check_config(config)  # the settings every job shares (each job checks its own again)
+        check_job_dirs(config, sweep_dir)
         check_sweep_dir(sweep_dir, shown)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         self.lock = lock_directory(sweep_dir, "hydra.sweep.dir")

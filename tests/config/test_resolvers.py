@@ -13,10 +13,7 @@ from tests.conftest import composed
 def resolved_threads(*overrides: str) -> int | None:
     cfg = composed(*overrides)
     HydraConfig.instance().set_config(cfg)  # as in a job: ${hydra:...} reads the job's Hydra config
-    try:
-        return cfg.threads
-    finally:
-        HydraConfig.instance().cfg = None
+    return cfg.threads
 
 
 def test_threads_follow_the_joblib_launchers_jobs():

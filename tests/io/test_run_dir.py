@@ -108,18 +108,36 @@ def earlier_run(tmp_path: Path) -> Path:
 
 
 GUARD_CASES = {
+    "good settings": [],
+    "wrong type into another run": ["trainer.max_epochs=abc"],
+    "library refuses": ["trainer.devices=0"],
+}
+
+
+@pytest.mark.parametrize("overrides", GUARD_CASES.values(), ids=GUARD_CASES.keys())
+def test_refused_run_leaves_another_run_as_it_was(synthetic, earlier_run, overrides) -> None:
+    """The directory is refused before the config is read, whatever else the config holds."""
+    before = snapshot(earlier_run)
+    done = run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={earlier_run}", *overrides, check=False)
+    assert_refused(done, f"hydra.run.dir={earlier_run} already holds another run")
+    assert snapshot(earlier_run) == before
+
+
+REFUSED_CASES = {
     "unset environment variable": (["run_name=${oc.env:MNIST_LIT_UNSET_VARIABLE}"], "run_name"),
-    "wrong type into another run": (["trainer.max_epochs=abc"], "trainer.max_epochs"),
+    "wrong type": (["trainer.max_epochs=abc"], "trainer.max_epochs"),
     "library refuses": (["trainer.devices=0"], "trainer"),
 }
 
 
-@pytest.mark.parametrize("overrides,expected", GUARD_CASES.values(), ids=GUARD_CASES.keys())
-def test_refused_run_leaves_another_run_as_it_was(synthetic, earlier_run, overrides, expected) -> None:
-    before = snapshot(earlier_run)
-    done = run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={earlier_run}", *overrides, check=False)
+@pytest.mark.parametrize("overrides,expected", REFUSED_CASES.values(), ids=REFUSED_CASES.keys())
+def test_refused_new_run_leaves_no_folder(synthetic, tmp_path, overrides, expected) -> None:
+    """A run refused by its checks removes the folders its guard made (paths.log_dir and those below)."""
+    done = run_cli(
+        "train.py", *synthetic_overrides(synthetic), f"paths.log_dir={tmp_path}/logs", *overrides, check=False
+    )
     assert_refused(done, expected)
-    assert snapshot(earlier_run) == before
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_too_long_run_directory_name_is_refused(synthetic, tmp_path) -> None:

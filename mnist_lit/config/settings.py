@@ -1,0 +1,104 @@
+"""Every setting of the project's own configs, declared once: its type, its allowed range and (in conf/) its default.
+
+The networks declare theirs beside their code (``Config`` in each module of mnist_lit/models/); a class named by
+``_target_`` (the Trainer, a callback, the optimizer) declares its own in its signature.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from mnist_lit.config.schema import setting
+
+FIGURE_IMAGES = 400  # the most images a report's figure shows: more would take minutes and gigabytes to draw
+
+
+@dataclasses.dataclass(kw_only=True)
+class PathSettings:
+    """conf/paths/: where the project, the data and the logs are."""
+
+    root_dir: str = setting(min_length=1)
+    data_dir: str = setting(min_length=1)
+    log_dir: str = setting(min_length=1)
+
+
+@dataclasses.dataclass(kw_only=True)
+class TrainSettings:
+    """conf/train.yaml's own keys, and its groups (each group has its own checks)."""
+
+    seed: int = setting(low=0, high=2**32 - 1)
+    ckpt_path: str | None = None
+    run_name: str = ""
+    evaluate_after_fit: bool = False
+    optimized_metric: str | None = None
+    threads: int | None = setting(None, low=1)
+    keep_freed_memory: bool = True
+    module: Any = None
+    paths: Any = None
+    data: Any = None
+    model: Any = None
+    optimizer: Any = None
+    scheduler: Any = None
+    trainer: Any = None
+    callbacks: Any = None
+    logger: Any = None
+    hydra: Any = None
+
+
+@dataclasses.dataclass(kw_only=True)
+class DataSettings:
+    """The data group's keys that every data module has (conf/data/); also what a run's saved config must hold."""
+
+    dataset: str = "mnist"
+    data_dir: str = setting(min_length=1)
+    batch_size: int = setting(low=1)
+    eval_batch_size: int = setting(low=1)
+    val_fraction: float = setting(low=0, high=1, low_open=True, high_open=True)
+    split_seed: int = setting(low=0, high=2**63 - 1)
+    num_workers: int = setting(low=0)
+    pin_memory: bool = False
+    on_device: bool = False
+
+
+@dataclasses.dataclass(kw_only=True)
+class OptimizerSettings:
+    """What every optimizer config must get right; an optimizer's other arguments are its own."""
+
+    lr: float = setting(low=0, low_open=True)
+    weight_decay: float = setting(0.0, low=0)
+
+
+@dataclasses.dataclass(kw_only=True)
+class TrainerSettings:
+    """The trainer keys the project relies on; the others are ``lightning.Trainer``'s own."""
+
+    max_epochs: int = setting(low=1)
+
+
+@dataclasses.dataclass(kw_only=True)
+class EvalSettings:
+    """conf/eval.yaml (``split`` is checked against the splits evaluation offers)."""
+
+    run_dir: str | None = None
+    ckpt_path: str | None = None
+    ckpt_paths: list[str] | None = None
+    split: str = "test"
+    tta: bool = False
+    report_dir: str | None = None
+    misclassified: int = setting(low=1, high=FIGURE_IMAGES)
+    samples: int = setting(low=1, high=FIGURE_IMAGES)
+    top_confusions: int = setting(low=1, high=90)  # a confusion matrix of 10 classes has 90 off-diagonal cells
+    tensorboard: bool = True
+
+
+@dataclasses.dataclass(kw_only=True)
+class PredictSettings:
+    """conf/predict.yaml (``images`` is a path or a list of paths, checked when they are read)."""
+
+    ckpt_path: str | None = None
+    invert: str = "auto"
+    top_k: int = setting(low=1, high=10)
+    min_confidence: float = setting(low=0, high=1)
+    verbose: bool = False
+    output: str | None = None
