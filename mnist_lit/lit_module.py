@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from mnist_lit.config.schema import built_or_refused
 from mnist_lit.data.dataset import load_dataset
 from mnist_lit.errors import ConfigError, describe
 from mnist_lit.models.base import build_network, network_config, network_shape
@@ -138,7 +139,10 @@ class DigitClassifier(L.LightningModule):
         self.log_epoch("test")
 
     def configure_optimizers(self) -> Any:
-        optimizer = instantiate(self.hparams.optimizer)(self.parameters())
+        """The optimizer and scheduler, built once from their settings (a refusal is a ConfigError naming them)."""
+        settings = self.hparams.optimizer
+        build = lambda: instantiate(settings)(self.parameters())  # noqa: E731
+        optimizer = built_or_refused("optimizer", settings["_target_"], build)
         if not self.hparams.scheduler:
             return optimizer
         config = dict(self.hparams.scheduler)
@@ -147,7 +151,7 @@ class DigitClassifier(L.LightningModule):
         kwargs = {}
         if "total_steps" in inspect.signature(make_scheduler.func).parameters and "total_steps" not in config:
             kwargs["total_steps"] = self.scheduler_steps()
-        scheduler = make_scheduler(optimizer, **kwargs)
+        scheduler = built_or_refused("scheduler", config["_target_"], lambda: make_scheduler(optimizer, **kwargs))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
 
     def scheduler_steps(self) -> int:

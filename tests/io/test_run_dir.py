@@ -127,6 +127,7 @@ REFUSED_CASES = {
     "unset environment variable": (["run_name=${oc.env:MNIST_LIT_UNSET_VARIABLE}"], "run_name"),
     "wrong type": (["trainer.max_epochs=abc"], "trainer.max_epochs"),
     "library refuses": (["trainer.devices=0"], "trainer"),
+    "optimizer refuses": (["+optimizer.eps=-1.0"], "optimizer cannot be built"),
 }
 
 
