@@ -5,8 +5,8 @@ Trainer; progress bar, per-epoch metrics, checkpointing and early stopping all o
 addition, ``benchmarks.plain_loop.InterleavedReference``: it trains the plain PyTorch reference
 (same model, images, batch size and optimizer) in the same process, alongside the project: every
 32 project optimizer steps the reference takes as many, timed apart, so the two sides take turns
-every fraction of a second and meet the same machine state,
-which matters on a shared VM whose speed drifts by 10-30% within a minute. Each project epoch
+every fraction of a second and meet the same machine state, which matters on a shared VM whose
+speed drifts within a minute (benchmarks/README.md has by how much). Each project epoch
 (from its start to the next epoch's: steps, fetches, validation, epoch-end logging, checkpoints)
 is paired with the reference epoch trained alongside it (its steps and its validation pass). The
 ratio is the median of the pairs' ratios; the first pair of every process is a warm-up, each side

@@ -8,7 +8,7 @@ Same model (built from the project's Hydra config), same optimizer, batch size a
 - ``InterleavedReference``: a callback that ``make bench`` adds to the real ``python train.py``.
   Every 32 project optimizer steps (32 batches on the default path, one fetch under ``perf=fast``)
   it runs as many reference steps, timed apart, so the two sides take turns every fraction of a
-  second and meet the same machine state (a shared VM's speed drifts by 10-30% within a minute).
+  second and meet the same machine state (a shared VM's speed drifts within a minute: benchmarks/README.md).
   Each project epoch is paired with the reference epoch trained alongside it.
 """
 
@@ -77,7 +77,7 @@ class PlainLoop:
         net.train()
         taken = 0
         for _, index in zip(range(steps), self._batches, strict=False):
-            # index_select: the fastest gather for a small batch (advanced indexing is several times slower)
+            # index_select: the fastest gather for a small batch (benchmarks/README.md)
             images = self.train_x.index_select(0, index).to(device, non_blocking=True)
             labels = self.train_y.index_select(0, index).to(device, non_blocking=True)
             loss = F.cross_entropy(net(images), labels)

@@ -28,9 +28,10 @@ Batch = tuple[Tensor, Tensor]
 class EpochMetrics(nn.Module):
     """Loss and accuracy of one stage over an epoch, computed by torchmetrics.
 
-    A torchmetrics update costs more than the MLP's whole training step on a CPU, so step outputs
-    are kept (detached, on the device) and handed to torchmetrics every ``chunk`` steps: the same
-    result, a fraction of the cost, and no host synchronisation.
+    A torchmetrics update per step would outweigh a small network's training step on a CPU
+    (benchmarks/README.md has the cost), so step outputs are kept (detached, on the device) and
+    handed to torchmetrics every ``chunk`` steps: the same result, a fraction of the cost, and no
+    host synchronisation.
     """
 
     def __init__(self, num_classes: int, chunk: int = 64) -> None:
@@ -94,7 +95,7 @@ class DigitClassifier(L.LightningModule):
         if model.get("compile"):
             self.net.compile()  # in place: parameter names, and so checkpoints, stay the same
         # Metrics accumulate on the device and are logged once an epoch: no per-step self.log
-        # (which costs more than the MLP's own step) and no host synchronisation.
+        # (which would outweigh a small network's step: benchmarks/README.md) and no host synchronisation.
         config = network_config(model)
         classes = config.num_classes
         self.label_smoothing = config.label_smoothing

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 class EpochProgressBar(TQDMProgressBar):
     """Lightning's tqdm bar, counting epochs from 1 as the epoch lines do, redrawn at most every ``refresh_seconds``.
 
-    Redrawing costs more than the MLP's own training step, so the training bar is drawn when
+    A redraw every step would outweigh a small network's training step, so the training bar is drawn when
     ``refresh_seconds`` have passed since the last draw (checked in the public batch hook) and
     at the epoch's last batch; validation and test batches (1,000 images each) cost far more
     than a redraw, so their bars are drawn as Lightning draws them. Bars are shown only where

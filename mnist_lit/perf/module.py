@@ -13,7 +13,7 @@ from mnist_lit.lit_module import Batch, DigitClassifier
 class FastDigitClassifier(DigitClassifier):
     """``DigitClassifier`` taking one optimizer step per batch of a fetch, under manual optimisation.
 
-    The automatic loop's closure and per-step hooks cost about as much as the MLP's whole step on
+    The automatic loop's closure and per-step hooks are a large share of a small network's step on
     a CPU (benchmarks/README.md); here ``training_step`` does the zero_grad / backward / step itself, through
     Lightning's ``manual_backward`` and optimizer wrapper (precision plugins and DDP still work).
     Checkpoints are the same as the default module's and load with ``load_classifier``.
@@ -32,7 +32,8 @@ class FastDigitClassifier(DigitClassifier):
     def __setattr__(self, name: str, value: Any) -> None:
         # Lightning records the hook being run in its ``_current_fx_name`` attribute twice per hook
         # call; nn.Module.__setattr__ (which looks for parameters, buffers and submodules first)
-        # costs about 1.5 us a time, 1-2% of an MLP epoch. A string is none of those.
+        # is dear at that rate, enough to show in a small network's epoch (benchmarks/README.md has
+        # the cost). A string is none of those.
         if name == "_current_fx_name":
             object.__setattr__(self, name, value)
         else:
