@@ -19,9 +19,10 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from mnist_lit.config.checks import check_config, command_config
+from mnist_lit.config.schema import plain
 from mnist_lit.display.progress import EpochSummary, latest_checkpoint
 from mnist_lit.display.tensorboard import sweep_params, write_curves_layout, write_run_summary
 from mnist_lit.display.terminal import quiet_lightning
@@ -37,11 +38,6 @@ from mnist_lit.process.resources import begin_job, peak_rss_mb
 from mnist_lit.sweeps.optuna_pruning import pruning_callback
 
 log = logging.getLogger(__name__)
-
-
-def plain(cfg: DictConfig | None) -> Any:
-    """A config node as plain Python values (what checkpoints and JSON can hold)."""
-    return OmegaConf.to_container(cfg, resolve=True) if cfg is not None else None
 
 
 def find_callback(trainer: L.Trainer, kind: type) -> Any:
