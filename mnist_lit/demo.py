@@ -92,7 +92,6 @@ class DemoServer(ThreadingHTTPServer):
         if self.save_dir is None:
             raise RequestError(HTTPStatus.NOT_FOUND, "saving is off: start the demo with save=<folder>")
         with self.lock:
-            self.save_dir.mkdir(parents=True, exist_ok=True)
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
             n = 0
             while (path := self.save_dir / f"{label}-{stamp}-{n}.png").exists():
