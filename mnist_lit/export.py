@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import onnx
 import onnxruntime
@@ -24,9 +23,10 @@ import torchvision.datasets
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from mnist_lit.command import command
 from mnist_lit.data.dataset import ImageDataset, load_dataset
-from mnist_lit.errors import ConfigError, UserError, exit_with
-from mnist_lit.interrupts import interruptible, watch
+from mnist_lit.errors import ConfigError
+from mnist_lit.interrupts import watch
 from mnist_lit.io.owned import Owned
 from mnist_lit.lit_module import DigitClassifier, load_checkpoint, load_classifier
 from mnist_lit.models.base import IMAGE_SIZE, build_network, network_config
@@ -223,13 +223,9 @@ def export_onnx(cfg: DictConfig) -> Parity:
     return found[0]
 
 
-@interruptible("nothing written")
-@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
+@command("nothing written", config="export")
 def main(cfg: DictConfig) -> None:
-    try:
-        export_onnx(cfg)
-    except UserError as e:
-        exit_with(e)
+    export_onnx(cfg)
 
 
 if __name__ == "__main__":

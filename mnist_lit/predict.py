@@ -13,18 +13,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig, ListConfig
 from PIL import Image, ImageOps
 from torch import Tensor
 
+from mnist_lit.command import command
 from mnist_lit.config.checks import check_predict_config
 from mnist_lit.data.datamodule import NUM_CLASSES
-from mnist_lit.errors import ConfigError, UserError, exit_with
+from mnist_lit.errors import ConfigError
 from mnist_lit.evaluation.inference import classify, inference_device
-from mnist_lit.interrupts import interruptible, watch
+from mnist_lit.interrupts import watch
 from mnist_lit.io.owned import Owned
 from mnist_lit.io.readers import load_image, read_csv_header
 from mnist_lit.lit_module import load_checkpoint, load_classifier
@@ -196,13 +196,9 @@ def predict_images(cfg: DictConfig) -> list[dict[str, Any]]:
     return rows
 
 
-@interruptible("nothing written")
-@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+@command("nothing written", config="predict")
 def main(cfg: DictConfig) -> None:
-    try:
-        predict_images(cfg)
-    except UserError as e:
-        exit_with(e)
+    predict_images(cfg)
 
 
 if __name__ == "__main__":

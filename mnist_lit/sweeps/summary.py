@@ -10,7 +10,6 @@ concurrent commands, from the job directories the study records, and the trials 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import math
@@ -21,9 +20,7 @@ from typing import Any, BinaryIO
 from PIL import Image
 
 from mnist_lit.display.tables import markdown_table
-from mnist_lit.errors import EXIT_STATUS, ConfigError, UserError, report
-from mnist_lit.interrupts import explained
-from mnist_lit.io.atomic import unwritable_reason
+from mnist_lit.errors import ConfigError, UserError
 from mnist_lit.io.owned import Owned
 from mnist_lit.io.readers import FileProblem, JobFileError, kind_of, load_job, read_text, read_yaml
 
@@ -431,33 +428,3 @@ def write_summary(sweep_dir: Path, finished: bool = True) -> list[Job]:
     with SUMMARY["accuracy_vs_parameters.png"].written(sweep_dir / "accuracy_vs_parameters.png", "wb") as f:
         plot(jobs, f)
     return jobs
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line: summarise a sweep directory and print the Markdown table."""
-    parser = argparse.ArgumentParser(prog="python -m mnist_lit.sweep_summary", description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path, help="a Hydra multirun directory, e.g. logs/sweeps/<time>")
-    args = parser.parse_args(argv)
-    sweep_dir: Path = args.sweep_dir
-    try:
-        if not sweep_dir.is_dir():
-            raise ConfigError(
-                f"sweep_dir={str(sweep_dir)!r} is not a directory: give a sweep's directory, e.g. logs/sweeps/<time>"
-            )
-        if not any(sweep_dir.glob("**/.hydra/overrides.yaml")):
-            raise ConfigError(
-                f"sweep_dir={str(sweep_dir)!r} holds no job directory (none has .hydra/overrides.yaml): "
-                "give one a multirun wrote"
-            )
-        reason = unwritable_reason(sweep_dir)
-        if reason:
-            raise ConfigError(f"sweep_dir={str(sweep_dir)!r} cannot take the summary: {reason}")
-        kept = f"each of {', '.join(SUMMARY_FILES)} in {sweep_dir} is whole, the previous one or the new one"
-        with explained(f"{kept}: run the command again to bring them all up to date"):
-            write_summary(sweep_dir)
-    except UserError as e:
-        report(e)
-        return EXIT_STATUS
-    print((sweep_dir / "summary.md").read_text(), end="")
-    print(f"\nWritten: {', '.join(str(sweep_dir / name) for name in SUMMARY_FILES)}")
-    return 0
