@@ -194,7 +194,6 @@ def main() -> None:
     print("\n" + text)
     slug = re.sub(r"[^a-z0-9]+", "-", f"{info['cpu']}-{info['cores']}c-{info['gpu'] or 'cpu'}".lower()).strip("-")
     output = args.output or ROOT / "benchmarks" / "results" / f"{slug}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
     result = {"machine": info, "rows": rows, "table": text, "seconds": round(time.perf_counter() - started)}
     result["date"] = time.strftime("%Y-%m-%d")
     write_text(output, json.dumps(result, indent=2) + "\n")

@@ -34,6 +34,7 @@ from torch import Tensor
 from mnist_lit.config import store  # noqa: F401  the networks in Hydra's ConfigStore, before composing
 from mnist_lit.config.checks import PROJECT_ROOT
 from mnist_lit.data.datamodule import ImageTensorDataset, MNISTDataModule, normalize
+from mnist_lit.io.atomic import write_text
 from mnist_lit.models.base import build_network
 from mnist_lit.process.resources import peak_rss_mb, process_age
 
@@ -197,7 +198,7 @@ class InterleavedReference(L.Callback):
         self.results["project_epoch_seconds"].append(project)
         self.results["epoch_seconds"].append(reference)
         self.results["steps"].append(self._steps)
-        self.output.write_text(json.dumps(self.results))
+        write_text(self.output, json.dumps(self.results))
 
 
 @contextlib.contextmanager

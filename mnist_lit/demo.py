@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import hydra
 from omegaconf import DictConfig
 from PIL import Image, UnidentifiedImageError
 
+from mnist_lit.command import command
 from mnist_lit.data.datamodule import NUM_CLASSES
-from mnist_lit.errors import ConfigError, UserError, exit_with
+from mnist_lit.errors import ConfigError
 from mnist_lit.evaluation.inference import classify, inference_device
-from mnist_lit.interrupts import interruptible
 from mnist_lit.io.atomic import atomic_file, unwritable_reason
 from mnist_lit.lit_module import DigitClassifier, load_classifier
 from mnist_lit.predict import prepare
@@ -92,7 +91,6 @@ class DemoServer(ThreadingHTTPServer):
         if self.save_dir is None:
             raise RequestError(HTTPStatus.NOT_FOUND, "saving is off: start the demo with save=<folder>")
         with self.lock:
-            self.save_dir.mkdir(parents=True, exist_ok=True)
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
             n = 0
             while (path := self.save_dir / f"{label}-{stamp}-{n}.png").exists():
@@ -248,13 +246,9 @@ def serve(cfg: DictConfig) -> None:
         server.serve_forever()
 
 
-@interruptible("the demo stopped")
-@hydra.main(version_base="1.3", config_path="../conf", config_name="demo")
+@command("the demo stopped", config="demo")
 def main(cfg: DictConfig) -> None:
-    try:
-        serve(cfg)
-    except UserError as e:
-        exit_with(e)
+    serve(cfg)
 
 
 if __name__ == "__main__":

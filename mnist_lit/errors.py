@@ -17,7 +17,8 @@ class ConfigError(UserError, ValueError):
 
 
 class OutputError(UserError):
-    """An output that could not be written (a full disk); the previous file is left as it was."""
+    """An output that could not be written (a full disk, someone else's file in its place); what was there is
+    left as it was."""
 
 
 def describe(error: BaseException, limit: int = 200) -> str:

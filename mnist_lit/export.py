@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import onnx
 import onnxruntime
@@ -24,10 +23,11 @@ import torchvision.datasets
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from mnist_lit.command import command
 from mnist_lit.data.dataset import ImageDataset, load_dataset
-from mnist_lit.errors import ConfigError, UserError, exit_with
-from mnist_lit.interrupts import interruptible, watch
-from mnist_lit.io.atomic import atomic_file, unwritable_reason
+from mnist_lit.errors import ConfigError
+from mnist_lit.interrupts import watch
+from mnist_lit.io.owned import Owned
 from mnist_lit.lit_module import DigitClassifier, load_checkpoint, load_classifier
 from mnist_lit.models.base import IMAGE_SIZE, build_network, network_config
 
@@ -90,22 +90,14 @@ def is_export(path: Path) -> bool:
     return any(prop.key == EXPORT_KEY for prop in model.metadata_props)
 
 
+EXPORT = Owned("an ONNX export of this command", is_export, example="model.onnx")
+
+
 def check_output(output: Any) -> Path:
     """Where the ONNX file may go: a new file, or an earlier export of this command (replaced whole)."""
     if not output:
         raise ConfigError("output is missing: give output=<file.onnx>, e.g. output=model.onnx")
-    path = Path(str(output)).expanduser()
-    if path.is_dir():
-        raise ConfigError(f"output={output!r} is not allowed: it is a folder. Give a file name, e.g. {path}/model.onnx")
-    if path.exists() and not is_export(path):
-        raise ConfigError(
-            f"output={output!r} is not allowed: that file exists and is not an ONNX export of this command, "
-            "so it would be lost. Give a new file name"
-        )
-    reason = unwritable_reason(path.parent.absolute())
-    if reason:
-        raise ConfigError(f"output={output!r} cannot be written: {reason}. Give a file in a writable folder")
-    return path
+    return EXPORT.check(f"output={output!r}", Path(str(output)).expanduser())
 
 
 def check_count(count: Any) -> int:
@@ -221,8 +213,7 @@ def export_onnx(cfg: DictConfig) -> Parity:
         if not (found[0].within_tolerance and found[0].digits_agree):
             raise RuntimeError(f"the exported model does not compute what the checkpoint does: {output} not written")
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(output, "wb", verify=verify) as f:
+    with EXPORT.written(output, "wb", verify=verify) as f:
         f.write(proto.SerializeToString())
     classes = network_config(dict(classifier.hparams.model)).num_classes
     print(
@@ -232,13 +223,9 @@ def export_onnx(cfg: DictConfig) -> Parity:
     return found[0]
 
 
-@interruptible("nothing written")
-@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
+@command("nothing written", config="export")
 def main(cfg: DictConfig) -> None:
-    try:
-        export_onnx(cfg)
-    except UserError as e:
-        exit_with(e)
+    export_onnx(cfg)
 
 
 if __name__ == "__main__":

@@ -13,19 +13,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
 import torch
 from omegaconf import DictConfig, ListConfig
 from PIL import Image, ImageOps
 from torch import Tensor
 
+from mnist_lit.command import command
 from mnist_lit.config.checks import check_predict_config
 from mnist_lit.data.datamodule import NUM_CLASSES
-from mnist_lit.errors import ConfigError, UserError, exit_with
+from mnist_lit.errors import ConfigError
 from mnist_lit.evaluation.inference import classify, inference_device
-from mnist_lit.interrupts import interruptible, watch
-from mnist_lit.io.atomic import atomic_file, unwritable_reason
+from mnist_lit.interrupts import watch
+from mnist_lit.io.owned import Owned
 from mnist_lit.io.readers import load_image, read_csv_header
 from mnist_lit.lit_module import load_checkpoint, load_classifier
 
@@ -34,6 +34,10 @@ INVERT = ("auto", "always", "never")
 SIZE, BOX = 28, 20  # MNIST: a 28x28 image holding the digit scaled to fit a 20x20 box
 INK = 0.2  # a pixel belongs to the digit above this fraction of the darkest-to-brightest range
 CSV_HEADER = "image,digit,confidence,uncertain"  # how every predictions CSV starts (top_k adds topN,pN pairs)
+# The header lines this command writes, one for each top_k: an earlier CSV has one of them, whole.
+CSV_HEADERS = {
+    CSV_HEADER + "".join(f",top{k},p{k}" for k in range(2, top_k + 1)) for top_k in range(1, NUM_CLASSES + 1)
+}
 LINES_UP_TO = 20  # this many images or fewer get a line each below the summary; more: verbose=true
 
 
@@ -111,33 +115,17 @@ def prepare(image: Image.Image, invert: str = "auto") -> Tensor:
     return torch.from_numpy(canvas.round().astype(np.uint8))
 
 
-def check_output(output: str) -> Path:
-    """Where the CSV may go: a new file, or an earlier predictions CSV of this command (replaced whole)."""
-    path = Path(output).expanduser()
-    if path.is_dir():
-        raise ConfigError(
-            f"output={output!r} is not allowed: it is a folder. Give a file name, e.g. {path}/predictions.csv"
-        )
-    if path.exists() and read_csv_header(path) not in csv_headers():
-        raise ConfigError(
-            f"output={output!r} is not allowed: that file exists and is not a predictions CSV of this command, "
-            "so it would be lost. Give a new file name"
-        )
-    reason = unwritable_reason(path.parent.absolute())
-    if reason:
-        raise ConfigError(f"output={output!r} cannot be written: {reason}. Give a file in a writable folder")
-    return path
+def is_predictions_csv(path: Path) -> bool:
+    """Whether ``path`` is a predictions CSV of this command: its header line is one this command writes, whole."""
+    return read_csv_header(path) in CSV_HEADERS
 
 
-def csv_headers() -> set[str]:
-    """The header lines this command writes, one for each ``top_k``: an earlier CSV has one of them, whole."""
-    return {CSV_HEADER + "".join(f",top{k},p{k}" for k in range(2, top_k + 1)) for top_k in range(1, NUM_CLASSES + 1)}
+PREDICTIONS = Owned("a predictions CSV of this command", is_predictions_csv, example="predictions.csv")
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     """Write the predictions atomically: a reader sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path, "w", newline="") as f:
+    with PREDICTIONS.written(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -180,7 +168,7 @@ def predict_images(cfg: DictConfig) -> list[dict[str, Any]]:
     """Predict a digit for every image ``cfg.images`` names; print a summary and the lines; write ``cfg.output``."""
     check_predict_config(cfg, INVERT)
     checkpoint = load_checkpoint(cfg.ckpt_path)
-    output = check_output(cfg.output) if cfg.output else None
+    output = PREDICTIONS.check(f"output={cfg.output!r}", Path(cfg.output).expanduser()) if cfg.output else None
     if output is not None:
         watch(output, "predictions CSV")  # what an interruption's line says of it (mnist_lit.interrupts)
     images = cfg.images if not isinstance(cfg.images, ListConfig) else list(cfg.images)
@@ -208,13 +196,9 @@ def predict_images(cfg: DictConfig) -> list[dict[str, Any]]:
     return rows
 
 
-@interruptible("nothing written")
-@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+@command("nothing written", config="predict")
 def main(cfg: DictConfig) -> None:
-    try:
-        predict_images(cfg)
-    except UserError as e:
-        exit_with(e)
+    predict_images(cfg)
 
 
 if __name__ == "__main__":

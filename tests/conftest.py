@@ -155,9 +155,9 @@ def command_main(command: str) -> Callable[[], Any]:
             spec.loader.exec_module(module)
         else:
             module = importlib.import_module(command)
-        job = inspect.unwrap(module.main)  # the function under @hydra.main
-        # Hydra looks for config_path beside the file of a __main__ function, as under `python train.py` and
-        # `python -m mnist_lit.predict`; under any other module name it would look inside that package.
+        job = inspect.unwrap(module.main)  # the command's own function, under mnist_lit.command's wrapper
+        # Hydra names the job (and its <job>.log) after the file of a __main__ function, as under `python train.py`
+        # and `python -m mnist_lit.predict`; under any other module name it would name it after that module.
         job.__module__ = "__main__"
         COMMANDS[command] = module.main
     return COMMANDS[command]

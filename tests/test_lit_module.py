@@ -257,8 +257,6 @@ def test_cli_predict_with_a_reshaped_weight(run_copy, reference):
 
 def test_module_hyperparameters_are_plain_values():
     cfg = compose_train("model=cnn")
-    from mnist_lit.training import plain
-
     module = DigitClassifier(model=plain(cfg.model), optimizer=plain(cfg.optimizer))
     assert module.hparams.model["arch"] == "cnn"
     assert module(torch.randn(2, 1, 28, 28)).shape == (2, 10)
@@ -267,8 +265,6 @@ def test_module_hyperparameters_are_plain_values():
 
 
 def test_label_smoothing_changes_the_training_loss_only():
-    from mnist_lit.training import plain
-
     smoothing = 0.2
     cfg = compose_train("model=mlp", f"model.label_smoothing={smoothing}")
     module = DigitClassifier(model=plain(cfg.model), optimizer=plain(cfg.optimizer))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mnist_lit.sweeps.summary import main
+from mnist_lit.sweep_summary import main
 from tests.conftest import assert_refused, one_job_sweep, run_cli, snapshot
 
 
@@ -30,6 +30,8 @@ def test_command_line_rejects_what_is_not_a_sweep(tmp_path, capsys, make, expect
     target = tmp_path / "nothing"
     if make == "empty":
         target.mkdir()
-    assert main([str(target)]) == 2
+    with pytest.raises(SystemExit) as ended:
+        main([str(target)])
+    assert ended.value.code == 2
     err = capsys.readouterr().err
     assert f"sweep_dir='{target}'" in err and expected in err

@@ -51,6 +51,7 @@ from hydra_plugins.mnist_lit_optuna_sweeper.study import (
 )
 from mnist_lit.errors import ConfigError, exit_with
 from mnist_lit.interrupts import explain
+from mnist_lit.io.atomic import write_text
 
 log = logging.getLogger(__name__)
 SAMPLER_CHOICES = "hydra/sweeper/sampler=tpe|random|grid|nsgaii"
@@ -466,6 +467,4 @@ class StudySweep:
         results = {"name": "optuna", "study_name": study.study_name, "best_trial": best.number,
                    "best_params": best.params, "best_value": best.value}  # fmt: skip
         log.info("Best trial of study %s: %d, value %s, %s", study.study_name, best.number, best.value, best.params)
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
+        write_text(Path(str(self.config.hydra.sweep.dir)) / "optimization_results.yaml", OmegaConf.to_yaml(results))

@@ -17,7 +17,7 @@ from mnist_lit.config.checks import check_eval_config
 from mnist_lit.data.augment import shifted_images
 from mnist_lit.errors import ConfigError, describe
 from mnist_lit.evaluation.inference import inference_device, predict_batches
-from mnist_lit.evaluation.report import check_report_dir, write_report
+from mnist_lit.evaluation.report import REPORT, write_report
 from mnist_lit.evaluation.results import Run, score
 from mnist_lit.interrupts import watch
 from mnist_lit.io.readers import load_metrics, load_run_config
@@ -133,7 +133,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         run = members[0]
         default_report = run.run_dir / "report"
     report_dir = Path(cfg.report_dir).expanduser().absolute() if cfg.report_dir else default_report
-    check_report_dir(report_dir, cfg.report_dir or str(report_dir))
+    REPORT.check(f"report_dir={cfg.report_dir or report_dir}", report_dir)
     watch(report_dir, "report")  # what an interruption's line says of it (mnist_lit.interrupts)
 
     models = [

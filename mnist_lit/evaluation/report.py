@@ -1,11 +1,10 @@
-"""The evaluation report folder: what it holds, when it may be replaced, and writing it whole."""
+"""The evaluation report folder: what it holds, how an earlier one is recognised, and writing it whole."""
 
 from __future__ import annotations
 
 import csv
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ from omegaconf import DictConfig, OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mnist_lit.display.tensorboard import log_report
-from mnist_lit.errors import ConfigError
 from mnist_lit.evaluation.figures import (
     CURVES,
     augmented_samples,
@@ -32,7 +30,7 @@ from mnist_lit.evaluation.report_text import (
     report_markdown,
 )
 from mnist_lit.evaluation.results import Predictions, Run, Scores
-from mnist_lit.io.atomic import new_temp_dir, replace_dir, unwritable_reason
+from mnist_lit.io.owned import Owned
 from mnist_lit.io.readers import FileProblem, load_metrics, read_json, read_text
 
 # Every file a report holds; a folder with these and nothing else is an earlier report.
@@ -79,22 +77,7 @@ def is_report(directory: Path) -> bool:
     return isinstance(summary, dict) and summary.keys() >= REPORT_KEYS and title.startswith(REPORT_TITLE)
 
 
-def check_report_dir(report_dir: Path, shown: str) -> None:
-    """``report_dir`` may be new, empty or an earlier report (replaced whole); anything else is refused."""
-    if report_dir.is_dir():
-        if any(report_dir.iterdir()) and not is_report(report_dir):
-            raise ConfigError(
-                f"report_dir={shown} is not allowed: that folder holds files that are not an earlier report of "
-                "this project, and replacing it would remove them. Give a new folder name (or leave report_dir "
-                "unset: <run>/report)"
-            )
-    elif report_dir.exists():
-        raise ConfigError(
-            f"report_dir={shown} is not allowed: it is a file. Give a folder name that does not exist yet"
-        )
-    reason = unwritable_reason(report_dir.parent)
-    if reason:
-        raise ConfigError(f"report_dir={shown} cannot be written: {reason}. Give a folder in a writable place")
+REPORT = Owned("an earlier report of this project", is_report, folder=True)
 
 
 def write_report(
@@ -141,9 +124,7 @@ def write_report(
         )
     }
 
-    report_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = new_temp_dir(report_dir)
-    try:
+    with REPORT.written(report_dir) as tmp:
         (tmp / "classification_report.txt").write_text(text)
         document = {**summary, "report": report, "confusion_matrix": scores.confusion.tolist()}
         (tmp / "classification_report.json").write_text(json.dumps(document, indent=2) + "\n")
@@ -175,10 +156,6 @@ def write_report(
             title = f"The same images under data.augment={summary['augment']} (one draw)"
             save_figure(image_grid(augmented, captions, 10, title), tmp / "augmented.png")
         (tmp / "report.md").write_text(report_markdown(summary, report, counts, classes))
-        replace_dir(tmp, report_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
     # An ensemble belongs to no single run's TensorBoard; TTA figures get their own tags.
     if cfg.tensorboard and not run.ensemble:

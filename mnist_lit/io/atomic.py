@@ -1,7 +1,9 @@
 """Writing outputs so that nothing is ever half-written: a temporary file in the same folder, fsync, rename.
 
-A reader (or a run killed at any moment, or a full disk) sees the previous file or the new one,
-never part of one; the temporary file is removed when the write fails.
+Every file the project writes goes through ``atomic_file`` (``write_text`` for text), and a folder
+written whole (the evaluation report) through ``atomic_dir``. A reader (or a run killed at any moment,
+or a full disk) sees the previous file or folder or the new one, never part of one; the temporary one
+is removed when the write fails.
 """
 
 from __future__ import annotations
@@ -81,12 +83,21 @@ def no_space(error: OSError, path: Path) -> OutputError:
     )
 
 
+def raise_no_space(error: BaseException, path: Path) -> None:
+    """Raise the user-facing OutputError for ``path`` if ``error`` is a write that ran out of space."""
+    full = out_of_space(error)
+    if full is not None:
+        raise no_space(full, path) from error
+
+
 @contextlib.contextmanager
 def atomic_file(
     path: str | os.PathLike, mode: str = "w", verify: Callable[[Path], None] | None = None, **kwargs: Any
 ) -> Iterator[IO[Any]]:
-    """Open a temporary file beside ``path``; on success fsync it, ``verify(tmp)`` it, and rename it to ``path``."""
+    """Open a temporary file beside ``path`` (its folder made if need be); on success fsync it, ``verify(tmp)`` it
+    (a last check: raising keeps the previous file), and rename it to ``path``."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
@@ -100,9 +111,7 @@ def atomic_file(
         os.replace(tmp, path)
     except BaseException as e:
         tmp.unlink(missing_ok=True)
-        full = out_of_space(e)
-        if full is not None:
-            raise no_space(full, path) from e
+        raise_no_space(e, path)
         raise
     sync_dir(path.parent)
 
@@ -155,6 +164,19 @@ def replace_dir(tmp: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def new_temp_dir(target: Path) -> Path:
-    """An empty folder beside ``target``, to build its replacement in (same filesystem, so the rename is atomic)."""
-    return Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike, verify: Callable[[Path], None] | None = None) -> Iterator[Path]:
+    """An empty folder beside ``target`` to write the files of a folder into; on success ``verify(tmp)`` it (raising
+    keeps the previous folder) and put it in ``target``'s place whole (``replace_dir``); on failure it is removed."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        if verify is not None:
+            verify(tmp)
+        replace_dir(tmp, target)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise_no_space(e, target)
+        raise

@@ -10,7 +10,6 @@ concurrent commands, from the job directories the study records, and the trials 
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import math
@@ -21,9 +20,8 @@ from typing import Any, BinaryIO
 from PIL import Image
 
 from mnist_lit.display.tables import markdown_table
-from mnist_lit.errors import EXIT_STATUS, ConfigError, UserError, report
-from mnist_lit.interrupts import explained
-from mnist_lit.io.atomic import atomic_file, unwritable_reason, write_text
+from mnist_lit.errors import ConfigError, UserError
+from mnist_lit.io.owned import Owned
 from mnist_lit.io.readers import FileProblem, JobFileError, kind_of, load_job, read_text, read_yaml
 
 SUMMARY_FILES = ("summary.csv", "summary.md", "accuracy_vs_parameters.png")
@@ -402,11 +400,13 @@ def is_own_summary_file(path: Path) -> bool:
     return header[:2] == ["rank", "job"] and header[2 : 2 + len(middle)] == middle and header[-len(tail) :] == tail
 
 
+# Each file of the summary, replaced only where it is this command's own.
+SUMMARY = {name: Owned(f"a {name} this command wrote", is_own_summary_file) for name in SUMMARY_FILES}
+
+
 def check_summary_files(sweep_dir: Path) -> None:
     """The summary may replace only its own earlier files; ConfigError naming those that are someone else's."""
-    foreign = [
-        name for name in SUMMARY_FILES if (sweep_dir / name).exists() and not is_own_summary_file(sweep_dir / name)
-    ]
+    foreign = [name for name, owned in SUMMARY.items() if not owned.replaceable(sweep_dir / name)]
     if foreign:
         raise ConfigError(
             f"sweep_dir={str(sweep_dir)!r} is not allowed: it holds {', '.join(foreign)} that this command did not "
@@ -421,39 +421,10 @@ def write_summary(sweep_dir: Path, finished: bool = True) -> list[Job]:
     """
     check_summary_files(sweep_dir)
     jobs = read_sweep(sweep_dir, finished)
-    md = markdown(sweep_dir, jobs)
-    write_text(sweep_dir / "summary.csv", csv_text(jobs))
-    write_text(sweep_dir / "summary.md", md)
-    with atomic_file(sweep_dir / "accuracy_vs_parameters.png", "wb") as f:
+    with SUMMARY["summary.csv"].written(sweep_dir / "summary.csv") as f:
+        f.write(csv_text(jobs))
+    with SUMMARY["summary.md"].written(sweep_dir / "summary.md") as f:
+        f.write(markdown(sweep_dir, jobs))
+    with SUMMARY["accuracy_vs_parameters.png"].written(sweep_dir / "accuracy_vs_parameters.png", "wb") as f:
         plot(jobs, f)
     return jobs
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line: summarise a sweep directory and print the Markdown table."""
-    parser = argparse.ArgumentParser(prog="python -m mnist_lit.sweep_summary", description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path, help="a Hydra multirun directory, e.g. logs/sweeps/<time>")
-    args = parser.parse_args(argv)
-    sweep_dir: Path = args.sweep_dir
-    try:
-        if not sweep_dir.is_dir():
-            raise ConfigError(
-                f"sweep_dir={str(sweep_dir)!r} is not a directory: give a sweep's directory, e.g. logs/sweeps/<time>"
-            )
-        if not any(sweep_dir.glob("**/.hydra/overrides.yaml")):
-            raise ConfigError(
-                f"sweep_dir={str(sweep_dir)!r} holds no job directory (none has .hydra/overrides.yaml): "
-                "give one a multirun wrote"
-            )
-        reason = unwritable_reason(sweep_dir)
-        if reason:
-            raise ConfigError(f"sweep_dir={str(sweep_dir)!r} cannot take the summary: {reason}")
-        kept = f"each of {', '.join(SUMMARY_FILES)} in {sweep_dir} is whole, the previous one or the new one"
-        with explained(f"{kept}: run the command again to bring them all up to date"):
-            write_summary(sweep_dir)
-    except UserError as e:
-        report(e)
-        return EXIT_STATUS
-    print((sweep_dir / "summary.md").read_text(), end="")
-    print(f"\nWritten: {', '.join(str(sweep_dir / name) for name in SUMMARY_FILES)}")
-    return 0

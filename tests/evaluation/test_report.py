@@ -8,7 +8,7 @@ from PIL import Image
 from mnist_lit.config.checks import command_config
 from mnist_lit.errors import ConfigError, UserError
 from mnist_lit.evaluation.evaluate import evaluate
-from mnist_lit.evaluation.report import check_report_dir
+from mnist_lit.evaluation.report import REPORT
 from tests.conftest import REPORT_FILES, assert_refused, run_cli, snapshot
 
 
@@ -18,7 +18,7 @@ def test_report_folder_with_the_report_file_names_but_not_a_report_is_refused(tm
     (mine / "report.md").write_text("# My report\n")
     (mine / "classification_report.json").write_text("{}")
     with pytest.raises(UserError, match="holds files that are not an earlier report"):
-        check_report_dir(mine, str(mine))
+        REPORT.check(f"report_dir={mine}", mine)
 
 
 def test_evaluate_after_fit_writes_every_file(evaluated_run):
@@ -58,7 +58,7 @@ def test_report_dir_refusals(plain_run, tmp_path):
     ]
     for name, expected in cases:
         with pytest.raises(ConfigError, match=expected.replace("(", r"\(")):
-            check_report_dir(tmp_path / name, str(tmp_path / name))
+            REPORT.check(f"report_dir={tmp_path / name}", tmp_path / name)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
     assert (tmp_path / "a-file").read_text() == "mine"
 
