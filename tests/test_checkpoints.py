@@ -1,7 +1,6 @@
-"""The LightningModule and its checkpoints: plain hyperparameters, and every checkpoint corrupted every way we can
-generate. Each case ends in a one-line UserError naming the file (every file left as it was), or succeeds with the
-right output. The cases call the real entries in-process: evaluate(cfg), predict_images(cfg), check_config (a
-resume)."""
+"""Checkpoints read back: every checkpoint corrupted every way we can generate. Each case ends in a one-line UserError
+naming the file (every file left as it was), or succeeds with the right output. The cases call the real entries
+in-process: evaluate(cfg), predict_images(cfg), check_config (a resume)."""
 
 from __future__ import annotations
 
@@ -16,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
+from mnist_lit.checkpoints import load_classifier
 from mnist_lit.config.checks import check_config, command_config
 from mnist_lit.config.schema import plain
 from mnist_lit.errors import UserError
 from mnist_lit.evaluation.evaluate import evaluate
-from mnist_lit.evaluation.inference import classify
 from mnist_lit.lit_module import DigitClassifier
 from mnist_lit.predict import predict_images
 from tests.conftest import (
@@ -255,35 +254,6 @@ def test_cli_predict_with_a_reshaped_weight(run_copy, reference):
     assert_refused(done, "its state_dict does not fit model.arch=mlp with")
 
 
-def test_module_hyperparameters_are_plain_values():
-    cfg = compose_train("model=cnn")
-    from mnist_lit.training import plain
-
-    module = DigitClassifier(model=plain(cfg.model), optimizer=plain(cfg.optimizer))
-    assert module.hparams.model["arch"] == "cnn"
-    assert module(torch.randn(2, 1, 28, 28)).shape == (2, 10)
-    probabilities = classify(module, torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8))
-    assert probabilities.shape == (3, 10) and torch.allclose(probabilities.sum(1), torch.ones(3))
-
-
-def test_label_smoothing_changes_the_training_loss_only():
-    from mnist_lit.training import plain
-
-    smoothing = 0.2
-    cfg = compose_train("model=mlp", f"model.label_smoothing={smoothing}")
-    module = DigitClassifier(model=plain(cfg.model), optimizer=plain(cfg.optimizer))
-    images, labels = torch.randn(6, 1, 28, 28), torch.tensor([0, 1, 2, 3, 4, 9])
-    with torch.no_grad():
-        log_p = torch.log_softmax(module(images), dim=1)
-        plain_loss = -log_p[torch.arange(6), labels].mean()
-        # the target puts 1 - s on the label and s/10 on every class
-        smoothed = (1 - smoothing) * plain_loss - smoothing * log_p.mean(dim=1).mean()
-        assert module.shared_step((images, labels), "train").item() == pytest.approx(smoothed.item(), rel=1e-5)
-        for stage in ("val", "test"):
-            assert module.shared_step((images, labels), stage).item() == pytest.approx(plain_loss.item(), rel=1e-5)
-    assert smoothed.item() != pytest.approx(plain_loss.item(), rel=1e-3)
-
-
 class _Payload:
     """Unpickling this creates a file: proof that code in a checkpoint ran."""
 
@@ -304,8 +274,6 @@ def test_checkpoint_with_code_is_refused_and_does_not_run(synthetic, tmp_path):
     assert f"ckpt_path='{evil}'" in done.stderr and "weights_only=True" in done.stderr
     assert "Traceback" not in done.stderr
     assert not marker.exists()
-
-    from mnist_lit.lit_module import load_classifier
 
     with pytest.raises(Exception, match="(?i)weights.only|unsupported global"):
         load_classifier(str(evil))
