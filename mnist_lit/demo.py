@@ -26,12 +26,13 @@ from urllib.parse import parse_qs, urlsplit
 from omegaconf import DictConfig
 from PIL import Image, UnidentifiedImageError
 
+from mnist_lit.checkpoints import load_classifier
 from mnist_lit.command import command
 from mnist_lit.data.datamodule import NUM_CLASSES
 from mnist_lit.errors import ConfigError
 from mnist_lit.evaluation.inference import classify, inference_device
 from mnist_lit.io.atomic import atomic_file, unwritable_reason
-from mnist_lit.lit_module import DigitClassifier, load_classifier
+from mnist_lit.lit_module import DigitClassifier
 from mnist_lit.predict import prepare
 
 MAX_BODY = 1_000_000  # bytes: the page's 280x280 canvas is a PNG of a few kilobytes

@@ -23,12 +23,13 @@ import torchvision.datasets
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
+from mnist_lit.checkpoints import load_checkpoint, load_classifier
 from mnist_lit.command import command
 from mnist_lit.data.dataset import ImageDataset, load_dataset
 from mnist_lit.errors import ConfigError
 from mnist_lit.interrupts import watch
 from mnist_lit.io.owned import Owned
-from mnist_lit.lit_module import DigitClassifier, load_checkpoint, load_classifier
+from mnist_lit.lit_module import DigitClassifier
 from mnist_lit.models.base import IMAGE_SIZE, build_network, network_config
 
 OPSET = 18  # the opset torch's dynamo exporter translates to natively; onnxruntime 1.14+ and onnxruntime-web run it

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import os
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -17,9 +14,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from mnist_lit.config.schema import built_or_refused
-from mnist_lit.data.dataset import load_dataset
-from mnist_lit.errors import ConfigError, describe
-from mnist_lit.models.base import build_network, network_config, network_shape
+from mnist_lit.models.base import build_network, network_config
 
 STAGES = ("train", "val", "test")
 Batch = tuple[Tensor, Tensor]
@@ -161,148 +156,3 @@ class DigitClassifier(L.LightningModule):
         if total == float("inf"):
             raise ValueError("a one-cycle schedule needs trainer.max_epochs or trainer.max_steps")
         return int(total)
-
-
-def hyper_parameter_names() -> tuple[set[str], set[str]]:
-    """(every hyper-parameter a checkpoint may hold, those it must hold): ``DigitClassifier``'s arguments."""
-    arguments = list(inspect.signature(DigitClassifier.__init__).parameters.values())[1:]
-    return {a.name for a in arguments}, {a.name for a in arguments if a.default is inspect.Parameter.empty}
-
-
-def checkpoint_problem(checkpoint: Any, resume: bool = False) -> str | None:
-    """What keeps ``checkpoint`` (as torch.load returned it) from being one of this project's, or None."""
-    if not isinstance(checkpoint, Mapping):
-        return f"it holds a {type(checkpoint).__name__}, not the mapping Lightning saves"
-    weights = checkpoint.get("state_dict")
-    if not isinstance(weights, Mapping) or not weights:
-        return "it has no state_dict (the network's weights)"
-    for name, value in weights.items():
-        if not isinstance(name, str) or not isinstance(value, Tensor):
-            return f"state_dict[{name!r}] is a {type(value).__name__}, not a tensor"
-    saved = checkpoint.get("hyper_parameters")
-    if not isinstance(saved, Mapping):
-        return "it has no hyper_parameters (the settings the network was built with)"
-    allowed, required = hyper_parameter_names()
-    unknown, missing = sorted(set(map(str, saved)) - allowed), sorted(required - set(saved))
-    if unknown or missing:
-        what = [f"hyper_parameters.{k} is not a setting of this project's module" for k in unknown]
-        return "; ".join(what + [f"hyper_parameters.{k} is missing" for k in missing])
-    model = saved["model"]
-    if not isinstance(model, Mapping):
-        return f"hyper_parameters.model is a {type(model).__name__}, not a group of settings"
-    try:
-        network_config(model)
-    except ConfigError as e:
-        return f"hyper_parameters: {e}"
-    except (ImportError, AttributeError, TypeError, ValueError) as e:
-        return f"hyper_parameters.model names no network of this project ({describe(e)})"
-    if not isinstance(model.get("arch"), str) or not model["arch"]:
-        return "hyper_parameters.model.arch is missing (the name of the network)"
-    if not isinstance(saved["optimizer"], Mapping):
-        return f"hyper_parameters.optimizer={saved['optimizer']!r} is not a group of settings"
-    if saved.get("scheduler") is not None and not isinstance(saved["scheduler"], Mapping):
-        return f"hyper_parameters.scheduler={saved['scheduler']!r} is neither null nor a group of settings"
-    dataset = saved.get("dataset", "mnist")
-    try:
-        known = isinstance(dataset, str) and bool(load_dataset(dataset))
-    except ConfigError:
-        known = False
-    if not known:
-        return f"hyper_parameters.dataset={dataset!r} names no data set of this project"
-    for key in ("epoch", "global_step"):
-        value = checkpoint.get(key, 0)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            return f"{key}={value!r} is not a count (an integer >= 0)"
-    if resume:
-        # what Lightning restores on a resume besides the weights
-        if not isinstance(checkpoint.get("optimizer_states"), list) or not checkpoint["optimizer_states"]:
-            return "it holds no optimizer state (saved with weights only?), so it cannot be resumed"
-        for key, kind in (("lr_schedulers", list), ("loops", Mapping), ("callbacks", Mapping)):
-            if key in checkpoint and not isinstance(checkpoint[key], kind):
-                return f"its {key} is a {type(checkpoint[key]).__name__}, so it cannot be resumed"
-    return None
-
-
-def load_checkpoint(
-    ckpt_path: str | os.PathLike, arch: str | None = None, key: str = "ckpt_path", resume: bool = False
-) -> dict[str, Any]:
-    """The checkpoint at ``ckpt_path`` (``torch.load(weights_only=True)``: no code in it runs), checked: this
-    project's (of architecture ``arch`` if given; ``resume``: with what a resume restores), its weights finite.
-    ConfigError naming ``key`` and the file otherwise."""
-    shown = f"{key}={str(ckpt_path)!r}"
-    path = Path(ckpt_path).expanduser()
-    if path.is_dir():
-        raise ConfigError(
-            f"{shown} is not allowed: it is a folder. Give a .ckpt file, e.g. <run directory>/checkpoints/best.ckpt"
-        )
-    if not path.is_file():
-        raise ConfigError(f"{shown} is not allowed: no such file. Give a .ckpt file of this project.")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, empty, foreign bytes, pickled code: torch raises many kinds
-        raise ConfigError(
-            f"{shown} is not allowed: it is not a checkpoint of this project that loads with weights_only=True "
-            f"({describe(e)})"
-        ) from e
-    problem = checkpoint_problem(checkpoint, resume)
-    if problem:
-        raise ConfigError(f"{shown} is not allowed: it is not a checkpoint of this project: {problem}")
-    saved = checkpoint["hyper_parameters"]["model"].get("arch")
-    if arch is not None and saved != arch:
-        raise ConfigError(
-            f"{shown} holds a model.arch={saved!r} checkpoint, but model.arch={arch!r}: "
-            f"add model={saved} (and the same model settings) to resume it"
-        )
-    broken = next(
-        (n for n, t in checkpoint["state_dict"].items() if t.is_floating_point() and not t.isfinite().all()), None
-    )
-    if broken is not None:
-        fix = (
-            f"use {path.with_name('best.ckpt')}"
-            if path.name != "best.ckpt"
-            else "train again with a lower optimizer.lr"
-        )
-        raise ConfigError(
-            f"{shown} is not allowed: its weights are not finite ({broken} holds NaN or infinity): the run diverged "
-            f"before this checkpoint was saved; {fix}"
-        )
-    return checkpoint
-
-
-def load_weights(module: nn.Module, weights: Mapping[str, Tensor], shown: str, model: Mapping[str, Any]) -> None:
-    """Load ``weights`` into ``module``; ConfigError (``shown``: the key naming the file) when they do not fit."""
-    expected = module.state_dict()
-    problems = [f"{name} is missing" for name in expected if name not in weights]
-    problems += [f"{name} is not a weight of the network" for name in weights if name not in expected]
-    problems += [
-        f"{name} is {tuple(weights[name].shape)}, the network's {tuple(value.shape)}"
-        for name, value in expected.items()
-        if name in weights and weights[name].shape != value.shape
-    ]
-    if not problems:
-        try:
-            module.load_state_dict(weights)
-        except RuntimeError as e:
-            problems.append(describe(e))
-    if problems:
-        sizes = ", ".join(f"model.{k}={v}" for k, v in network_shape(model).items())
-        shown_problems = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
-        raise ConfigError(
-            f"{shown} is not allowed: its state_dict does not fit model.arch={model.get('arch')} with {sizes}: "
-            f"{shown_problems}"
-        )
-
-
-def load_classifier(
-    ckpt_path: str | os.PathLike,
-    map_location: str | torch.device = "cpu",
-    checkpoint: dict[str, Any] | None = None,
-    key: str = "ckpt_path",
-) -> DigitClassifier:
-    """The classifier a checkpoint of this project holds (``checkpoint``: as ``load_checkpoint`` read it already)."""
-    if checkpoint is None:
-        checkpoint = load_checkpoint(ckpt_path, key=key)
-    saved = checkpoint["hyper_parameters"]
-    classifier = DigitClassifier(**saved)
-    load_weights(classifier, checkpoint["state_dict"], f"{key}={str(ckpt_path)!r}", saved["model"])
-    return classifier.to(map_location)

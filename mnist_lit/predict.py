@@ -19,6 +19,7 @@ from omegaconf import DictConfig, ListConfig
 from PIL import Image, ImageOps
 from torch import Tensor
 
+from mnist_lit.checkpoints import load_checkpoint, load_classifier
 from mnist_lit.command import command
 from mnist_lit.config.checks import check_predict_config
 from mnist_lit.data.datamodule import NUM_CLASSES
@@ -27,7 +28,6 @@ from mnist_lit.evaluation.inference import classify, inference_device
 from mnist_lit.interrupts import watch
 from mnist_lit.io.owned import Owned
 from mnist_lit.io.readers import load_image, read_csv_header
-from mnist_lit.lit_module import load_checkpoint, load_classifier
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 INVERT = ("auto", "always", "never")

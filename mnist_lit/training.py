@@ -23,10 +23,11 @@ from omegaconf import DictConfig
 
 from mnist_lit.config.checks import check_config, command_config
 from mnist_lit.config.schema import built_or_refused, plain
-from mnist_lit.display.progress import EpochSummary, latest_checkpoint
+from mnist_lit.display.progress import latest_checkpoint
 from mnist_lit.display.tensorboard import sweep_params, write_curves_layout, write_run_summary
 from mnist_lit.display.terminal import quiet_lightning
 from mnist_lit.evaluation.evaluate import evaluate
+from mnist_lit.history import EpochHistory
 from mnist_lit.interrupts import explained, raise_pending, terminate
 from mnist_lit.io.atomic import write_text
 from mnist_lit.io.run_dir import claimed_job_dir, save_run_config
@@ -186,7 +187,7 @@ def fit_and_test(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path) -> float
     written: list[Path] = []  # metrics.json, once written
     with explained(lambda: fit_finished(run_dir, checkpoints, written)):
         # Read before testing: testing from best.ckpt restores the callbacks' state as it was at that epoch.
-        summary = find_callback(trainer, EpochSummary)
+        summary = find_callback(trainer, EpochHistory)
         history = [dict(record) for record in summary.history] if summary is not None else []
         stopped_early, reason = stop_reason(trainer)
         pruned_epoch = pruning.pruned_epoch if pruning else None

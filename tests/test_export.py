@@ -13,11 +13,11 @@ import torch
 from torchvision.datasets import MNIST
 
 from mnist_lit import export
+from mnist_lit.checkpoints import load_classifier
 from mnist_lit.config.checks import PROJECT_ROOT, command_config
 from mnist_lit.data.mnist import DATASET
 from mnist_lit.errors import ConfigError
 from mnist_lit.evaluation.inference import logits_of
-from mnist_lit.lit_module import load_classifier
 from tests.conftest import MODELS, run_cli, train_checkpoint
 
 

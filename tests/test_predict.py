@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 from torchvision.datasets import MNIST
 
+from mnist_lit.checkpoints import load_classifier
 from mnist_lit.config.checks import PROJECT_ROOT, command_config
 from mnist_lit.errors import ConfigError, UserError
 from mnist_lit.evaluation.inference import classify
-from mnist_lit.lit_module import load_classifier
 from mnist_lit.predict import find_images, predict_images, prepare
 from tests.conftest import run_cli, synthetic_digits, synthetic_overrides, train_in_process
 

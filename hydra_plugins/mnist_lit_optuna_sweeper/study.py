@@ -4,7 +4,7 @@ Hydra imports this module when it scans for plugins, so Optuna is imported insid
 
 A job of an ``optuna_study`` sweep finds in its own Hydra config (``HydraConfig.get().sweeper``)
 the storage, the study name and the number of the trial it runs; ``job_trial`` reopens that trial
-through Optuna's public API, so that the job can report a metric every epoch and ask whether the
+(an ``optuna.trial.Trial``), so that the job can report a metric every epoch and ask whether the
 trial should be pruned. A job that is pruned records the epoch as the trial's ``pruned_epoch``
 user attribute, ends normally, and the sweeper tells the study that the trial was pruned.
 """
@@ -84,11 +84,9 @@ def open_storage(storage: str, create: bool = True) -> optuna.storages.BaseStora
 
 def study_exists(storage: optuna.storages.BaseStorage, study_name: str) -> bool:
     """Whether ``storage`` holds a study named ``study_name``."""
-    try:
-        storage.get_study_id_from_name(study_name)
-    except KeyError:
-        return False
-    return True
+    import optuna
+
+    return study_name in optuna.get_all_study_names(storage)
 
 
 def make_pruner(name: str | None, pruner_args: Any) -> optuna.pruners.BasePruner:
@@ -147,5 +145,8 @@ def job_trial(sweeper: DictConfig) -> optuna.trial.Trial | None:
     study = optuna.load_study(
         study_name=str(sweeper.study_name), storage=storage, pruner=pruner, sampler=optuna.samplers.RandomSampler()
     )
+    # The sweeper asked this trial (Study.ask) in its own process; Optuna gives another process no Trial of an
+    # existing trial (ask only makes new ones, and an enqueued trial goes to whichever process asks first), so
+    # the job builds one from the trial's id, as Study.ask does, to call report and should_prune on it.
     trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), number)
     return optuna.trial.Trial(study, trial_id)

@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.accelerators import AcceleratorRegistry
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_lit.checkpoints import load_checkpoint, load_classifier
 from mnist_lit.config.resolvers import PROJECT_ROOT, resumed_run
 from mnist_lit.config.schema import check_target, in_range, plain, range_text, resolved, shown, typed
 from mnist_lit.config.settings import (
@@ -34,7 +35,6 @@ from mnist_lit.data.dataset import load_dataset
 from mnist_lit.errors import ConfigError, describe
 from mnist_lit.io.atomic import name_error, unwritable_reason
 from mnist_lit.io.readers import load_run_config
-from mnist_lit.lit_module import load_checkpoint, load_classifier
 from mnist_lit.models.base import build_network, network_class, network_config, network_shape
 from mnist_lit.perf.checks import check_fast_config, is_fast_module
 from mnist_lit.precision import AUTO, precision_for

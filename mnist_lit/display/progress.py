@@ -15,9 +15,9 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from tqdm import tqdm
 
-from mnist_lit.display.tensorboard import CurvesLogger
+from mnist_lit.errors import ConfigError
+from mnist_lit.history import EpochHistory
 from mnist_lit.interrupts import Terminated, explain
-from mnist_lit.process.resources import job_seconds
 
 log = logging.getLogger(__name__)
 
@@ -82,57 +82,45 @@ class EpochProgressBar(TQDMProgressBar):
 
 
 class EpochSummary(L.Callback):
-    """Prints one line of metrics per epoch and keeps their history (saved in checkpoints, for resuming).
+    """Prints one line per epoch: its record in the run's EpochHistory (``callbacks.epoch_history``).
 
-    Validation metrics are recorded when validation ends, before ModelCheckpoint saves, so a
-    checkpoint's history includes its own epoch. The line is printed when the next epoch starts
-    (or training ends), because the LightningModule logs its training metrics after the
-    callbacks' ``on_train_epoch_end``.
+    The line is printed when the next epoch starts (or training ends), once the history holds the
+    training metrics that the LightningModule logs after the callbacks' ``on_train_epoch_end``.
     """
 
     KEYS = ("train/loss", "train/acc", "val/loss", "val/acc")
 
     def __init__(self) -> None:
-        self.history: list[dict[str, Any]] = []
-        self.startup_seconds: float | None = None  # job start to the first training epoch
-        self._started = 0.0
-        self._pending: dict[str, Any] | None = None
+        self.history: EpochHistory | None = None
+        self.due = False  # an epoch ended and its line is not printed yet
 
-    def _record(self, epoch: int) -> dict[str, Any]:
-        if not self.history or self.history[-1]["epoch"] != epoch:
-            self.history.append({"epoch": epoch})
-        return self.history[-1]
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._flush(trainer)
-        if self.startup_seconds is None:
-            self.startup_seconds = job_seconds()
-        self._started = time.perf_counter()
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
-            return
-        record = self._record(trainer.current_epoch + 1)
-        if isinstance(trainer.logger, CurvesLogger) and "val/loss" in trainer.logger.steps:
-            record["step"] = trainer.logger.steps["val/loss"]  # where TensorBoard plots this validation
-        record.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")})
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.history = next((cb for cb in trainer.callbacks if isinstance(cb, EpochHistory)), None)
+        if self.history is None:
+            raise ConfigError(
+                "callbacks.epoch_summary is not allowed without callbacks.epoch_history: it prints the epochs "
+                "that mnist_lit.history.EpochHistory records; keep callbacks.epoch_history or set "
+                "callbacks.epoch_summary=null"
+            )
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._pending = {"epoch": trainer.current_epoch + 1, "seconds": time.perf_counter() - self._started}
+        self.due = True
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.show(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._flush(trainer)
+        self.show(trainer)
 
-    def _flush(self, trainer: L.Trainer) -> None:
-        if self._pending is None:
+    def show(self, trainer: L.Trainer) -> None:
+        """Print the line of the epoch that ended last, if it is due."""
+        if not self.due:
             return
-        pending, self._pending = self._pending, None
-        record = self._record(pending["epoch"])
-        record["seconds"] = pending["seconds"]
-        record.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")})
+        self.due = False
+        self.history.finish(trainer)
         if trainer.is_global_zero:
             with tqdm.external_write_mode():  # clears and redraws any live progress bar around the line
-                log.info(self.format(record, trainer.max_epochs))
+                log.info(self.format(self.history.history[-1], trainer.max_epochs))
 
     @staticmethod
     def format(record: dict[str, Any], max_epochs: int | None) -> str:
@@ -140,12 +128,6 @@ class EpochSummary(L.Callback):
         of = f"/{max_epochs}" if max_epochs and max_epochs > 0 else ""
         values = "  ".join(f"{k} {record[k]:.4f}" for k in EpochSummary.KEYS if k in record)
         return f"Epoch {record['epoch']}{of}  {values}  ({record['seconds']:.1f} s)"
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.history = [dict(record) for record in state_dict.get("history", [])]
 
 
 def latest_checkpoint(trainer: L.Trainer) -> str:

@@ -21,14 +21,17 @@ KNOWN_WARNINGS = (
 def quiet_lightning() -> None:
     """Silence Lightning's notices (INFO) and the known warnings; its warnings and errors still show.
 
-    Lightning's ``rank_zero_info`` notices all go through one logger: the litlogger tip,
-    ``limit_*_batches=1.0`` "was configured so 100% ...", GPU/TPU availability, DDP's "All
-    distributed processes registered", "Restoring states from the checkpoint", "`Trainer.fit`
-    stopped". The run's own lines say what matters of these: the devices at the start, why
-    training ended at the end. Its "Received SIGTERM" notice is silenced too: the command's one line
-    on an interruption (mnist_lit.interrupts) says what was kept.
+    Lightning's console logger, ``lightning.pytorch``, is set to WARNING as Lightning's documentation on
+    console logging teaches. That silences its notices: the litlogger tip, ``limit_*_batches=1.0`` "was
+    configured so 100% ...", GPU/TPU availability, DDP's "All distributed processes registered",
+    "Restoring states from the checkpoint", "`Trainer.fit` stopped". The run's own lines say what matters
+    of these: the devices at the start, why training ended at the end. Its "Received SIGTERM" notice is
+    silenced too: the command's one line on an interruption (mnist_lit.interrupts) says what was kept.
+    What a setting asks for still shows: the reports of ``trainer.profiler``, the layer table of
+    ``trainer.enable_model_summary``, the messages of a callback made verbose.
     """
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    logging.getLogger("lightning.pytorch.trainer.connectors.signal_connector").setLevel(logging.WARNING)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    for asked_for in ("lightning.pytorch.profilers", "lightning.pytorch.callbacks"):
+        logging.getLogger(asked_for).setLevel(logging.INFO)
     for message in KNOWN_WARNINGS:
         warnings.filterwarnings("ignore", message=message)

@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor
 
+from mnist_lit.checkpoints import load_checkpoint, load_classifier
 from mnist_lit.config.checks import check_eval_config
 from mnist_lit.data.augment import shifted_images
 from mnist_lit.errors import ConfigError, describe
@@ -21,7 +22,6 @@ from mnist_lit.evaluation.report import REPORT, write_report
 from mnist_lit.evaluation.results import Run, score
 from mnist_lit.interrupts import watch
 from mnist_lit.io.readers import load_metrics, load_run_config
-from mnist_lit.lit_module import load_checkpoint, load_classifier
 
 log = logging.getLogger(__name__)
 

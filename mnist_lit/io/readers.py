@@ -2,7 +2,7 @@
 
 Each turns every way its file can be wrong (missing, empty, binary, truncated, of another type, out of range)
 into a UserError that names the file and what is wrong, so that a command ends with one ``Error:`` line and
-never with a traceback from a parser. Checkpoints are read by ``mnist_lit.lit_module.load_checkpoint``
+never with a traceback from a parser. Checkpoints are read by ``mnist_lit.checkpoints.load_checkpoint``
 (what they must hold is the module's own fact).
 """
 

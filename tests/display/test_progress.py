@@ -1,4 +1,5 @@
-"""The epoch progress bar: drawn in a terminal counting epochs from one, never by parallel sweep jobs."""
+"""The epoch progress bar: drawn in a terminal counting epochs from one, never by parallel sweep jobs; the epoch lines
+need the history they print."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from mnist_lit.display.progress import EpochProgressBar
+from mnist_lit.display.progress import EpochProgressBar, EpochSummary
+from mnist_lit.errors import ConfigError
+from mnist_lit.history import EpochHistory
 from tests.conftest import start_cli, synthetic_overrides
 
 
@@ -53,3 +56,9 @@ def test_parallel_sweep_jobs_draw_no_bars_even_in_a_terminal(monkeypatch, jobs_a
     bar = EpochProgressBar(jobs_at_once=jobs_at_once)
     bar.setup(SimpleNamespace(is_global_zero=True), None, "fit")
     assert bar.is_enabled is shown
+
+
+def test_the_epoch_lines_are_refused_without_the_history_they_print():
+    with pytest.raises(ConfigError, match="callbacks.epoch_summary is not allowed without callbacks.epoch_history"):
+        EpochSummary().setup(SimpleNamespace(callbacks=[]), None, "fit")
+    EpochSummary().setup(SimpleNamespace(callbacks=[EpochHistory()]), None, "fit")

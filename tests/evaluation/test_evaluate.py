@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from mnist_lit.checkpoints import load_classifier
 from mnist_lit.config.checks import command_config
 from mnist_lit.data.augment import shifted_images, tta_views
 from mnist_lit.data.datamodule import normalize
 from mnist_lit.errors import ConfigError
 from mnist_lit.evaluation.evaluate import evaluate, load_data, locate_run
-from mnist_lit.lit_module import load_classifier
 from tests.conftest import N_TEST, N_TRAIN, REPORT_FILES, run_cli
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mnist_lit.checkpoints import load_classifier
 from mnist_lit.data.augment import TTA_TRANSFORMS, tta_views
 from mnist_lit.data.fashion_mnist import DATASET as FASHION
 from mnist_lit.data.mnist import DATASET as MNIST
 from mnist_lit.evaluation.inference import classify, logits_of, predict_batches
-from mnist_lit.lit_module import DigitClassifier, load_classifier
+from mnist_lit.lit_module import DigitClassifier
 from tests.conftest import MODELS, N_TEST, synthetic_digits, train_checkpoint
 
 
