@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from mnist_lit.data.dataset import load_dataset
+from mnist_lit.data.dataset import ImageSpec, load_dataset
 from mnist_lit.errors import ConfigError, describe
 from mnist_lit.models.base import build_network, network_config, network_shape
 
@@ -76,8 +76,10 @@ class DigitClassifier(L.LightningModule):
     per ``training_step``, the optimizer and scheduler from ``configure_optimizers`` (Lightning
     steps both), so every Trainer flag (gradient clipping, accumulation, ``max_steps``, ...) means
     what Lightning documents. Hyperparameters are plain values (the ``model``, ``optimizer`` and
-    ``scheduler`` configs, and the ``dataset`` module whose normalisation the network expects), so
-    checkpoints load with ``torch.load(weights_only=True)``.
+    ``scheduler`` configs, the ``dataset`` module of IDX data sets, and ``data``: the data module's
+    ``ImageSpec`` as ``as_dict`` writes it: image size, channels, class names, normalisation), so
+    checkpoints load with ``torch.load(weights_only=True)``. Checkpoints saved before ``data`` existed
+    are of ``dataset``'s 28x28 grayscale images.
     """
 
     def __init__(
@@ -85,18 +87,19 @@ class DigitClassifier(L.LightningModule):
         model: dict[str, Any],
         optimizer: dict[str, Any],
         scheduler: dict[str, Any] | None = None,
-        dataset: str = "mnist",
+        dataset: str | None = "mnist",
+        data: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)  # the full config goes to TensorBoard from training.py
-        self.net = build_network(model)
+        self.spec = checkpoint_spec(dataset, data)
+        self.net = build_network(model, self.spec.input_shape, self.spec.num_classes)
         if model.get("compile"):
             self.net.compile()  # in place: parameter names, and so checkpoints, stay the same
         # Metrics accumulate on the device and are logged once an epoch: no per-step self.log
         # (which costs more than the MLP's own step) and no host synchronisation.
-        config = network_config(model)
-        classes = config.num_classes
-        self.label_smoothing = config.label_smoothing
+        classes = self.spec.num_classes
+        self.label_smoothing = network_config(model).label_smoothing
         self.metrics = nn.ModuleDict({f"{stage}_metrics": EpochMetrics(classes) for stage in STAGES})
 
     def forward(self, x: Tensor) -> Tensor:
@@ -158,6 +161,16 @@ class DigitClassifier(L.LightningModule):
         return int(total)
 
 
+def checkpoint_spec(dataset: str | None, data: Mapping[str, Any] | None) -> ImageSpec:
+    """The images a classifier is for: its ``data`` hyper-parameter, or (checkpoints saved before it) those of
+    the IDX data set ``dataset``. ValueError saying what is wrong otherwise."""
+    if data is not None:
+        return ImageSpec.from_dict(data)
+    if not isinstance(dataset, str):
+        raise ValueError(f"dataset={dataset!r} names no data set, and there is no data (image size, classes)")
+    return load_dataset(dataset).spec
+
+
 def hyper_parameter_names() -> tuple[set[str], set[str]]:
     """(every hyper-parameter a checkpoint may hold, those it must hold): ``DigitClassifier``'s arguments."""
     arguments = list(inspect.signature(DigitClassifier.__init__).parameters.values())[1:]
@@ -197,13 +210,21 @@ def checkpoint_problem(checkpoint: Any, resume: bool = False) -> str | None:
         return f"hyper_parameters.optimizer={saved['optimizer']!r} is not a group of settings"
     if saved.get("scheduler") is not None and not isinstance(saved["scheduler"], Mapping):
         return f"hyper_parameters.scheduler={saved['scheduler']!r} is neither null nor a group of settings"
-    dataset = saved.get("dataset", "mnist")
-    try:
-        known = isinstance(dataset, str) and bool(load_dataset(dataset))
-    except ConfigError:
-        known = False
-    if not known:
-        return f"hyper_parameters.dataset={dataset!r} names no data set of this project"
+    dataset, data = saved.get("dataset", "mnist"), saved.get("data")
+    if data is not None and not isinstance(data, Mapping):
+        return f"hyper_parameters.data is a {type(data).__name__}, not a group of settings"
+    if dataset is not None or data is None:
+        try:
+            known = isinstance(dataset, str) and bool(load_dataset(dataset))
+        except ConfigError:
+            known = False
+        if not known:
+            return f"hyper_parameters.dataset={dataset!r} names no data set of this project"
+    if data is not None:
+        try:
+            ImageSpec.from_dict(data)
+        except ValueError as e:
+            return f"hyper_parameters.data: {e}"
     for key in ("epoch", "global_step"):
         value = checkpoint.get(key, 0)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:

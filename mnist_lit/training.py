@@ -54,13 +54,15 @@ def build(
     """The data module, model and trainer that ``cfg`` describes (plus ``extra_callbacks``), as ``train`` uses them."""
     datamodule = instantiate(cfg.data)
     # Hyperparameters as plain values (checkpoints load with weights_only=True); the optimizer and
-    # scheduler configs are instantiated by the module's configure_optimizers, not here.
+    # scheduler configs are instantiated by the module's configure_optimizers, not here. The network is
+    # built for the data module's images and classes (its spec: a folder's images are read for it).
     module_class = get_class(cfg.module._target_)
     model = module_class(
         model=plain(cfg.model),
         optimizer=plain(cfg.optimizer),
         scheduler=plain(cfg.get("scheduler")),
-        dataset=cfg.data.dataset,
+        dataset=cfg.data.get("dataset"),
+        data=datamodule.spec().as_dict(),
     )
     callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None] + list(extra_callbacks)
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
@@ -157,7 +159,7 @@ def fit_and_test(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path) -> float
         chosen = f"; precision auto: {precision.reason}" if str(cfg.trainer.get("precision")) == AUTO else ""
         log.info(
             "%s: %s parameters, %.2f MFLOPs an image; %s x%d, precision %s, %d threads%s",
-            cfg.run_name, f"{count_parameters(model):,}", flops_per_image(model.net) / 1e6,
+            cfg.run_name, f"{count_parameters(model):,}", flops_per_image(model.net, model.spec.input_shape) / 1e6,
             trainer.strategy.root_device.type, trainer.num_devices, trainer.precision, torch.get_num_threads(), chosen,
         )  # fmt: skip
         if precision.warning:
@@ -208,6 +210,7 @@ def fit_and_test(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path) -> float
                     model, datamodule=datamodule, ckpt_path=best_path, weights_only=True, verbose=False
                 )[0]
         metrics = {**summarise(history, test, checkpoint), **facts, "peak_rss_mb": peak_rss_mb(), "history": history}
+        metrics["test_set"] = datamodule.test_source  # where the test images came from
         metrics["threads"] = torch.get_num_threads()  # what fit_seconds was measured with
         metrics["precision"] = str(trainer.precision)  # what trainer.precision=auto chose
         if trainer.is_global_zero:

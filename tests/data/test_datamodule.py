@@ -27,7 +27,7 @@ def test_split_sizes_disjoint_and_test_apart(synthetic):
     from torchvision.datasets import MNIST
 
     official = MNIST(synthetic["data_dir"], train=True)
-    assert torch.equal(dm.val_set.images, official.data[val_idx])
+    assert torch.equal(dm.val_set.images, official.data[val_idx].unsqueeze(1))  # (N, C, H, W), one channel
     assert torch.equal(dm.train_set.labels, official.targets[train_idx])
 
 
@@ -41,10 +41,10 @@ def test_split_is_deterministic_and_seeded(synthetic):
 def test_batches_are_normalised_uint8_gathered(synthetic):
     dm = make_dm(synthetic, batch_size=16)
     images, labels = next(iter(dm.train_dataloader()))
-    assert images.dtype == torch.uint8 and images.shape == (16, 28, 28) and labels.shape == (16,)
+    assert images.dtype == torch.uint8 and images.shape == (16, 1, 28, 28) and labels.shape == (16,)
     x, y = dm.on_after_batch_transfer((images, labels), 0)
     assert x.dtype == torch.float32 and x.shape == (16, 1, 28, 28)
     expected = (images.float() / 255 - MNIST.mean) / MNIST.std
-    torch.testing.assert_close(x[:, 0], expected)
+    torch.testing.assert_close(x, expected)
     assert len(dm.train_dataloader()) == -(-400 // 16)
     assert len(dm.val_dataloader()) == -(-100 // dm.eval_batch_size)
