@@ -141,6 +141,7 @@ def write_report(
         "accuracy": scores.accuracy,
         "metrics_json_test_acc": metrics_acc,
         "top_confusions": top,
+        "class_names": list(datamodule.class_names),  # the report's class indices, named by the data module
     }
     classes = datamodule.class_names
     text = classification_report_text(report, classes)
