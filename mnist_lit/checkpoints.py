@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mnist_lit.data.dataset import load_dataset
+from mnist_lit.data.dataset import ImageSpec, load_dataset
 from mnist_lit.errors import ConfigError, describe
 from mnist_lit.lit_module import DigitClassifier
 from mnist_lit.models.base import network_config, network_shape
@@ -53,13 +53,21 @@ def checkpoint_problem(checkpoint: Any, resume: bool = False) -> str | None:
         return f"hyper_parameters.optimizer={saved['optimizer']!r} is not a group of settings"
     if saved.get("scheduler") is not None and not isinstance(saved["scheduler"], Mapping):
         return f"hyper_parameters.scheduler={saved['scheduler']!r} is neither null nor a group of settings"
-    dataset = saved.get("dataset", "mnist")
-    try:
-        known = isinstance(dataset, str) and bool(load_dataset(dataset))
-    except ConfigError:
-        known = False
-    if not known:
-        return f"hyper_parameters.dataset={dataset!r} names no data set of this project"
+    dataset, data = saved.get("dataset", "mnist"), saved.get("data")
+    if data is not None and not isinstance(data, Mapping):
+        return f"hyper_parameters.data is a {type(data).__name__}, not a group of settings"
+    if dataset is not None or data is None:
+        try:
+            known = isinstance(dataset, str) and bool(load_dataset(dataset))
+        except ConfigError:
+            known = False
+        if not known:
+            return f"hyper_parameters.dataset={dataset!r} names no data set of this project"
+    if data is not None:
+        try:
+            ImageSpec.from_dict(data)
+        except ValueError as e:
+            return f"hyper_parameters.data: {e}"
     for key in ("epoch", "global_step"):
         value = checkpoint.get(key, 0)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
@@ -14,6 +15,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from mnist_lit.config.schema import built_or_refused
+from mnist_lit.data.dataset import ImageSpec, load_dataset
 from mnist_lit.models.base import build_network, network_config
 
 STAGES = ("train", "val", "test")
@@ -73,8 +75,10 @@ class DigitClassifier(L.LightningModule):
     per ``training_step``, the optimizer and scheduler from ``configure_optimizers`` (Lightning
     steps both), so every Trainer flag (gradient clipping, accumulation, ``max_steps``, ...) means
     what Lightning documents. Hyperparameters are plain values (the ``model``, ``optimizer`` and
-    ``scheduler`` configs, and the ``dataset`` module whose normalisation the network expects), so
-    checkpoints load with ``torch.load(weights_only=True)``.
+    ``scheduler`` configs, the ``dataset`` module of IDX data sets, and ``data``: the data module's
+    ``ImageSpec`` as ``as_dict`` writes it: image size, channels, class names, normalisation), so
+    checkpoints load with ``torch.load(weights_only=True)``. Checkpoints saved before ``data`` existed
+    are of ``dataset``'s 28x28 grayscale images.
     """
 
     def __init__(
@@ -82,18 +86,19 @@ class DigitClassifier(L.LightningModule):
         model: dict[str, Any],
         optimizer: dict[str, Any],
         scheduler: dict[str, Any] | None = None,
-        dataset: str = "mnist",
+        dataset: str | None = "mnist",
+        data: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(logger=False)  # the full config goes to TensorBoard from training.py
-        self.net = build_network(model)
+        self.spec = checkpoint_spec(dataset, data)
+        self.net = build_network(model, self.spec.input_shape, self.spec.num_classes)
         if model.get("compile"):
             self.net.compile()  # in place: parameter names, and so checkpoints, stay the same
         # Metrics accumulate on the device and are logged once an epoch: no per-step self.log
         # (which would outweigh a small network's step: benchmarks/README.md) and no host synchronisation.
-        config = network_config(model)
-        classes = config.num_classes
-        self.label_smoothing = config.label_smoothing
+        classes = self.spec.num_classes
+        self.label_smoothing = network_config(model).label_smoothing
         self.metrics = nn.ModuleDict({f"{stage}_metrics": EpochMetrics(classes) for stage in STAGES})
 
     def forward(self, x: Tensor) -> Tensor:
@@ -156,3 +161,13 @@ class DigitClassifier(L.LightningModule):
         if total == float("inf"):
             raise ValueError("a one-cycle schedule needs trainer.max_epochs or trainer.max_steps")
         return int(total)
+
+
+def checkpoint_spec(dataset: str | None, data: Mapping[str, Any] | None) -> ImageSpec:
+    """The images a classifier is for: its ``data`` hyper-parameter, or (checkpoints saved before it) those of
+    the IDX data set ``dataset``. ValueError saying what is wrong otherwise."""
+    if data is not None:
+        return ImageSpec.from_dict(data)
+    if not isinstance(dataset, str):
+        raise ValueError(f"dataset={dataset!r} names no data set, and there is no data (image size, classes)")
+    return load_dataset(dataset).spec

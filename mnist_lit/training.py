@@ -52,10 +52,15 @@ def build(
     that refuses its settings is a ConfigError naming its key. The optimizer and scheduler are built by the module's
     ``configure_optimizers``."""
     datamodule = built_or_refused("data", cfg.data._target_, lambda: instantiate(cfg.data))
-    # Hyperparameters as plain values: checkpoints load with weights_only=True.
+    # Hyperparameters as plain values: checkpoints load with weights_only=True. The network is built for the data
+    # module's images and classes (its spec: a folder's images are read for it).
     settings = {"model": plain(cfg.model), "optimizer": plain(cfg.optimizer), "scheduler": plain(cfg.get("scheduler"))}
     model = built_or_refused(
-        "model", cfg.model._target_, lambda: get_class(cfg.module._target_)(**settings, dataset=cfg.data.dataset)
+        "model",
+        cfg.model._target_,
+        lambda: get_class(cfg.module._target_)(
+            **settings, dataset=cfg.data.get("dataset"), data=datamodule.spec().as_dict()
+        ),
     )
     callbacks = [
         built_or_refused(f"callbacks.{name}", node._target_, lambda node=node: instantiate(node))
@@ -167,7 +172,7 @@ def fit_and_test(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path) -> float
         chosen = f"; precision auto: {precision.reason}" if str(cfg.trainer.get("precision")) == AUTO else ""
         log.info(
             "%s: %s parameters, %.2f MFLOPs an image; %s x%d, precision %s, %d threads%s",
-            cfg.run_name, f"{count_parameters(model):,}", flops_per_image(model.net) / 1e6,
+            cfg.run_name, f"{count_parameters(model):,}", flops_per_image(model.net, model.spec.input_shape) / 1e6,
             trainer.strategy.root_device.type, trainer.num_devices, trainer.precision, torch.get_num_threads(), chosen,
         )  # fmt: skip
         if precision.warning:
@@ -218,6 +223,7 @@ def fit_and_test(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path) -> float
                     model, datamodule=datamodule, ckpt_path=best_path, weights_only=True, verbose=False
                 )[0]
         metrics = {**summarise(history, test, checkpoint), **facts, "peak_rss_mb": peak_rss_mb(), "history": history}
+        metrics["test_set"] = datamodule.test_source  # where the test images came from
         metrics["threads"] = torch.get_num_threads()  # what fit_seconds was measured with
         metrics["precision"] = str(trainer.precision)  # what trainer.precision=auto chose
         if trainer.is_global_zero:

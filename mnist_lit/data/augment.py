@@ -1,10 +1,10 @@
 """Image transforms on whole batches: training augmentation, test-time augmentation, the shifted test split.
 
-Every transform works on uint8-range images (N, 28, 28), black background, before normalisation, so
-that pixels moved in from outside the image are background (zero) and ``data.normalize`` stays the
-one place where images become network input. Random parameters are drawn per image by kornia, from
-torch's global generator (which ``seed_everything`` seeds); the fixed transforms take a
-``torch.Generator`` or no randomness at all.
+Every transform works on uint8-range images (N, C, H, W), or (N, H, W) of one channel, black background,
+before normalisation, and gives images of the shape it got, so that pixels moved in from outside the image
+are background (zero) and ``ImageSpec.normalize`` stays the one place where images become network input.
+Random parameters are drawn per image by kornia, from torch's global generator (which ``seed_everything``
+seeds); the fixed transforms take a ``torch.Generator`` or no randomness at all.
 """
 
 from __future__ import annotations
@@ -17,22 +17,28 @@ import torch
 from kornia.geometry.transform import warp_affine
 from torch import Tensor, nn
 
+from mnist_lit.data.dataset import channels_first
 from mnist_lit.errors import ConfigError
 
 AUGMENTATIONS = ("affine", "elastic")
 SHIFTED_SEED = 2024  # the shifted test split's parameters: the same images for every run and machine
 
 
+def like(out: Tensor, images: Tensor) -> Tensor:
+    """``out`` (N, C, H, W) in the shape of ``images``: without the channel axis where ``images`` had none."""
+    return out.squeeze(1) if images.dim() == 3 else out
+
+
 class Augment(nn.Module):
-    """Random per-image transform of uint8-range images (N, 28, 28) -> float (N, 28, 28), 0-255 range."""
+    """Random per-image transform of uint8-range images (N, [C,] H, W) -> float of that shape, 0-255 range."""
 
     def __init__(self, transform: nn.Module) -> None:
         super().__init__()
         self.transform = transform
 
     def forward(self, images: Tensor) -> Tensor:
-        out = self.transform(images.unsqueeze(1).float())
-        return out.squeeze(1).clamp_(0.0, 255.0)
+        out = self.transform(channels_first(images).float())
+        return like(out, images).clamp_(0.0, 255.0)
 
 
 def build_augmentation(kind: str | None) -> Augment | None:
@@ -67,10 +73,10 @@ def affine_matrices(angle: Tensor, scale: Tensor, shift: Tensor, size: int = 28)
 
 
 def apply_affine(images: Tensor, matrices: Tensor) -> Tensor:
-    """uint8-range images (N, 28, 28) warped by per-image (N, 2, 3) matrices; float, 0-255, zero background."""
-    x = images.unsqueeze(1).float()
+    """uint8-range images (N, [C,] H, W) warped by per-image (N, 2, 3) matrices; float, 0-255, zero background."""
+    x = channels_first(images).float()
     out = warp_affine(x, matrices.to(x), dsize=tuple(x.shape[-2:]), mode="bilinear", padding_mode="zeros")
-    return out.squeeze(1).clamp_(0.0, 255.0)
+    return like(out, images).clamp_(0.0, 255.0)
 
 
 # Test-time augmentation: (rotation in degrees, scale, shift x px, shift y px); the first is the image itself.
@@ -88,12 +94,12 @@ TTA_TRANSFORMS: tuple[tuple[float, float, float, float], ...] = (
 
 
 def tta_views(images: Tensor) -> list[Tensor]:
-    """The images under each of ``TTA_TRANSFORMS``: float, 0-255 range, (N, 28, 28) each."""
-    n = len(images)
+    """The images under each of ``TTA_TRANSFORMS``: float, 0-255 range, of the images' shape each."""
+    n, size = len(images), images.shape[-1]
     views = []
     for angle, scale, dx, dy in TTA_TRANSFORMS:
         matrices = affine_matrices(
-            torch.full((n,), angle), torch.full((n,), scale), torch.tensor([[dx, dy]]).expand(n, 2)
+            torch.full((n,), angle), torch.full((n,), scale), torch.tensor([[dx, dy]]).expand(n, 2), size
         )
         views.append(apply_affine(images, matrices.to(images.device)))
     return views
@@ -105,7 +111,7 @@ STROKES = ("thinner", "same", "thicker")
 
 
 def shifted_images(images: Tensor, seed: int = SHIFTED_SEED) -> Tensor:
-    """The uint8 images (N, 28, 28) under a fixed, seeded transform each: uint8 (N, 28, 28).
+    """The uint8 images (N, [C,] H, W) under a fixed, seeded transform each: uint8, of the same shape.
 
     Shifts of up to 3 px, rotations up to 20 degrees, scales 0.8-1.2 (uniform) and a 2x2 erosion,
     nothing, or 2x2 dilation (a third each): harder than anything the official test set holds,
@@ -121,11 +127,11 @@ def shifted_images(images: Tensor, seed: int = SHIFTED_SEED) -> Tensor:
     scale = uniform(*SCALE_RANGE, n)
     shift = uniform(-SHIFT_PX, SHIFT_PX, n, 2)
     stroke = torch.randint(0, len(STROKES), (n,), generator=generator)
-    x = images.float().unsqueeze(1)
+    x = channels_first(images).float()
     kernel = torch.ones(2, 2, device=x.device)
     # Stroke width first (on the original pixels), then the geometry.
     thinner, thicker = kornia.morphology.erosion(x, kernel), kornia.morphology.dilation(x, kernel)
     pick = stroke.to(x.device).view(n, 1, 1, 1)
     x = torch.where(pick == 0, thinner, torch.where(pick == 2, thicker, x))
-    out = apply_affine(x.squeeze(1), affine_matrices(angle, scale, shift).to(x.device))
-    return out.round_().to(torch.uint8)
+    out = apply_affine(x, affine_matrices(angle, scale, shift, images.shape[-1]).to(x.device))
+    return like(out, images).round_().to(torch.uint8)

@@ -1,7 +1,9 @@
-"""A data set as a LightningDataModule: the official files, an 80/20 seeded train/validation split, the official
-test set apart. MNIST by default; ``data.dataset`` names another (``mnist_lit.data.dataset``).
+"""Data sets as LightningDataModules: ``ImageDataModule`` holds what every data set shares (the data contract, the
+seeded train/validation split, the in-memory batches, normalisation on the device), ``IDXDataModule`` the data
+sets the project downloads (MNIST by default; ``data.dataset`` names another, ``mnist_lit.data.dataset``).
+A folder of images (``mnist_lit.data.image_folder``) and a CSV table (``mnist_lit.data.csv_table``) are the others.
 
-Images stay in memory as one uint8 tensor per split; batches are gathered with one indexing
+Images stay in memory as one uint8 tensor (N, C, H, W) per split; batches are gathered with one indexing
 operation (``__getitems__``) and normalised on the device after transfer, so no per-sample
 Python work runs in the training loop.
 """
@@ -18,18 +20,19 @@ import torchvision.datasets
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from mnist_lit.data.acquire import ensure_dataset
+from mnist_lit.data.acquire import ensure_dataset, idx_count
 from mnist_lit.data.augment import build_augmentation
-from mnist_lit.data.dataset import load_dataset
+from mnist_lit.data.dataset import ImageSpec, load_dataset
 from mnist_lit.data.mnist import DATASET as MNIST
 
 log = logging.getLogger(__name__)
 
-NUM_CLASSES = len(MNIST.classes)
+SPLITS = ("train", "val", "test")
+NUM_CLASSES = len(MNIST.classes)  # the ten digits, which prediction and the demo classify
 
 
 def normalize(images: Tensor) -> Tensor:
-    """MNIST's normalisation (``ImageDataset.normalize``): uint8 (N, 28, 28) -> float (N, 1, 28, 28)."""
+    """MNIST's normalisation (``ImageSpec.normalize``): uint8 (N, 28, 28) -> float (N, 1, 28, 28)."""
     return MNIST.normalize(images)
 
 
@@ -52,6 +55,14 @@ class ImageTensorDataset(Dataset):
         index = torch.as_tensor(indices, device=self.labels.device)
         return self.images.index_select(0, index), self.labels.index_select(0, index)
 
+    def subset(self, indices: Tensor) -> ImageTensorDataset:
+        """The images and labels at ``indices``, copied into tensors of their own."""
+        index = indices.to(self.labels.device)
+        return ImageTensorDataset(self.images.index_select(0, index), self.labels.index_select(0, index))
+
+    def to(self, device: torch.device) -> ImageTensorDataset:
+        return ImageTensorDataset(self.images.to(device), self.labels.to(device))
+
 
 def keep_batch(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
     """Collate function for ``__getitems__`` batches, which are already stacked."""
@@ -65,13 +76,35 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[Tensor, Tenso
     return permutation[n_val:], permutation[:n_val]
 
 
-class MNISTDataModule(L.LightningDataModule):
-    """A data set's official files (MNIST's by default); a seeded train/val split of its training images; its
-    test images apart."""
+def channel_statistics(images: Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation of uint8 images (N, C, H, W), of pixel / 255, in float64."""
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for start in range(0, len(images), chunk):
+        x = images[start : start + chunk].to(torch.float64) / 255.0
+        total += x.sum(dim=(0, 2, 3))
+        squares += x.square().sum(dim=(0, 2, 3))
+    count = images.numel() / images.shape[1]
+    mean = total / count
+    std = (squares / count - mean.square()).clamp_min(0).sqrt().clamp_min(1e-3)  # a blank channel: no division by 0
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+class ImageDataModule(L.LightningDataModule):
+    """What every data set of the project shares: a training pool split by a seeded permutation into training and
+    validation images, a test set apart, all held in memory as uint8 (N, C, H, W) tensors.
+
+    The data contract, what the networks and the evaluation read: ``image_size``, ``channels``,
+    ``num_classes``, ``class_names`` and ``spec()`` (those with the normalisation, per-channel mean and
+    std of pixel / 255: given, or computed from the training split), ``num_train_images()`` (the images
+    the train/validation split divides, for checks of the split before anything is read), ``test_source``
+    (in words, where the test images come from) and ``eval_dataloader(split)`` (a split's uint8 batches
+    in order). A data set defines ``class_names``, ``image_size``, ``channels``, ``num_train_images``
+    and ``read``.
+    """
 
     def __init__(
         self,
-        dataset: str = "mnist",
         data_dir: str = "data",
         batch_size: int = 32,
         eval_batch_size: int = 1000,
@@ -80,12 +113,11 @@ class MNISTDataModule(L.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         on_device: bool = False,
-        mirrors: Sequence[str] | None = None,
-        checksums: Mapping[str, str] | None = None,
         augment: str | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
-        self.dataset = load_dataset(dataset)
         self.data_dir = Path(data_dir)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
@@ -94,40 +126,74 @@ class MNISTDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.on_device = on_device
-        self.mirrors = list(mirrors) if mirrors else None
-        self.checksums = dict(checksums) if checksums else dict(self.dataset.files)
         self.augment = build_augmentation(augment)  # None: the presentation's protocol, images as they are
-        self.source: str | None = None
+        self.mean = tuple(mean) if mean is not None else None
+        self.std = tuple(std) if std is not None else None
+        self.test_source = ""  # set by read()
+        self.read_splits: dict[str, ImageTensorDataset] | None = None  # on the CPU, read once
+        self.image_spec: ImageSpec | None = None
         self.train_set: ImageTensorDataset | None = None
         self.val_set: ImageTensorDataset | None = None
         self.test_set: ImageTensorDataset | None = None
 
-    def prepare_data(self) -> None:
-        """Acquire and verify the four files (runs once per node, under a file lock)."""
-        self.source = ensure_dataset(self.data_dir, self.dataset, mirrors=self.mirrors, checksums=self.checksums)
-
-    def setup(self, stage: str | None = None) -> None:
-        """Read the IDX files with torchvision and split; each split is built once per process."""
-        device = self._device()
-        if stage in (None, "fit", "validate") and self.train_set is None:
-            official = self.reader(self.data_dir, train=True)
-            train_idx, val_idx = split_indices(len(official.targets), self.val_fraction, self.split_seed)
-            images, labels = official.data.to(device), official.targets.to(device)
-            self.train_set = ImageTensorDataset(images[train_idx.to(device)], labels[train_idx.to(device)])
-            self.val_set = ImageTensorDataset(images[val_idx.to(device)], labels[val_idx.to(device)])
-            log.info(
-                "%s: %d training and %d validation images", self.dataset.name, len(self.train_set), len(self.val_set)
-            )
-        if stage in (None, "test", "predict") and self.test_set is None:
-            official = self.reader(self.data_dir, train=False)
-            self.test_set = ImageTensorDataset(official.data.to(device), official.targets.to(device))
+    # What each data set defines.
 
     @property
-    def reader(self) -> type:
-        """torchvision's class that reads this data set's IDX files."""
-        return getattr(torchvision.datasets, self.dataset.name)
+    def class_names(self) -> tuple[str, ...]:
+        raise NotImplementedError
 
-    def _device(self) -> torch.device:
+    @property
+    def image_size(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def channels(self) -> int:
+        raise NotImplementedError
+
+    def num_train_images(self) -> int | None:
+        """The images the train/validation split divides, or None where they cannot be counted yet."""
+        raise NotImplementedError
+
+    def read(self) -> tuple[ImageTensorDataset, ImageTensorDataset]:
+        """(the training pool, the test set) as uint8 (N, C, H, W) images and int64 labels on the CPU; sets
+        ``test_source``. Bad data raises a UserError naming the file."""
+        raise NotImplementedError
+
+    # The contract, from what the data set defines.
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def splits(self) -> dict[str, ImageTensorDataset]:
+        """The train, val and test splits on the CPU: the data read once, the pool split by ``split_seed``."""
+        if self.read_splits is None:
+            pool, test = self.read()
+            train_idx, val_idx = split_indices(len(pool), self.val_fraction, self.split_seed)
+            self.read_splits = {"train": pool.subset(train_idx), "val": pool.subset(val_idx), "test": test}
+            log.info(
+                "%d training, %d validation and %d test images (%s)",
+                len(train_idx), len(val_idx), len(test), self.test_source,
+            )  # fmt: skip
+        return self.read_splits
+
+    def spec(self) -> ImageSpec:
+        """The images' size, channels, classes and normalisation: what the network is built for."""
+        if self.image_spec is None:
+            mean, std = self.mean, self.std
+            if mean is None or std is None:
+                mean, std = channel_statistics(self.splits()["train"].images)
+            self.image_spec = ImageSpec(self.image_size, self.channels, tuple(self.class_names), mean, std)
+        return self.image_spec
+
+    def setup(self, stage: str | None = None) -> None:
+        """Every split on the device it is used on; each is built once per process."""
+        if self.train_set is None:
+            device = self.data_device()
+            splits = {name: split.to(device) for name, split in self.splits().items()}
+            self.train_set, self.val_set, self.test_set = (splits[name] for name in SPLITS)
+
+    def data_device(self) -> torch.device:
         # Holding the images on the accelerator removes the host-to-device copy of every batch.
         if self.on_device and self.trainer is not None:
             return self.trainer.strategy.root_device
@@ -136,7 +202,7 @@ class MNISTDataModule(L.LightningDataModule):
     def loader(self, dataset: ImageTensorDataset | None, batch_size: int, shuffle: bool) -> DataLoader:
         """A loader of whole-batch gathers over ``dataset``."""
         if dataset is None:
-            raise RuntimeError("MNISTDataModule.setup() has not been called for this stage")
+            raise RuntimeError(f"{type(self).__name__}.setup() has not been called for this stage")
         on_cpu = dataset.labels.device.type == "cpu"
         return DataLoader(
             dataset,
@@ -157,9 +223,81 @@ class MNISTDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self.loader(self.test_set, self.eval_batch_size, shuffle=False)
 
+    def eval_dataloader(self, split: str) -> DataLoader:
+        """The uint8 (images, labels) batches of ``split`` (train, val or test), in order, ``eval_batch_size``
+        images each: what evaluation reads (``setup()`` first)."""
+        if split not in SPLITS:
+            raise ValueError(f"split={split!r} is none of {', '.join(SPLITS)}")
+        return self.loader(getattr(self, f"{split}_set"), self.eval_batch_size, shuffle=False)
+
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
         """Normalise the uint8 images on the device they were moved to (augmented first, in training)."""
         images, labels = batch
         if self.augment is not None and self.trainer is not None and self.trainer.training:
             images = self.augment(images)  # per image, on the device, before normalisation
-        return self.dataset.normalize(images), labels
+        return self.spec().normalize(images), labels
+
+
+class IDXDataModule(ImageDataModule):
+    """A data set's official IDX files (MNIST's by default), acquired and verified; a seeded train/val split of
+    its training images; its test images apart. 28x28 grayscale, normalised with the data set's published
+    mean and std."""
+
+    def __init__(
+        self,
+        dataset: str = "mnist",
+        data_dir: str = "data",
+        batch_size: int = 32,
+        eval_batch_size: int = 1000,
+        val_fraction: float = 0.2,
+        split_seed: int = 42,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        on_device: bool = False,
+        mirrors: Sequence[str] | None = None,
+        checksums: Mapping[str, str] | None = None,
+        augment: str | None = None,
+    ) -> None:
+        self.dataset = load_dataset(dataset)
+        super().__init__(
+            data_dir, batch_size, eval_batch_size, val_fraction, split_seed, num_workers, pin_memory, on_device,
+            augment, mean=(self.dataset.mean,), std=(self.dataset.std,),
+        )  # fmt: skip
+        self.mirrors = list(mirrors) if mirrors else None
+        self.checksums = dict(checksums) if checksums else dict(self.dataset.files)
+        self.source: str | None = None
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.dataset.classes
+
+    @property
+    def image_size(self) -> int:
+        return self.dataset.spec.image_size
+
+    @property
+    def channels(self) -> int:
+        return self.dataset.spec.channels
+
+    def num_train_images(self) -> int | None:
+        return idx_count(self.dataset.raw_dir(self.data_dir) / "train-labels-idx1-ubyte")
+
+    def prepare_data(self) -> None:
+        """Acquire and verify the four files (runs once per node, under a file lock)."""
+        self.source = ensure_dataset(self.data_dir, self.dataset, mirrors=self.mirrors, checksums=self.checksums)
+
+    def read(self) -> tuple[ImageTensorDataset, ImageTensorDataset]:
+        """The official training and test files, read by torchvision."""
+        sets = [self.reader(self.data_dir, train=train) for train in (True, False)]
+        self.test_source = f"the official {self.dataset.name} test files"
+        pool, test = (ImageTensorDataset(s.data.unsqueeze(1), s.targets) for s in sets)
+        return pool, test
+
+    @property
+    def reader(self) -> type:
+        """torchvision's class that reads this data set's IDX files."""
+        return getattr(torchvision.datasets, self.dataset.name)
+
+
+# The name of conf/data/mnist.yaml's data module before other data sets came: runs saved with it still build.
+MNISTDataModule = IDXDataModule

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import lightning as L
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -16,6 +16,7 @@ from torch import Tensor
 from mnist_lit.checkpoints import load_checkpoint, load_classifier
 from mnist_lit.config.checks import check_eval_config
 from mnist_lit.data.augment import shifted_images
+from mnist_lit.data.datamodule import ImageDataModule
 from mnist_lit.errors import ConfigError, describe
 from mnist_lit.evaluation.inference import inference_device, predict_batches
 from mnist_lit.evaluation.report import REPORT, write_report
@@ -72,7 +73,7 @@ def locate_run(run_dir: str | None, ckpt_path: str | None) -> Run:
     return Run(run_dir=directory, config=config, ckpt_path=ckpt, checkpoint=checkpoint)
 
 
-def load_data(run: Run) -> L.LightningDataModule:
+def load_data(run: Run) -> ImageDataModule:
     """The run's own data module (same files, same seeded split), every split set up (the report shows all)."""
     try:
         datamodule = instantiate(run.config.data)
@@ -86,16 +87,15 @@ def load_data(run: Run) -> L.LightningDataModule:
     return datamodule
 
 
-def split_batches(datamodule: L.LightningDataModule, split: str) -> Iterable[tuple[Tensor, Tensor]]:
+def split_batches(datamodule: ImageDataModule, split: str) -> Iterable[tuple[Tensor, Tensor]]:
     """The uint8 (images, labels) batches of ``split``; test_shifted transforms the test images, seeded."""
-    if split == "val":
-        return datamodule.val_dataloader()
-    if split == "test":
-        return datamodule.test_dataloader()
-    test = datamodule.test_set
-    shifted = shifted_images(test.images.cpu())
-    size = datamodule.eval_batch_size
-    return [(shifted[i : i + size], test.labels[i : i + size].cpu()) for i in range(0, len(shifted), size)]
+    if split != "test_shifted":
+        return datamodule.eval_dataloader(split)
+    batches = list(datamodule.eval_dataloader("test"))
+    images = torch.cat([x.cpu() for x, _ in batches])
+    shifted = shifted_images(images)  # the whole set at once: each image's parameters are the seed's draw
+    sizes = [len(y) for _, y in batches]
+    return list(zip(shifted.split(sizes), (y.cpu() for _, y in batches), strict=True))
 
 
 def ensemble_runs(ckpt_paths: list[str]) -> list[Run]:
@@ -145,7 +145,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     ]
     datamodule = load_data(run)
     predictions = predict_batches(models, split_batches(datamodule, cfg.split), tta=cfg.tta)
-    scores = score(predictions.labels, predictions.predicted, len(datamodule.dataset.classes))
+    scores = score(predictions.labels, predictions.predicted, datamodule.num_classes)
     what = f"ensemble of {len(members)}" if len(members) > 1 else str(run.ckpt_path)
     log.info(
         "%s%s: %s split, %d images, accuracy %.4f",

@@ -41,14 +41,20 @@ def confusion_figure(confusion: Tensor, title: str, classes: Sequence[str]) -> F
 
 
 def image_grid(images: Tensor, titles: list[str], columns: int, title: str) -> Figure:
-    """uint8 28x28 images in a grid, each with a short caption."""
+    """uint8 images (N, C, H, W) or (N, H, W) in a grid, each with a short caption; one channel is drawn dark on
+    light, three as RGB."""
+    if images.dim() == 4:  # (N, H, W, C), as matplotlib draws colour; (N, H, W) for one channel
+        images = images[:, 0] if images.shape[1] == 1 else images.permute(0, 2, 3, 1)
     rows = max(1, -(-len(images) // columns))
     fig = Figure(figsize=(columns * 1.25, rows * 1.45 + 0.4), layout="constrained")
     fig.suptitle(title)
     for i, ax in enumerate(fig.subplots(rows, columns, squeeze=False).flat):
         ax.set_axis_off()
         if i < len(images):
-            ax.imshow(images[i].numpy(), cmap="gray_r", vmin=0, vmax=255)
+            if images.dim() == 4:
+                ax.imshow(images[i].numpy())
+            else:
+                ax.imshow(images[i].numpy(), cmap="gray_r", vmin=0, vmax=255)
             ax.set_title(titles[i], fontsize=8)
     return fig
 

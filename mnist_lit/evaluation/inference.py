@@ -11,7 +11,6 @@ from lightning.pytorch.plugins import MixedPrecision
 from torch import Tensor
 
 from mnist_lit.data.augment import tta_views
-from mnist_lit.data.dataset import load_dataset
 from mnist_lit.evaluation.results import Predictions
 from mnist_lit.lit_module import DigitClassifier
 from mnist_lit.precision import resolved
@@ -33,10 +32,10 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
 
 @torch.no_grad()
 def logits_of(model: DigitClassifier, images: Tensor, precision: str = "32-true", tta: bool = False) -> Tensor:
-    """Float logits (N, classes) on the CPU for uint8 (N, 28, 28) images; with ``tta``, their mean over the TTA
-    views. Normalised with the checkpoint's data set, as its data module did after transfer."""
+    """Float logits (N, classes) on the CPU for uint8 images (N, C, H, W), or (N, H, W) of one channel; with
+    ``tta``, their mean over the TTA views. Normalised as the checkpoint's data module did after transfer."""
     model.eval()
-    normalize = load_dataset(model.hparams.get("dataset", "mnist")).normalize
+    normalize = model.spec.normalize
     images = images.to(model.device)
     views = tta_views(images) if tta else [images]
     total = None
@@ -48,7 +47,7 @@ def logits_of(model: DigitClassifier, images: Tensor, precision: str = "32-true"
 
 
 def classify(model: DigitClassifier, images: Tensor, precision: str = "32-true", tta: bool = False) -> Tensor:
-    """Softmax probabilities (N, classes) for uint8 (N, 28, 28) images, normalised as the model was trained."""
+    """Softmax probabilities (N, classes) for uint8 images (``logits_of``), normalised as the model was trained."""
     return logits_of(model, images, precision, tta).softmax(dim=1)
 
 

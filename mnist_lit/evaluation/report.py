@@ -8,11 +8,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from mnist_lit.data.datamodule import SPLITS, ImageDataModule
 from mnist_lit.display.tensorboard import log_report
 from mnist_lit.evaluation.figures import (
     CURVES,
@@ -80,10 +80,22 @@ def is_report(directory: Path) -> bool:
 REPORT = Owned("an earlier report of this project", is_report, folder=True)
 
 
+def first_images(datamodule: ImageDataModule, split: str, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``count`` uint8 images of ``split`` and their labels, on the CPU."""
+    images, labels, have = [], [], 0
+    for x, y in datamodule.eval_dataloader(split):
+        images.append(x[: count - have].cpu())
+        labels.append(y[: count - have].cpu())
+        have += len(labels[-1])
+        if have >= count:
+            break
+    return torch.cat(images), torch.cat(labels)
+
+
 def write_report(
     cfg: DictConfig,
     run: Run,
-    datamodule: L.LightningDataModule,
+    datamodule: ImageDataModule,
     predictions: Predictions,
     scores: Scores,
     report_dir: Path,
@@ -112,16 +124,16 @@ def write_report(
         "accuracy": scores.accuracy,
         "metrics_json_test_acc": metrics_acc,
         "top_confusions": top,
+        "class_names": list(datamodule.class_names),  # the report's class indices, named by the data module
     }
-    classes = datamodule.dataset.classes
+    classes = datamodule.class_names
     text = classification_report_text(report, classes)
     counts = {
-        name: torch.bincount(dataset.labels.cpu().long(), minlength=len(classes))
-        for name, dataset in (
-            ("train", datamodule.train_set),
-            ("val", datamodule.val_set),
-            ("test", datamodule.test_set),
+        split: sum(
+            torch.bincount(labels.cpu().long(), minlength=len(classes))
+            for _, labels in datamodule.eval_dataloader(split)
         )
+        for split in SPLITS
     }
 
     with REPORT.written(report_dir) as tmp:
@@ -147,12 +159,11 @@ def write_report(
 
         save_figure(learning_curves_figure(read_curves(run.run_dir), epoch), tmp / "learning_curves.png")
         save_figure(class_distribution_figure(counts, classes), tmp / "class_distribution.png")
-        train = datamodule.train_set
-        shown = min(cfg.samples, len(train))
-        captions = [classes[label] for label in train.labels[:shown]]
-        save_figure(image_grid(train.images[:shown].cpu(), captions, 10, "Training images"), tmp / "samples.png")
+        samples, labels = first_images(datamodule, "train", cfg.samples)
+        captions = [classes[label] for label in labels]
+        save_figure(image_grid(samples, captions, 10, "Training images"), tmp / "samples.png")
         if summary["augment"]:
-            augmented = augmented_samples(train.images[:shown].cpu(), summary["augment"])
+            augmented = augmented_samples(samples, summary["augment"])
             title = f"The same images under data.augment={summary['augment']} (one draw)"
             save_figure(image_grid(augmented, captions, 10, title), tmp / "augmented.png")
         (tmp / "report.md").write_text(report_markdown(summary, report, counts, classes))

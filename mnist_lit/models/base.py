@@ -13,7 +13,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mnist_lit.config.schema import setting, shape_keys, typed
 
-IMAGE_SIZE = 28
+IMAGE_SIZE = 28  # the input a network is built for when no data module says otherwise: MNIST's 28x28 grayscale
+DEFAULT_INPUT = (1, IMAGE_SIZE, IMAGE_SIZE)  # (channels, height, width)
 # Checkpoints name their network by ``_target_``; these name it by the architecture alone.
 ARCH_TARGETS = {"mlp": "mnist_lit.models.mlp.MLP", "cnn": "mnist_lit.models.cnn.CNN"}
 
@@ -29,6 +30,7 @@ class NetworkConfig:
     # The training loss's label smoothing (torch's cross_entropy): the target is 1 - s on the label and s/classes
     # spread over all classes. Validation and test losses stay plain cross-entropy, comparable between runs.
     label_smoothing: float = setting(0.0, low=0, high=1, high_open=True)
+    # The outputs of a network built without a data module; DigitClassifier builds it with its data's class count.
     num_classes: int = setting(10, low=2, shape=True)
 
 
@@ -53,10 +55,19 @@ def network_options(config: NetworkConfig) -> dict[str, Any]:
     return {k: v for k, v in dataclasses.asdict(config).items() if k not in shared}
 
 
-def build_network(model: Mapping[str, Any]) -> nn.Module:
-    """Build the network a ``model`` config describes (its ``_target_`` and that network's settings)."""
+def build_network(
+    model: Mapping[str, Any], input_shape: tuple[int, int, int] = DEFAULT_INPUT, num_classes: int | None = None
+) -> nn.Module:
+    """Build the network a ``model`` config describes (its ``_target_`` and that network's settings) for images
+    of ``input_shape`` (channels, height, width) and ``num_classes`` outputs (default: ``model.num_classes``)."""
     cls = network_class(model)
-    return cls(**network_options(network_config({**model, "_target_": f"{cls.__module__}.{cls.__qualname__}"})))
+    settings = {**model, "_target_": f"{cls.__module__}.{cls.__qualname__}"}
+    if num_classes is not None:
+        settings["num_classes"] = num_classes
+    channels, height, width = input_shape
+    if height != width:
+        raise ValueError(f"the networks take square images, not {height}x{width}")
+    return cls(**network_options(network_config(settings)), channels=channels, image_size=height)
 
 
 def network_shape(model: Mapping[str, Any]) -> dict[str, Any]:
@@ -70,10 +81,11 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def flops_per_image(network: nn.Module) -> int:
-    """Floating-point operations of one forward pass over one image, as torch's FLOP counter counts them."""
+def flops_per_image(network: nn.Module, input_shape: tuple[int, int, int] = DEFAULT_INPUT) -> int:
+    """Floating-point operations of one forward pass over one image of ``input_shape`` (channels, height,
+    width), as torch's FLOP counter counts them."""
     parameter = next(network.parameters())
-    image = torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE, dtype=parameter.dtype, device=parameter.device)
+    image = torch.zeros(1, *input_shape, dtype=parameter.dtype, device=parameter.device)
     was_training = network.training
     network.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:

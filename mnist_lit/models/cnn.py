@@ -62,7 +62,8 @@ class CNNConfig(NetworkConfig):
 
 
 class CNN(nn.Module):
-    """Conv blocks (kxk convolutions, ReLU, 2x2 max-pooling), flatten, dense + ReLU, 10 logits.
+    """Conv blocks (kxk convolutions, ReLU, 2x2 max-pooling), flatten, dense + ReLU, one logit per class, for
+    ``channels`` x ``image_size`` x ``image_size`` images (MNIST's 1 x 28 x 28 by default).
 
     Block ``i`` has ``filters * 2**i`` filters: the default 32 and 2 blocks give the presentation's
     32 and 64. ``options`` are ``CNNConfig``'s settings; the stronger variants' options are all off by
@@ -71,12 +72,11 @@ class CNN(nn.Module):
 
     Config = CNNConfig
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, channels: int = 1, image_size: int = IMAGE_SIZE, **options: Any) -> None:
         super().__init__()
         c = CNNConfig(**options)
-        side = feature_map_sizes(c.blocks, c.kernel_size, convs_per_block=c.convs_per_block)[-1]
+        side = feature_map_sizes(c.blocks, c.kernel_size, image_size, c.convs_per_block)[-1]
         layers: list[nn.Module] = []
-        channels = 1
         for block in range(c.blocks):
             width = c.filters * 2**block
             for _ in range(c.convs_per_block):

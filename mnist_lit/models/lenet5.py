@@ -7,7 +7,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from mnist_lit.models.base import NetworkConfig
+from mnist_lit.models.base import IMAGE_SIZE, NetworkConfig
+
+PAPER_INPUT = 32  # the paper's input side: C5's 5x5 kernels then cover S4's whole map
 
 
 @dataclasses.dataclass
@@ -28,16 +30,24 @@ class LeNet5(nn.Module):
     layers have no trainable coefficient and bias of their own, C3 connects to all six maps of S2
     (the paper's table connects each to a subset), and the output is a linear layer whose logits go
     to cross-entropy (the paper's is a layer of Euclidean radial basis units). 61,706 parameters.
+
+    Other inputs: images smaller than 32x32 are padded to it; larger ones keep their size, and C5's maps
+    are then larger than 1x1 and flattened into F6. ``channels`` feed C1.
     """
 
     Config = LeNet5Config
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, channels: int = 1, image_size: int = IMAGE_SIZE, **options: Any) -> None:
         super().__init__()
         c = LeNet5Config(**options)
+        pad = max(0, PAPER_INPUT - image_size)
+        side = image_size + pad
+        for kernel, pool in ((5, 2), (5, 2), (5, 1)):  # C1 S2, C3 S4, C5
+            side = (side - kernel + 1) // pool
         self.features = nn.Sequential(
-            nn.ZeroPad2d(2),  # 28x28 -> 32x32: the paper's input, so that strokes reach C1's receptive fields
-            nn.Conv2d(1, 6, 5),  # C1
+            # 28x28 -> 32x32: the paper's input, so that strokes reach C1's receptive fields
+            nn.ZeroPad2d((pad // 2, pad - pad // 2, pad // 2, pad - pad // 2)),
+            nn.Conv2d(channels, 6, 5),  # C1
             nn.Tanh(),
             nn.AvgPool2d(2),  # S2
             nn.Conv2d(6, 16, 5),  # C3
@@ -46,7 +56,9 @@ class LeNet5(nn.Module):
             nn.Conv2d(16, 120, 5),  # C5
             nn.Tanh(),
         )
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, c.num_classes))
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(120 * side * side, 84), nn.Tanh(), nn.Linear(84, c.num_classes)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x))

@@ -1,4 +1,4 @@
-"""The presentation's MLP, 784 -> 128 (ReLU) -> 10, with options for deeper and regularised ones."""
+"""The presentation's MLP, 784 -> 128 (ReLU) -> 10 on MNIST, with options for deeper and regularised ones."""
 
 from __future__ import annotations
 
@@ -24,17 +24,18 @@ class MLPConfig(NetworkConfig):
 
 
 class MLP(nn.Sequential):
-    """784 -> hidden (ReLU) [-> hidden (ReLU) ...] -> 10; ``options`` are ``MLPConfig``'s settings.
+    """pixels -> hidden (ReLU) [-> hidden (ReLU) ...] -> classes; ``options`` are ``MLPConfig``'s settings.
 
-    The defaults give the presentation's network; ``dropout`` > 0 adds dropout after each hidden layer.
+    The input has ``channels * image_size**2`` pixels (784 for MNIST). The defaults give the presentation's
+    network; ``dropout`` > 0 adds dropout after each hidden layer.
     """
 
     Config = MLPConfig
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, channels: int = 1, image_size: int = IMAGE_SIZE, **options: Any) -> None:
         c = MLPConfig(**options)
         modules: list[nn.Module] = [nn.Flatten()]
-        width = IMAGE_SIZE * IMAGE_SIZE
+        width = channels * image_size * image_size
         for _ in range(c.layers):
             modules += [nn.Linear(width, c.hidden), nn.ReLU()]
             if c.dropout:

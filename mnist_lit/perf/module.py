@@ -24,9 +24,10 @@ class FastDigitClassifier(DigitClassifier):
         model: dict[str, Any],
         optimizer: dict[str, Any],
         scheduler: dict[str, Any] | None = None,
-        dataset: str = "mnist",
+        dataset: str | None = "mnist",
+        data: dict[str, Any] | None = None,
     ):
-        super().__init__(model, optimizer, scheduler, dataset)
+        super().__init__(model, optimizer, scheduler, dataset, data)
         self.automatic_optimization = False
 
     def __setattr__(self, name: str, value: Any) -> None:

@@ -20,9 +20,12 @@ def test_dataset_names_are_the_modules_that_declare_a_data_set():
     names = dataset_names()
     assert {"mnist", "fashion_mnist"} <= set(names) and names == sorted(names)
     assert not {"datamodule", "augment", "acquire", "dataset"} & set(names)  # modules without a DATASET
-    # each has its conf/data file, which chooses it by that name, and every conf/data file chooses one of them
-    chosen = {p.stem: yaml.safe_load(p.read_text())["dataset"] for p in (ROOT / "conf" / "data").glob("*.yaml")}
+    # each has its conf/data file, which chooses it by that name, and every conf/data file of the IDX data module
+    # chooses one of them (the others, image_folder and csv, read the user's own files)
+    configs = {p.stem: yaml.safe_load(p.read_text()) for p in (ROOT / "conf" / "data").glob("*.yaml")}
+    chosen = {stem: data["dataset"] for stem, data in configs.items() if "dataset" in data}
     assert chosen == {name: name for name in names}
+    assert {stem for stem in configs if stem not in chosen} == {"image_folder", "csv"}
 
 
 @pytest.mark.parametrize(
