@@ -44,7 +44,7 @@ def command(interrupted: str, config: str | None = None) -> Callable[[F], F]:
             try:
                 return main(*args, **kwargs)
             except UserError as e:
-                if left_to_hydra():
+                if config is not None and left_to_hydra():
                     raise
                 exit_with(e)
 

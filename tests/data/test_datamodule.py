@@ -14,7 +14,8 @@ from mnist_lit.data.dataset import ImageSpec
 from mnist_lit.data.mnist import DATASET as MNIST
 from mnist_lit.errors import ConfigError
 from mnist_lit.evaluation.evaluate import evaluate
-from mnist_lit.lit_module import DigitClassifier, load_checkpoint, load_classifier
+from mnist_lit.checkpoints import load_checkpoint, load_classifier
+from mnist_lit.lit_module import DigitClassifier
 from mnist_lit.models.base import build_network, count_parameters, flops_per_image
 from tests.conftest import N_TEST, N_TRAIN
 

@@ -14,7 +14,7 @@ from mnist_lit.config.checks import command_config
 from mnist_lit.data.image_folder import ImageFolderDataModule
 from mnist_lit.errors import ConfigError
 from mnist_lit.evaluation.evaluate import evaluate
-from mnist_lit.lit_module import load_classifier
+from mnist_lit.checkpoints import load_classifier
 from tests.conftest import assert_refused, run_cli, snapshot, train_in_process
 
 CLASSES = ("circle", "square", "stripes")

@@ -33,7 +33,7 @@ def test_fast_path_trains_like_the_default(synthetic, tmp_path, default_run, ste
     assert fast["steps"] == default_run["steps"] == 3 * 13  # optimizer steps, counted alike
     # its checkpoints are the default module's: same keys and hyperparameters
     state = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)
-    assert set(state["hyper_parameters"]) == {"model", "optimizer", "scheduler", "dataset"}
+    assert set(state["hyper_parameters"]) == {"model", "optimizer", "scheduler", "dataset", "data"}
 
 
 def test_fast_path_steps_the_one_cycle_schedule_per_optimizer_step(synthetic, tmp_path):

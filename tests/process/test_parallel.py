@@ -50,4 +50,4 @@ def test_ddp_on_cpu_trains_one_model_into_one_run_directory(synthetic, tmp_path)
     # rank 1 logs to its own file, and only warnings
     rank_log = run_dir / "train_ddp_process_1.log"  # opened by the rank's first line: none at INFO
     assert not rank_log.exists() or "INFO" not in rank_log.read_text()
-    assert output.count("MNIST: 400 training and 100 validation images") == 1
+    assert output.count("400 training, 100 validation and 200 test images") == 1
