@@ -8,13 +8,13 @@ import pytest
 import torch
 import yaml
 
+from mnist_lit.checkpoints import load_checkpoint, load_classifier
 from mnist_lit.config.checks import command_config
 from mnist_lit.data.datamodule import MNISTDataModule, split_indices
 from mnist_lit.data.dataset import ImageSpec
 from mnist_lit.data.mnist import DATASET as MNIST
 from mnist_lit.errors import ConfigError
 from mnist_lit.evaluation.evaluate import evaluate
-from mnist_lit.checkpoints import load_checkpoint, load_classifier
 from mnist_lit.lit_module import DigitClassifier
 from mnist_lit.models.base import build_network, count_parameters, flops_per_image
 from tests.conftest import N_TEST, N_TRAIN

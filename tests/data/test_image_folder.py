@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
+from mnist_lit.checkpoints import load_classifier
 from mnist_lit.config.checks import command_config
 from mnist_lit.data.image_folder import ImageFolderDataModule
 from mnist_lit.errors import ConfigError
 from mnist_lit.evaluation.evaluate import evaluate
-from mnist_lit.checkpoints import load_classifier
 from tests.conftest import assert_refused, run_cli, snapshot, train_in_process
 
 CLASSES = ("circle", "square", "stripes")
