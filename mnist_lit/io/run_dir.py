@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
 import sys
 import traceback
@@ -166,6 +167,16 @@ def lock_directory(directory: Path, key: str) -> FileLock:
     return lock
 
 
+def as_job(config: DictConfig, output_dir: Path) -> DictConfig:
+    """A multirun's config as its job in ``output_dir`` will see it, for checks before Hydra runs the job: each
+    ``${hydra:key}`` read from the config's own ``hydra`` node, the node Hydra gives the job (HydraConfig)."""
+    text = re.sub(r"\$\{hydra:([^}]*)\}", r"${oc.select:hydra.\1,null}", OmegaConf.to_yaml(config))
+    job = OmegaConf.create(text)
+    job.hydra.runtime.output_dir = str(output_dir)
+    job.hydra.job.num = 0
+    return job
+
+
 def save_run_config(cfg: DictConfig) -> None:
     """A job's ``.hydra/`` (config.yaml, hydra.yaml, overrides.yaml), as Hydra saves it, written once the job's
     checks have passed: conf/hydra sets ``output_subdir: null`` so that Hydra writes nothing before them."""
@@ -243,12 +254,15 @@ class RunDirectoryGuard(Callback):
         fail_closed(lambda: self.claim_sweep(config))
 
     def claim_sweep(self, config: DictConfig) -> None:
-        """Check the sweeper, the job folders and the sweep directory, then make and lock the directory (each job
-        checks its own config)."""
+        """Check the sweeper, the job folders, the settings the jobs share and the sweep directory, then make and
+        lock the directory."""
         shown = str(config.hydra.sweep.dir)
         sweep_dir = Path(os.path.normpath(Path(shown).expanduser().absolute()))
         check_sweeper(config)
-        check_job_dirs(config, sweep_dir)
+        first_job = check_job_dirs(config, sweep_dir)
+        from mnist_lit.config.checks import check_config  # here: it loads torch, which a refused sweep need not
+
+        check_config(as_job(config, first_job))  # the settings every job shares (each job checks its own)
         check_sweep_dir(sweep_dir, shown)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         self.lock = lock_directory(sweep_dir, "hydra.sweep.dir")

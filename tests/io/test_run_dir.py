@@ -173,3 +173,13 @@ def test_unwritable_log_directory_fails_before_training(synthetic, tmp_path):
     assert done.returncode == 2
     assert f"hydra.run.dir={blocker}/run cannot be used" in done.stderr and "is a file" in done.stderr
     assert "Traceback" not in done.stderr and "Epoch" not in done.stdout
+
+
+def test_a_sweep_whose_shared_settings_are_refused_makes_no_sweep_directory(synthetic, tmp_path) -> None:
+    """The settings every job shares are checked once, before the sweep directory is made (each job then checks
+    its own)."""
+    sweep = tmp_path / "sweeps" / "s"
+    done = run_cli("train.py", "-m", *synthetic_overrides(synthetic), f"hydra.sweep.dir={sweep}", "optimizer.lr=-1",
+                   "seed=1,2", check=False)  # fmt: skip
+    assert_refused(done, "optimizer.lr=-1.0 is not allowed")
+    assert not (tmp_path / "sweeps").exists()
