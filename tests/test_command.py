@@ -1,5 +1,6 @@
-"""Every command starts in a new interpreter: its config composes and resolves (the project's resolvers are
-registered by the wrapper, whatever the command imports)."""
+"""Every command in a new interpreter, as a user starts it (not the tests' preloaded one, which has imported every
+module already): its config composes and resolves (the project's resolvers are registered by the wrapper, whatever
+the command imports), and it does its work."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, digit_image, figures, make_job, synthetic_overrides
 
 COMMANDS = [
     ("train.py", "--cfg", "job", "--resolve"),
@@ -26,3 +28,32 @@ def test_each_command_starts_in_a_fresh_interpreter(args):
     done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "${" not in done.stdout  # every interpolation resolved
+
+
+def fresh(*args: str) -> subprocess.CompletedProcess:
+    """A command in a new interpreter; it must succeed."""
+    done = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_each_command_does_its_work_in_a_fresh_interpreter(synthetic, trained, tmp_path):
+    """One real invocation of each command as a user types it, on the synthetic digits and one small run: train,
+    evaluate, predict, export and a sweep's summary (the demo's server is started in tests/test_demo.py)."""
+    fresh("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path / 'run'}", "trainer.max_epochs=1",
+          "model.hidden=16")  # fmt: skip
+    assert (tmp_path / "run" / "metrics.json").is_file() and (tmp_path / "run" / ".hydra" / "config.yaml").is_file()
+    fresh("evaluate.py", f"run_dir={trained}", f"report_dir={tmp_path / 'report'}", "tensorboard=false")
+    assert (tmp_path / "report" / "report.md").is_file()
+    Image.fromarray(digit_image()).save(tmp_path / "digit.png")
+    ckpt = trained / "checkpoints" / "best.ckpt"
+    fresh("-m", "mnist_lit.predict", f"ckpt_path={ckpt}", f"images={tmp_path / 'digit.png'}",
+          f"output={tmp_path / 'predictions.csv'}")  # fmt: skip
+    assert (tmp_path / "predictions.csv").read_text().count("\n") == 2  # the header and the image's row
+    fresh("-m", "mnist_lit.export", f"ckpt_path={ckpt}", f"output={tmp_path / 'model.onnx'}")
+    assert (tmp_path / "model.onnx").stat().st_size > 0
+    sweep = tmp_path / "sweep"
+    make_job(sweep, 0, ["model.hidden=8"], figures(0.9, 0.9, 100))
+    make_job(sweep, 1, ["model.hidden=16"], figures(0.95, 0.94, 200))
+    fresh("-m", "mnist_lit.sweep_summary", str(sweep))
+    assert "2 jobs: 2 finished, 0 failed" in (sweep / "summary.md").read_text()
