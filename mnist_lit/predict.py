@@ -6,12 +6,16 @@ black, cropped to the digit, scaled to fit 20x20, centred by its centre of mass 
 of one digit on paper, of any size, looks to the model like the images it was trained on. For any other model,
 each image is converted to its channels and resized to its size, as ``data=image_folder`` read the training
 images.
+
+``images=test.csv``, a table of Kaggle's Digit Recognizer (``pixel0,...,pixel783`` rows, no label), predicts every
+row; ``output=submission.csv`` writes Kaggle's submission, ``ImageId,Label`` (ImageId from 1).
 """
 
 from __future__ import annotations
 
 import csv
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,7 @@ from torch import Tensor
 from mnist_lit.checkpoints import load_checkpoint, load_classifier
 from mnist_lit.command import command
 from mnist_lit.config.checks import check_predict_config
+from mnist_lit.data.csv_table import read_pixels
 from mnist_lit.data.dataset import ImageSpec
 from mnist_lit.data.image_folder import fitted
 from mnist_lit.errors import ConfigError
@@ -32,12 +37,15 @@ from mnist_lit.evaluation.inference import classify, inference_device
 from mnist_lit.interrupts import watch
 from mnist_lit.io.owned import Owned
 from mnist_lit.io.readers import load_image, read_csv_header
+from mnist_lit.lit_module import DigitClassifier
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 INVERT = ("auto", "always", "never")
 SIZE, BOX = 28, 20  # MNIST: a 28x28 image holding the digit scaled to fit a 20x20 box
 INK = 0.2  # a pixel belongs to the digit above this fraction of the darkest-to-brightest range
 CSV_HEADER = "image,digit,confidence,uncertain"  # how every predictions CSV starts (top_k adds topN,pN pairs)
+SUBMISSION_HEADER = "ImageId,Label"  # a Kaggle submission: a predictions CSV of a table's rows
+BATCH = 1000  # the rows of a table classified at once
 LINES_UP_TO = 20  # this many images or fewer get a line each below the summary; more: verbose=true
 
 
@@ -142,7 +150,7 @@ def csv_header(top_k: int) -> str:
 def is_predictions_csv(path: Path) -> bool:
     """Whether ``path`` is a predictions CSV of this command: its header line is one this command writes, whole."""
     header = read_csv_header(path)
-    return header is not None and header == csv_header(1 + header.count(",top"))
+    return header is not None and header in (csv_header(1 + header.count(",top")), SUBMISSION_HEADER)
 
 
 PREDICTIONS = Owned("a predictions CSV of this command", is_predictions_csv, example="predictions.csv")
@@ -180,17 +188,18 @@ def image_line(row: dict[str, Any], top_k: int) -> str:
 
 
 def summary_text(
-    rows: list[dict[str, Any]], min_confidence: float, names: tuple[str, ...], lines_follow: bool = False
+    labels: list[str], uncertain: list[bool], min_confidence: float, names: tuple[str, ...], lines_follow: bool = False
 ) -> str:
-    """Images per predicted class, and how many answers are below ``min_confidence``."""
-    table = [[name, sum(r["digit"] == name for r in rows), sum(r["digit"] == name and r["uncertain"] for r in rows)]
-             for name in names]  # fmt: skip
+    """Images per predicted class (``labels``: one class name an image), and how many answers are below
+    ``min_confidence`` (``uncertain``)."""
+    counts = Counter(labels)
+    doubts = Counter(label for label, doubt in zip(labels, uncertain, strict=True) if doubt)
     width = max(5, *map(len, names))
-    lines = [f"{len(rows)} images read", "", f"{'class':>{width}}{'images':>8}{'uncertain':>11}"]
-    lines += [f"{name:>{width}}{count:>8}{uncertain:>11}" for name, count, uncertain in table if count]
-    uncertain = sum(r["uncertain"] for r in rows)
+    lines = [f"{len(labels)} images read", "", f"{'class':>{width}}{'images':>8}{'uncertain':>11}"]
+    lines += [f"{name:>{width}}{counts[name]:>8}{doubts[name]:>11}" for name in names if counts[name]]
     if min_confidence > 0:
-        lines += ["", f"Uncertain (probability below min_confidence={min_confidence}): {uncertain} of {len(rows)}"]
+        total = sum(uncertain)
+        lines += ["", f"Uncertain (probability below min_confidence={min_confidence}): {total} of {len(labels)}"]
     lines.append("" if lines_follow else f"More than {LINES_UP_TO} images: one line per image with verbose=true")
     return "\n".join(lines)
 
@@ -203,8 +212,10 @@ def predict_images(cfg: DictConfig) -> list[dict[str, Any]]:
     if output is not None:
         watch(output, "predictions CSV")  # what an interruption's line says of it (mnist_lit.interrupts)
     images = cfg.images if not isinstance(cfg.images, ListConfig) else list(cfg.images)
-    paths = find_images(images)
     model = load_classifier(cfg.ckpt_path, inference_device(), checkpoint)
+    if isinstance(images, str) and images.lower().endswith(".csv"):
+        return predict_table(cfg, model, Path(images).expanduser(), output)
+    paths = find_images(images)
     spec = model.spec
     prepared = []
     for path in paths:
@@ -220,9 +231,31 @@ def predict_images(cfg: DictConfig) -> list[dict[str, Any]]:
     rows = prediction_rows(paths, probs, labels, spec.class_names, cfg.min_confidence)
     lines = cfg.verbose or len(rows) <= LINES_UP_TO
     if len(rows) > 1:
-        print(summary_text(rows, cfg.min_confidence, spec.class_names, lines_follow=lines))
+        labels, uncertain = [r["digit"] for r in rows], [r["uncertain"] for r in rows]
+        print(summary_text(labels, uncertain, cfg.min_confidence, spec.class_names, lines_follow=lines))
     if lines:
         print("\n".join(image_line(row, top_k) for row in rows))
+    if output is not None:
+        write_csv(output, rows)
+        print(f"Predictions written to {cfg.output}")
+    return rows
+
+
+def predict_table(cfg: DictConfig, model: DigitClassifier, path: Path, output: Path | None) -> list[dict[str, Any]]:
+    """Predict every row of Kaggle's unlabelled test.csv; print the summary; write ``ImageId,Label`` to ``output``."""
+    spec = model.spec
+    if not is_digit_model(spec):
+        raise ConfigError(
+            f"images={cfg.images!r} is not allowed: its rows are 28x28 grayscale images, and the model takes "
+            f"{spec_text(spec)} ones. Give the images as files, or a checkpoint of 28x28 grayscale images"
+        )
+    images = read_pixels(path, "images")
+    probs = torch.cat([classify(model, batch) for batch in images.split(BATCH)])
+    confidence, labels = probs.max(dim=1)
+    names = [spec.class_names[label] for label in labels.tolist()]
+    uncertain = (confidence < cfg.min_confidence).tolist()
+    print(summary_text(names, uncertain, cfg.min_confidence, spec.class_names, lines_follow=True))
+    rows = [{"ImageId": i, "Label": name} for i, name in enumerate(names, start=1)]
     if output is not None:
         write_csv(output, rows)
         print(f"Predictions written to {cfg.output}")

@@ -13,6 +13,7 @@ from torchvision.datasets import MNIST
 
 from mnist_lit.checkpoints import load_classifier
 from mnist_lit.config.checks import PROJECT_ROOT, command_config
+from mnist_lit.data.csv_table import PIXELS
 from mnist_lit.errors import ConfigError, UserError
 from mnist_lit.evaluation.inference import classify
 from mnist_lit.predict import find_images, predict_images, prepare
@@ -250,3 +251,21 @@ def test_prediction_output_that_is_not_ours_is_refused(plain_run, tmp_path):
     predict_images(cfg)
     predict_images(cfg)
     assert out.read_text().startswith("image,digit,confidence,uncertain") and len(out.read_text().splitlines()) == 2
+
+
+def test_a_kaggle_test_csv_is_predicted_row_by_row_into_a_submission(small_model, tmp_path):
+    ckpt, _ = small_model
+    images, _ = synthetic_digits(30, seed=4)
+    table = tmp_path / "test.csv"
+    np.savetxt(table, images.reshape(30, -1), fmt="%d", delimiter=",", header=",".join(PIXELS), comments="")
+    output = tmp_path / "submission.csv"
+    rows = predict_images(command_config("predict", ckpt_path=str(ckpt), images=str(table), output=str(output)))
+    expected = classify(load_classifier(str(ckpt)), torch.from_numpy(images)).argmax(dim=1).tolist()
+    assert [(r["ImageId"], r["Label"]) for r in rows] == [(i, str(d)) for i, d in enumerate(expected, start=1)]
+    lines = output.read_text().splitlines()
+    assert lines[0] == "ImageId,Label" and lines[1:] == [f"{i},{d}" for i, d in enumerate(expected, start=1)]
+    predict_images(command_config("predict", ckpt_path=str(ckpt), images=str(table), output=str(output)))  # ours
+    labelled = tmp_path / "train.csv"
+    labelled.write_text("label," + ",".join(PIXELS) + "\n" + "1," + ",".join(["0"] * 784) + "\n")
+    with pytest.raises(ConfigError, match=f"images='{labelled}' is not allowed: it has a column label"):
+        predict_images(command_config("predict", ckpt_path=str(ckpt), images=str(labelled)))
