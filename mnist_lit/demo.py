@@ -4,7 +4,8 @@ A local web page (plain HTML, JavaScript and CSS shipped in ``mnist_lit/demo_pag
 fetched from elsewhere) with a canvas for mouse, pen or finger. After every stroke the page posts
 the drawing as a PNG; the server prepares it exactly as ``mnist_lit.predict`` prepares an image
 file (``prepare``: inverted, cropped, scaled into 20x20, centred by its centre of mass) and answers
-with the digit, the ten probabilities and the 28x28 image the network received. With ``save=<folder>``
+with the class, its probabilities (the class names are the checkpoint's, ``classifier.spec``) and the 28x28
+image the network received. The page draws 28x28 grayscale: a model of other images is refused. With ``save=<folder>``
 the page can store a drawing under the digit the person confirms, as a PNG that
 ``python -m mnist_lit.predict images=<folder>`` reads.
 """
@@ -28,12 +29,11 @@ from PIL import Image, UnidentifiedImageError
 
 from mnist_lit.checkpoints import load_classifier
 from mnist_lit.command import command
-from mnist_lit.data.datamodule import NUM_CLASSES
 from mnist_lit.errors import ConfigError
 from mnist_lit.evaluation.inference import classify, inference_device
 from mnist_lit.io.atomic import atomic_file, unwritable_reason
 from mnist_lit.lit_module import DigitClassifier
-from mnist_lit.predict import prepare
+from mnist_lit.predict import is_digit_model, prepare, spec_text
 
 MAX_BODY = 1_000_000  # bytes: the page's 280x280 canvas is a PNG of a few kilobytes
 MAX_SIDE = 1024  # pixels: larger drawings are refused before they are decoded
@@ -84,6 +84,7 @@ class DemoServer(ThreadingHTTPServer):
         with self.lock:
             probabilities = classify(self.model, digit[None])[0]
         answer["digit"] = int(probabilities.argmax())
+        answer["class"] = self.model.spec.class_names[answer["digit"]]
         answer["probabilities"] = [float(p) for p in probabilities]
         return answer
 
@@ -114,7 +115,8 @@ class DemoHandler(BaseHTTPRequestHandler):
             name, content_type = STATIC[path]
             self.reply(HTTPStatus.OK, (PAGE / name).read_bytes(), content_type)
         elif path == "/api/info":
-            info = {"model": self.server.name, "save": self.server.save_dir is not None}
+            classes = list(self.server.model.spec.class_names)
+            info = {"model": self.server.name, "save": self.server.save_dir is not None, "classes": classes}
             self.reply_json(HTTPStatus.OK, info)
         else:
             self.refuse(RequestError(HTTPStatus.NOT_FOUND, f"no such page: {path}"))
@@ -141,10 +143,13 @@ class DemoHandler(BaseHTTPRequestHandler):
     do_PUT = do_DELETE = do_PATCH = refuse_method
 
     def label(self, query: str) -> int:
-        """The confirmed digit of ``/api/save?label=<0-9>``."""
+        """The confirmed class of ``/api/save?label=<0 to classes - 1>``."""
         values = parse_qs(query).get("label", [])
-        if len(values) != 1 or values[0] not in {str(d) for d in range(NUM_CLASSES)}:
-            raise RequestError(HTTPStatus.BAD_REQUEST, "label must be one digit, 0-9: /api/save?label=7")
+        classes = self.server.model.spec.num_classes
+        if len(values) != 1 or values[0] not in {str(d) for d in range(classes)}:
+            raise RequestError(
+                HTTPStatus.BAD_REQUEST, f"label must be one class number, 0-{classes - 1}: /api/save?label=7"
+            )
         return int(values[0])
 
     def png_body(self) -> bytes:
@@ -228,6 +233,12 @@ def make_server(cfg: DictConfig) -> DemoServer:
     """The demo's server for ``cfg``, bound and ready to ``serve_forever``."""
     save = check_demo_config(cfg)
     model = load_classifier(cfg.ckpt_path, inference_device()).eval()
+    if not is_digit_model(model.spec):
+        raise ConfigError(
+            f"ckpt_path={cfg.ckpt_path!r} is not allowed: its model takes {spec_text(model.spec)} images, and the "
+            "demo draws 28x28 grayscale ones. Give a checkpoint of 28x28 grayscale images, or read your images with "
+            "python -m mnist_lit.predict"
+        )
     name = str(model.hparams.model.get("name") or model.hparams.model["arch"])
     try:
         return DemoServer((cfg.host, cfg.port), model, save, f"{name} ({Path(cfg.ckpt_path).name})")

@@ -1,9 +1,10 @@
 """Export a checkpoint to ONNX: ``python -m mnist_lit.export ckpt_path=<ckpt> output=<file.onnx>``.
 
-The exported model holds its data set's normalisation, so it takes the images as they come (uint8
-(N, 1, 28, 28), white digit on black for MNIST, any batch size) and returns the logits. Before the file
-is written, onnxruntime runs it on the data set's test images and its logits are compared with the
-checkpoint's; a file that does not compute what the checkpoint computes is never written.
+The exported model holds the normalisation its checkpoint was trained with (``classifier.spec``), so it takes the
+images as they come (uint8 (N, C, H, W) of the checkpoint's size and channels, e.g. (N, 1, 28, 28), white digit
+on black for MNIST, any batch size) and returns the logits. Before the file is written, onnxruntime runs it on
+the IDX data set's test images (random images for other data sets, or without the files) and its logits are
+compared with the checkpoint's; a file that does not compute what the checkpoint computes is never written.
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ from torch import Tensor, nn
 
 from mnist_lit.checkpoints import load_checkpoint, load_classifier
 from mnist_lit.command import command
-from mnist_lit.data.dataset import ImageDataset, load_dataset
+from mnist_lit.data.dataset import ImageDataset, ImageSpec, load_dataset
 from mnist_lit.errors import ConfigError
 from mnist_lit.interrupts import watch
 from mnist_lit.io.owned import Owned
 from mnist_lit.lit_module import DigitClassifier
-from mnist_lit.models.base import IMAGE_SIZE, build_network, network_config
+from mnist_lit.models.base import build_network
 
 OPSET = 18  # the opset torch's dynamo exporter translates to natively; onnxruntime 1.14+ and onnxruntime-web run it
 INPUT, OUTPUT = "images", "logits"
@@ -41,31 +42,37 @@ ATOL, RTOL = 1e-4, 1e-4
 
 
 class ExportedClassifier(nn.Module):
-    """A network with its data set's normalisation in front: uint8 images (N, 1, 28, 28) -> logits (N, classes)."""
+    """A network with its checkpoint's normalisation in front: uint8 images (N, C, H, W) -> logits (N, classes)."""
 
-    def __init__(self, net: nn.Module, dataset: ImageDataset) -> None:
+    def __init__(self, net: nn.Module, spec: ImageSpec) -> None:
         super().__init__()
-        self.net, self.dataset = net, dataset
+        self.net, self.spec = net, spec
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.net(self.dataset.normalize(images[:, 0]))
+        return self.net(self.spec.normalize(images))
 
 
-def trained_on(classifier: DigitClassifier) -> ImageDataset:
-    """The data set whose normalisation the checkpoint's network expects."""
-    return load_dataset(classifier.hparams.get("dataset", "mnist"))
+def idx_dataset(classifier: DigitClassifier) -> ImageDataset | None:
+    """The IDX data set the checkpoint was trained on, whose test files can check the export; None for others."""
+    name = classifier.hparams.get("dataset", "mnist")  # checkpoints saved before ``data`` are of an IDX data set
+    if name is None:
+        return None
+    dataset = load_dataset(name)
+    return dataset if dataset.spec.input_shape == classifier.spec.input_shape else None
 
 
 def exportable(classifier: DigitClassifier) -> ExportedClassifier:
     """The checkpoint's network rebuilt without ``torch.compile`` (same weights), in eval mode, behind normalisation."""
-    net = build_network(dict(classifier.hparams.model))  # compile is not a network option: the plain module
+    spec = classifier.spec
+    # compile is not a network option: the plain module
+    net = build_network(dict(classifier.hparams.model), spec.input_shape, spec.num_classes)
     net.load_state_dict(classifier.net.state_dict())
-    return ExportedClassifier(net.cpu(), trained_on(classifier)).eval()
+    return ExportedClassifier(net.cpu(), spec).eval()
 
 
 def export_program(model: ExportedClassifier) -> onnx.ModelProto:
     """``model`` as an ONNX model by torch's dynamo exporter, opset ``OPSET``, with a dynamic batch axis."""
-    sample = torch.zeros(2, 1, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8)
+    sample = torch.zeros(2, *model.spec.input_shape, dtype=torch.uint8)
     # The exporter's graph passes (onnxscript, onnx_ir) log every folded constant at INFO; warnings still show.
     for name in ("onnxscript", "onnx_ir"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -108,16 +115,21 @@ def check_count(count: Any) -> int:
     return int(count)
 
 
-def check_images(data_dir: str, count: int, dataset: ImageDataset) -> tuple[Tensor, Tensor | None, str]:
-    """``count`` images to check on: the data set's first test images (uint8 (N, 28, 28)) and labels, or noise."""
+def check_images(
+    data_dir: str, count: int, spec: ImageSpec, dataset: ImageDataset | None
+) -> tuple[Tensor, Tensor | None, str]:
+    """``count`` images to check on (uint8 (N, C, H, W)): the IDX data set's first test images and labels, or
+    noise of the spec's shape."""
+    seeded = torch.Generator().manual_seed(0)
+    noise = torch.randint(0, 256, (count, *spec.input_shape), dtype=torch.uint8, generator=seeded)
+    if dataset is None:
+        return noise, None, f"{count} random {spec.image_size}x{spec.image_size} images"
     root = Path(data_dir).expanduser()
     raw = dataset.raw_dir(root)
     if all((raw / name).is_file() for name in dataset.files if name.startswith("t10k")):  # the test split's files
         test = getattr(torchvision.datasets, dataset.name)(root, train=False)
-        images, labels = test.data[:count], test.targets[:count]
+        images, labels = test.data[:count, None], test.targets[:count]
         return images, labels, f"{len(images)} {dataset.name} test images"
-    seeded = torch.Generator().manual_seed(0)
-    noise = torch.randint(0, 256, (count, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8, generator=seeded)
     return noise, None, f"{count} random images (no {dataset.name} test images in {raw})"
 
 
@@ -135,15 +147,15 @@ class Parity:
 
 
 def onnx_logits(path: Path, images: Tensor) -> np.ndarray:
-    """onnxruntime's logits for uint8 images (N, 28, 28), run by the CPU provider from the file at ``path``."""
+    """onnxruntime's logits for uint8 images (N, C, H, W), run by the CPU provider from the file at ``path``."""
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run([OUTPUT], {INPUT: images[:, None].numpy()})[0]
+    return session.run([OUTPUT], {INPUT: images.numpy()})[0]
 
 
 def compare(path: Path, model: ExportedClassifier, images: Tensor, labels: Tensor | None) -> Parity:
     """Run the ONNX file by onnxruntime and ``model`` by torch on the same images; the figures."""
     with torch.no_grad():
-        expected = model(images[:, None]).numpy()
+        expected = model(images).numpy()
     got = onnx_logits(path, images)
     single = onnx_logits(path, images[:1])  # the batch axis is dynamic: one image alone gives the same logits
     if got.shape != expected.shape or single.shape != expected[:1].shape:
@@ -162,18 +174,23 @@ def compare(path: Path, model: ExportedClassifier, images: Tensor, labels: Tenso
     return parity
 
 
+def input_text(spec: ImageSpec) -> str:
+    """``uint8 (N, 1, 28, 28)``: the exported model's input."""
+    return f"uint8 (N, {', '.join(map(str, spec.input_shape))})"
+
+
 def metadata(ckpt_path: str, classifier: DigitClassifier) -> dict[str, str]:
     """What the file says about itself (``metadata_props``): its origin, its input and output."""
-    dataset = trained_on(classifier)
-    classes = network_config(dict(classifier.hparams.model)).num_classes
+    spec, dataset = classifier.spec, idx_dataset(classifier)
+    laid_out = f"{dataset.name}'s images" if dataset else "the training images"
     return {
         EXPORT_KEY: FORMAT_VERSION,
         "mnist_lit.checkpoint": str(Path(ckpt_path).expanduser().absolute()),
         "mnist_lit.model": json.dumps(dict(classifier.hparams.model), sort_keys=True),
-        "mnist_lit.dataset": dataset.name,
-        "mnist_lit.classes": json.dumps(list(dataset.classes)),
-        "mnist_lit.input": f"{INPUT}: uint8 (N, 1, 28, 28), 0-255, laid out like {dataset.name}'s images",
-        "mnist_lit.output": f"{OUTPUT}: float32 (N, {classes}), softmax gives the classes' probabilities",
+        "mnist_lit.dataset": dataset.name if dataset else "",
+        "mnist_lit.classes": json.dumps(list(spec.class_names)),
+        "mnist_lit.input": f"{INPUT}: {input_text(spec)}, 0-255, laid out like {laid_out}",
+        "mnist_lit.output": f"{OUTPUT}: float32 (N, {spec.num_classes}), softmax gives the classes' probabilities",
     }
 
 
@@ -203,7 +220,7 @@ def export_onnx(cfg: DictConfig) -> Parity:
     count = check_count(cfg.check_images)
     classifier = load_classifier(cfg.ckpt_path, checkpoint=checkpoint)
     model = exportable(classifier)
-    images, labels, source = check_images(str(cfg.data_dir), count, model.dataset)
+    images, labels, source = check_images(str(cfg.data_dir), count, model.spec, idx_dataset(classifier))
     proto = export_program(model)
     onnx.helper.set_model_props(proto, metadata(cfg.ckpt_path, classifier))
     found: list[Parity] = []
@@ -216,10 +233,9 @@ def export_onnx(cfg: DictConfig) -> Parity:
 
     with EXPORT.written(output, "wb", verify=verify) as f:
         f.write(proto.SerializeToString())
-    classes = network_config(dict(classifier.hparams.model)).num_classes
     print(
         f"Wrote {output} ({output.stat().st_size / 1e6:.2f} MB): torch.onnx dynamo exporter, ONNX opset {OPSET}; "
-        f"input {INPUT} uint8 (N, 1, 28, 28), output {OUTPUT} (N, {classes})"
+        f"input {INPUT} {input_text(model.spec)}, output {OUTPUT} (N, {model.spec.num_classes})"
     )
     return found[0]
 

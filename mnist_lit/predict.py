@@ -1,14 +1,21 @@
-"""Read people's own digit images: ``python -m mnist_lit.predict ckpt_path=<ckpt> images=<file, folder or [list]>``.
+"""Read people's own images: ``python -m mnist_lit.predict ckpt_path=<ckpt> images=<file, folder or [list]>``.
 
-Each image is prepared the way MNIST's digits were (grayscale, white digit on black, cropped to
-the digit, scaled to fit 20x20, centred by its centre of mass in 28x28), so a photo or scan of
-one digit on paper, of any size, looks to the model like the images it was trained on.
+The checkpoint says what its network takes (``classifier.spec``: image size, channels, class names). For a
+model of 28x28 grayscale images, each image is prepared the way MNIST's digits were (grayscale, white digit on
+black, cropped to the digit, scaled to fit 20x20, centred by its centre of mass in 28x28), so a photo or scan
+of one digit on paper, of any size, looks to the model like the images it was trained on. For any other model,
+each image is converted to its channels and resized to its size, as ``data=image_folder`` read the training
+images.
+
+``images=test.csv``, a table of Kaggle's Digit Recognizer (``pixel0,...,pixel783`` rows, no label), predicts every
+row; ``output=submission.csv`` writes Kaggle's submission, ``ImageId,Label`` (ImageId from 1).
 """
 
 from __future__ import annotations
 
 import csv
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,22 +29,23 @@ from torch import Tensor
 from mnist_lit.checkpoints import load_checkpoint, load_classifier
 from mnist_lit.command import command
 from mnist_lit.config.checks import check_predict_config
-from mnist_lit.data.datamodule import NUM_CLASSES
+from mnist_lit.data.csv_table import read_pixels
+from mnist_lit.data.dataset import ImageSpec
+from mnist_lit.data.image_folder import fitted
 from mnist_lit.errors import ConfigError
 from mnist_lit.evaluation.inference import classify, inference_device
 from mnist_lit.interrupts import watch
 from mnist_lit.io.owned import Owned
 from mnist_lit.io.readers import load_image, read_csv_header
+from mnist_lit.lit_module import DigitClassifier
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 INVERT = ("auto", "always", "never")
 SIZE, BOX = 28, 20  # MNIST: a 28x28 image holding the digit scaled to fit a 20x20 box
 INK = 0.2  # a pixel belongs to the digit above this fraction of the darkest-to-brightest range
 CSV_HEADER = "image,digit,confidence,uncertain"  # how every predictions CSV starts (top_k adds topN,pN pairs)
-# The header lines this command writes, one for each top_k: an earlier CSV has one of them, whole.
-CSV_HEADERS = {
-    CSV_HEADER + "".join(f",top{k},p{k}" for k in range(2, top_k + 1)) for top_k in range(1, NUM_CLASSES + 1)
-}
+SUBMISSION_HEADER = "ImageId,Label"  # a Kaggle submission: a predictions CSV of a table's rows
+BATCH = 1000  # the rows of a table classified at once
 LINES_UP_TO = 20  # this many images or fewer get a line each below the summary; more: verbose=true
 
 
@@ -81,6 +89,16 @@ def grayscale(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.float32)
 
 
+def spec_text(spec: ImageSpec) -> str:
+    """``28x28 grayscale`` or ``32x32 RGB``: the images a network takes, in words."""
+    return f"{spec.image_size}x{spec.image_size} {'grayscale' if spec.channels == 1 else 'RGB'}"
+
+
+def is_digit_model(spec: ImageSpec) -> bool:
+    """Whether the network takes MNIST's images (28x28 grayscale), so that ``prepare`` lays images out for it."""
+    return spec.input_shape == (1, SIZE, SIZE)
+
+
 def prepare(image: Image.Image, invert: str = "auto") -> Tensor:
     """One digit image of any size and mode -> a uint8 (28, 28) tensor laid out like MNIST's digits."""
     gray = grayscale(image)
@@ -115,9 +133,24 @@ def prepare(image: Image.Image, invert: str = "auto") -> Tensor:
     return torch.from_numpy(canvas.round().astype(np.uint8))
 
 
+def prepare_for(spec: ImageSpec, image: Image.Image, invert: str) -> Tensor:
+    """One image -> uint8 (C, H, W) as the network of ``spec`` takes it: ``prepare``'s layout of a digit for
+    28x28 grayscale models, else converted to the spec's channels and resized to its size."""
+    if is_digit_model(spec):
+        return prepare(image, invert)[None]
+    mode = "L" if spec.channels == 1 else "RGB"
+    return torch.from_numpy(fitted(ImageOps.exif_transpose(image), mode, spec.image_size)).permute(2, 0, 1)
+
+
+def csv_header(top_k: int) -> str:
+    """The header line of a predictions CSV with ``top_k`` classes a row."""
+    return CSV_HEADER + "".join(f",top{k},p{k}" for k in range(2, top_k + 1))
+
+
 def is_predictions_csv(path: Path) -> bool:
     """Whether ``path`` is a predictions CSV of this command: its header line is one this command writes, whole."""
-    return read_csv_header(path) in CSV_HEADERS
+    header = read_csv_header(path)
+    return header is not None and header in (csv_header(1 + header.count(",top")), SUBMISSION_HEADER)
 
 
 PREDICTIONS = Owned("a predictions CSV of this command", is_predictions_csv, example="predictions.csv")
@@ -131,14 +164,17 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
-def prediction_rows(paths: list[Path], probs: Tensor, digits: Tensor, min_confidence: float) -> list[dict[str, Any]]:
-    """One CSV row per image: the digit, its probability, whether that is below ``min_confidence``, the runners-up."""
+def prediction_rows(
+    paths: list[Path], probs: Tensor, labels: Tensor, names: tuple[str, ...], min_confidence: float
+) -> list[dict[str, Any]]:
+    """One CSV row per image: the class (its name), its probability, whether that is below ``min_confidence``, the
+    runners-up."""
     rows = []
-    for path, p, d in zip(paths, probs.tolist(), digits.tolist(), strict=True):
-        row: dict[str, Any] = {"image": str(path), "digit": d[0], "confidence": round(p[0], 6)}
+    for path, p, d in zip(paths, probs.tolist(), labels.tolist(), strict=True):
+        row: dict[str, Any] = {"image": str(path), "digit": names[d[0]], "confidence": round(p[0], 6)}
         row["uncertain"] = p[0] < min_confidence
-        for rank, (digit, prob) in enumerate(zip(d[1:], p[1:], strict=True), start=2):
-            row[f"top{rank}"], row[f"p{rank}"] = digit, round(prob, 6)
+        for rank, (label, prob) in enumerate(zip(d[1:], p[1:], strict=True), start=2):
+            row[f"top{rank}"], row[f"p{rank}"] = names[label], round(prob, 6)
         rows.append(row)
     return rows
 
@@ -151,15 +187,19 @@ def image_line(row: dict[str, Any], top_k: int) -> str:
     return f"{row['image']}: {marked}   (top {top_k}: {listed})"
 
 
-def summary_text(rows: list[dict[str, Any]], min_confidence: float, lines_follow: bool = False) -> str:
-    """Images per predicted digit, and how many answers are below ``min_confidence``."""
-    table = [[digit, sum(r["digit"] == digit for r in rows), sum(r["digit"] == digit and r["uncertain"] for r in rows)]
-             for digit in range(NUM_CLASSES)]  # fmt: skip
-    lines = [f"{len(rows)} images read", "", f"{'digit':>5}{'images':>8}{'uncertain':>11}"]
-    lines += [f"{digit:>5}{count:>8}{uncertain:>11}" for digit, count, uncertain in table if count]
-    uncertain = sum(r["uncertain"] for r in rows)
+def summary_text(
+    labels: list[str], uncertain: list[bool], min_confidence: float, names: tuple[str, ...], lines_follow: bool = False
+) -> str:
+    """Images per predicted class (``labels``: one class name an image), and how many answers are below
+    ``min_confidence`` (``uncertain``)."""
+    counts = Counter(labels)
+    doubts = Counter(label for label, doubt in zip(labels, uncertain, strict=True) if doubt)
+    width = max(5, *map(len, names))
+    lines = [f"{len(labels)} images read", "", f"{'class':>{width}}{'images':>8}{'uncertain':>11}"]
+    lines += [f"{name:>{width}}{counts[name]:>8}{doubts[name]:>11}" for name in names if counts[name]]
     if min_confidence > 0:
-        lines += ["", f"Uncertain (probability below min_confidence={min_confidence}): {uncertain} of {len(rows)}"]
+        total = sum(uncertain)
+        lines += ["", f"Uncertain (probability below min_confidence={min_confidence}): {total} of {len(labels)}"]
     lines.append("" if lines_follow else f"More than {LINES_UP_TO} images: one line per image with verbose=true")
     return "\n".join(lines)
 
@@ -172,24 +212,50 @@ def predict_images(cfg: DictConfig) -> list[dict[str, Any]]:
     if output is not None:
         watch(output, "predictions CSV")  # what an interruption's line says of it (mnist_lit.interrupts)
     images = cfg.images if not isinstance(cfg.images, ListConfig) else list(cfg.images)
+    model = load_classifier(cfg.ckpt_path, inference_device(), checkpoint)
+    if isinstance(images, str) and images.lower().endswith(".csv"):
+        return predict_table(cfg, model, Path(images).expanduser(), output)
     paths = find_images(images)
+    spec = model.spec
     prepared = []
     for path in paths:
-        digit = prepare(load_image(path), cfg.invert)
-        if not digit.any():
+        image = prepare_for(spec, load_image(path), cfg.invert)
+        if is_digit_model(spec) and not image.any():
             raise ConfigError(
                 f"images: {str(path)!r} is not allowed: it holds no digit (every pixel has the background's "
                 "gray level). Give a picture of one digit, darker or lighter than its background"
             )
-        prepared.append(digit)
-    model = load_classifier(cfg.ckpt_path, inference_device(), checkpoint)
-    probs, digits = classify(model, torch.stack(prepared)).topk(cfg.top_k, dim=1)
-    rows = prediction_rows(paths, probs, digits, cfg.min_confidence)
+        prepared.append(image)
+    top_k = min(cfg.top_k, spec.num_classes)  # a model of three classes has no fourth
+    probs, labels = classify(model, torch.stack(prepared)).topk(top_k, dim=1)
+    rows = prediction_rows(paths, probs, labels, spec.class_names, cfg.min_confidence)
     lines = cfg.verbose or len(rows) <= LINES_UP_TO
     if len(rows) > 1:
-        print(summary_text(rows, cfg.min_confidence, lines_follow=lines))
+        labels, uncertain = [r["digit"] for r in rows], [r["uncertain"] for r in rows]
+        print(summary_text(labels, uncertain, cfg.min_confidence, spec.class_names, lines_follow=lines))
     if lines:
-        print("\n".join(image_line(row, cfg.top_k) for row in rows))
+        print("\n".join(image_line(row, top_k) for row in rows))
+    if output is not None:
+        write_csv(output, rows)
+        print(f"Predictions written to {cfg.output}")
+    return rows
+
+
+def predict_table(cfg: DictConfig, model: DigitClassifier, path: Path, output: Path | None) -> list[dict[str, Any]]:
+    """Predict every row of Kaggle's unlabelled test.csv; print the summary; write ``ImageId,Label`` to ``output``."""
+    spec = model.spec
+    if not is_digit_model(spec):
+        raise ConfigError(
+            f"images={cfg.images!r} is not allowed: its rows are 28x28 grayscale images, and the model takes "
+            f"{spec_text(spec)} ones. Give the images as files, or a checkpoint of 28x28 grayscale images"
+        )
+    images = read_pixels(path, "images")
+    probs = torch.cat([classify(model, batch) for batch in images.split(BATCH)])
+    confidence, labels = probs.max(dim=1)
+    names = [spec.class_names[label] for label in labels.tolist()]
+    uncertain = (confidence < cfg.min_confidence).tolist()
+    print(summary_text(names, uncertain, cfg.min_confidence, spec.class_names, lines_follow=True))
+    rows = [{"ImageId": i, "Label": name} for i, name in enumerate(names, start=1)]
     if output is not None:
         write_csv(output, rows)
         print(f"Predictions written to {cfg.output}")

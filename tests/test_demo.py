@@ -16,7 +16,8 @@ from mnist_lit.config.checks import command_config
 from mnist_lit.demo import MAX_BODY, MAX_SIDE, make_server
 from mnist_lit.errors import ConfigError
 from mnist_lit.predict import predict_images, prepare
-from tests.conftest import MODELS, start_cli, train_checkpoint
+from tests.conftest import MODELS, start_cli, train_checkpoint, train_in_process
+from tests.data.test_image_folder import write_folder
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +83,9 @@ def test_answers_are_what_predict_says_about_the_same_image(demo, ckpt, tmp_path
         path = tmp_path / f"{name}.png"
         path.write_bytes(png)
         (row,) = predict_images(command_config("predict", ckpt_path=str(ckpt), images=str(path), top_k=10))
-        assert answer["digit"] == row["digit"] and not answer["blank"]
+        assert answer["class"] == row["digit"] == str(answer["digit"]) and not answer["blank"]
         ranked = {row["digit"]: row["confidence"], **{row[f"top{k}"]: row[f"p{k}"] for k in range(2, 11)}}
-        assert answer["probabilities"] == pytest.approx([ranked[d] for d in range(10)], abs=1e-6)
+        assert answer["probabilities"] == pytest.approx([ranked[str(d)] for d in range(10)], abs=1e-6)
         assert sum(answer["probabilities"]) == pytest.approx(1, abs=1e-5)
         prepared = prepare(Image.open(io.BytesIO(png)))
         assert answer["image"] == prepared.flatten().tolist()  # the 28x28 image the network received
@@ -107,7 +108,8 @@ def test_the_page_and_its_files_come_from_the_package(demo):
         assert status == 200 and headers["Content-Type"].startswith(kind) and body
         assert b"http://" not in body and b"https://" not in body
     status, _, body = request(demo, "GET", "/api/info")
-    assert status == 200 and json.loads(body) == {"model": "cnn_f8 (cnn.ckpt)", "save": True}
+    classes = [str(d) for d in range(10)]  # the checkpoint's class names
+    assert status == 200 and json.loads(body) == {"model": "cnn_f8 (cnn.ckpt)", "save": True, "classes": classes}
 
 
 def test_a_confirmed_drawing_is_saved_as_a_png_that_predict_reads(demo, ckpt, tmp_path):
@@ -121,7 +123,7 @@ def test_a_confirmed_drawing_is_saved_as_a_png_that_predict_reads(demo, ckpt, tm
     assert status == 200 and len(list(folder.iterdir())) == 2  # never over an earlier one
     _, _, answer = post_png(demo, "/api/predict", png)
     rows = predict_images(command_config("predict", ckpt_path=str(ckpt), images=str(folder)))
-    assert [r["digit"] for r in rows] == [json.loads(answer)["digit"]] * 2
+    assert [r["digit"] for r in rows] == [json.loads(answer)["class"]] * 2
 
 
 def huge_png() -> bytes:
@@ -207,6 +209,15 @@ def test_bad_settings_are_refused(ckpt, tmp_path):
                 make_server(command_config("demo", **values))
     finally:
         busy.close()
+
+
+def test_a_model_of_images_the_page_cannot_draw_is_refused(tmp_path):
+    run = tmp_path / "run"
+    overrides = ("data=image_folder", f"data.root={write_folder(tmp_path / 'shapes', per_class=4)}", "model.hidden=8")
+    train_in_process(run, *overrides, "trainer.max_epochs=1", "data.test_fraction=0.25")
+    ckpt = run / "checkpoints" / "best.ckpt"
+    with pytest.raises(ConfigError, match="its model takes 32x32 RGB images, and the demo draws 28x28 grayscale"):
+        make_server(command_config("demo", ckpt_path=str(ckpt), port=0))
 
 
 def test_ctrl_c_stops_the_server_with_one_line(ckpt):

@@ -1,4 +1,5 @@
-"""Prediction on image files: MNIST-style preparation, the CLI, and agreement with the 28x28 originals on real MNIST."""
+"""Prediction on image files: MNIST-style preparation, the CLI, agreement with the 28x28 originals on real MNIST,
+Kaggle's test.csv, and your own images (a folder, a CSV) trained, evaluated, predicted and exported."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import csv
 import subprocess
 
 import numpy as np
+import onnxruntime
 import pytest
 import torch
 from PIL import Image
@@ -13,10 +15,15 @@ from torchvision.datasets import MNIST
 
 from mnist_lit.checkpoints import load_classifier
 from mnist_lit.config.checks import PROJECT_ROOT, command_config
+from mnist_lit.data.csv_table import PIXELS
 from mnist_lit.errors import ConfigError, UserError
+from mnist_lit.evaluation.evaluate import evaluate
 from mnist_lit.evaluation.inference import classify
+from mnist_lit.export import export_onnx
 from mnist_lit.predict import find_images, predict_images, prepare
 from tests.conftest import run_cli, synthetic_digits, synthetic_overrides, train_in_process
+from tests.data.test_csv_table import write_csv as write_table
+from tests.data.test_image_folder import CLASSES, write_folder
 
 
 def run_predict(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -250,3 +257,60 @@ def test_prediction_output_that_is_not_ours_is_refused(plain_run, tmp_path):
     predict_images(cfg)
     predict_images(cfg)
     assert out.read_text().startswith("image,digit,confidence,uncertain") and len(out.read_text().splitlines()) == 2
+
+
+def test_a_kaggle_test_csv_is_predicted_row_by_row_into_a_submission(small_model, tmp_path):
+    ckpt, _ = small_model
+    images, _ = synthetic_digits(30, seed=4)
+    table = tmp_path / "test.csv"
+    np.savetxt(table, images.reshape(30, -1), fmt="%d", delimiter=",", header=",".join(PIXELS), comments="")
+    output = tmp_path / "submission.csv"
+    rows = predict_images(command_config("predict", ckpt_path=str(ckpt), images=str(table), output=str(output)))
+    expected = classify(load_classifier(str(ckpt)), torch.from_numpy(images)).argmax(dim=1).tolist()
+    assert [(r["ImageId"], r["Label"]) for r in rows] == [(i, str(d)) for i, d in enumerate(expected, start=1)]
+    lines = output.read_text().splitlines()
+    assert lines[0] == "ImageId,Label" and lines[1:] == [f"{i},{d}" for i, d in enumerate(expected, start=1)]
+    predict_images(command_config("predict", ckpt_path=str(ckpt), images=str(table), output=str(output)))  # ours
+    labelled = tmp_path / "train.csv"
+    labelled.write_text("label," + ",".join(PIXELS) + "\n" + "1," + ",".join(["0"] * 784) + "\n")
+    with pytest.raises(ConfigError, match=f"images='{labelled}' is not allowed: it has a column label"):
+        predict_images(command_config("predict", ckpt_path=str(ckpt), images=str(labelled)))
+
+
+def onnx_classes(model_path, images: np.ndarray) -> list[int]:
+    """The classes onnxruntime's run of an export gives uint8 images (N, C, H, W)."""
+    session = onnxruntime.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"images": images})[0].argmax(axis=1).tolist()
+
+
+def test_your_own_images_train_evaluate_predict_and_export(tmp_path):
+    """data=image_folder (32x32 RGB, three classes) and data=csv (Kaggle's train.csv and test.csv), each trained,
+    evaluated, predicted and exported: the export gives the classes predict gives."""
+    folder = write_folder(tmp_path / "shapes", per_class=12)  # 36 images: 4 held out to test on
+    train_in_process(tmp_path / "folder", "data=image_folder", f"data.root={folder}", "model.hidden=16",
+                     "trainer.max_epochs=1", "data.batch_size=8")  # fmt: skip
+    summary = evaluate(command_config("eval", run_dir=str(tmp_path / "folder"), tensorboard=False))
+    assert summary["images"] == 4
+    ckpt = str(tmp_path / "folder" / "checkpoints" / "best.ckpt")
+    rows = predict_images(command_config("predict", ckpt_path=ckpt, images=str(folder / "square")))
+    assert len(rows) == 12 and {r["digit"] for r in rows} <= set(CLASSES) and rows[0]["top3"] in CLASSES
+    export_onnx(command_config("export", ckpt_path=ckpt, output=str(tmp_path / "f.onnx"), data_dir=str(tmp_path)))
+    pixels = np.stack([np.asarray(Image.open(r["image"]).convert("RGB")) for r in rows]).transpose(0, 3, 1, 2)
+    assert [CLASSES[c] for c in onnx_classes(tmp_path / "f.onnx", pixels)] == [r["digit"] for r in rows]
+
+    write_table(tmp_path / "train.csv")
+    test = np.loadtxt(write_table(tmp_path / "labelled.csv", rows=40, seed=1), delimiter=",", skiprows=1)[:, 1:]
+    np.savetxt(tmp_path / "test.csv", test, fmt="%d", delimiter=",", header=",".join(PIXELS), comments="")
+    train_in_process(tmp_path / "csv", "data=csv", f"data.path={tmp_path / 'train.csv'}", "model.hidden=16",
+                     "trainer.max_epochs=1")  # fmt: skip
+    assert evaluate(command_config("eval", run_dir=str(tmp_path / "csv"), tensorboard=False))["images"] == 20
+    ckpt = str(tmp_path / "csv" / "checkpoints" / "best.ckpt")
+    output = tmp_path / "submission.csv"
+    values = {"ckpt_path": ckpt, "images": str(tmp_path / "test.csv"), "output": str(output)}
+    rows = predict_images(command_config("predict", **values))
+    lines = output.read_text().splitlines()
+    assert lines[0] == "ImageId,Label" and lines[1:] == [f"{r['ImageId']},{r['Label']}" for r in rows]
+    assert [r["ImageId"] for r in rows] == list(range(1, 41))
+    export_onnx(command_config("export", ckpt_path=ckpt, output=str(tmp_path / "c.onnx"), data_dir=str(tmp_path)))
+    images = test.astype(np.uint8).reshape(-1, 1, 28, 28)
+    assert [str(c) for c in onnx_classes(tmp_path / "c.onnx", images)] == [r["Label"] for r in rows]

@@ -13,11 +13,12 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_lit.checkpoints import load_checkpoint, load_classifier
 from mnist_lit.config.resolvers import PROJECT_ROOT, resumed_run
-from mnist_lit.config.schema import check_target, in_range, plain, range_text, resolved, shown, typed
+from mnist_lit.config.schema import built_or_refused, check_target, in_range, plain, range_text, resolved, shown, typed
 from mnist_lit.config.settings import (
     DataSettings,
     EvalSettings,
@@ -27,9 +28,9 @@ from mnist_lit.config.settings import (
     TrainerSettings,
     TrainSettings,
 )
-from mnist_lit.data.acquire import data_dir_error, idx_count
+from mnist_lit.data.acquire import data_dir_error
 from mnist_lit.data.augment import AUGMENTATIONS
-from mnist_lit.data.dataset import load_dataset
+from mnist_lit.data.datamodule import IDXDataModule
 from mnist_lit.errors import ConfigError, describe
 from mnist_lit.io.atomic import name_error, unwritable_reason
 from mnist_lit.io.readers import load_run_config
@@ -181,19 +182,22 @@ def _limit(cfg: DictConfig, key: str, batches: int) -> None:
 
 
 def check_data(cfg: DictConfig) -> None:
-    """A data folder that holds MNIST or can receive it, and splits and batches that are not empty."""
+    """A data folder that holds the IDX files or can receive them (for the data sets that download), and splits
+    and batches that are not empty, sized by the data module's ``num_train_images()``. The data module is built
+    here as training builds it; that lists a folder's files or counts a table's lines, and decodes nothing."""
     data = cfg.data
-    dataset = load_dataset(data.get("dataset", "mnist"))
-    raw = dataset.raw_dir(Path(str(data.data_dir)).expanduser())
-    too_long = name_error(raw)
-    if too_long:
-        raise data_dir_error(data.data_dir, too_long, raw, dataset)
-    names = list(data.get("checksums") or dataset.files)
-    if not all((raw / name).is_file() for name in names):
-        reason = unwritable_reason(raw)
-        if reason:
-            raise data_dir_error(data.data_dir, reason, raw, dataset)
-    images = idx_count(raw / "train-labels-idx1-ubyte") or TRAIN_IMAGES
+    datamodule = built_or_refused("data", str(data._target_), lambda: instantiate(data))
+    if isinstance(datamodule, IDXDataModule):
+        dataset = datamodule.dataset
+        raw = dataset.raw_dir(datamodule.data_dir.expanduser())
+        too_long = name_error(raw)
+        if too_long:
+            raise data_dir_error(data.data_dir, too_long, raw, dataset)
+        if not all((raw / name).is_file() for name in datamodule.checksums):
+            reason = unwritable_reason(raw)
+            if reason:
+                raise data_dir_error(data.data_dir, reason, raw, dataset)
+    images = datamodule.num_train_images() or TRAIN_IMAGES
     val = round(images * data.val_fraction)
     if val == 0 or val == images:
         empty = "validation" if val == 0 else "training"
@@ -259,16 +263,18 @@ def check_resume(cfg: DictConfig) -> None:
         )
 
 
-def check_resumed_data(cfg: DictConfig, dataset: str) -> None:
+def check_resumed_data(cfg: DictConfig, dataset: str | None) -> None:
     """A resume keeps the data set and the training/validation split of its run (from the checkpoint's
-    hyper-parameters and its run's .hydra/config.yaml, next to checkpoints/, where there is one)."""
+    hyper-parameters and its run's .hydra/config.yaml, next to checkpoints/, where there is one): the IDX data
+    set's ``dataset``, a folder's ``root`` or a table's ``path``, the data module's ``_target_``."""
     ckpt_path = cfg.ckpt_path
-    trained = {"dataset": dataset}
+    trained: dict[str, Any] = {"dataset": dataset}
     run = resumed_run(ckpt_path)
     config_file = run / ".hydra" / "config.yaml" if run is not None else None
     if config_file is not None and config_file.exists():
         run_data = load_run_config(config_file, f"ckpt_path={ckpt_path!r}").data
-        trained.update({key: run_data.get(key) for key in ("val_fraction", "split_seed")})
+        keys = ("val_fraction", "split_seed", "_target_", "root", "path")
+        trained.update({key: run_data.get(key) for key in keys if key in run_data or key in cfg.data})
     for key, value in trained.items():
         if cfg.data.get(key) != value:
             raise ConfigError(

@@ -1,9 +1,10 @@
 """Kaggle's Digit Recognizer layout as a data module: ``python train.py data=csv data.path=train.csv``.
 
 A header ``label,pixel0,...,pixel783``, then one 28x28 grayscale image a row: its label (0-9) and its pixels
-(0-255) row by row. The table is read by numpy in one call. The test images are ``test_path``'s (the same
-layout, labels included), or else a seeded share (``test_fraction``) of the rows held out. Bad data ends in
-a ConfigError naming the file and the line; nothing is written.
+(0-255) row by row. The table is read by numpy in one call; so is Kaggle's unlabelled test.csv (``read_pixels``:
+the same layout without the label column), which ``mnist_lit.predict`` reads. The test images are
+``test_path``'s (the same layout, labels included), or else a seeded share (``test_fraction``) of the rows held
+out. Bad data ends in a ConfigError naming the file and the line; nothing is written.
 """
 
 from __future__ import annotations
@@ -18,15 +19,17 @@ from mnist_lit.data.datamodule import ImageDataModule, ImageTensorDataset, split
 from mnist_lit.errors import ConfigError
 
 SIDE = 28
-COLUMNS = ["label", *(f"pixel{i}" for i in range(SIDE * SIDE))]
+PIXELS = [f"pixel{i}" for i in range(SIDE * SIDE)]
+COLUMNS = ["label", *PIXELS]
 CLASSES = tuple(str(digit) for digit in range(10))
 
 
-def read_table(path: Path, key: str) -> ImageTensorDataset:
-    """The images and labels of one CSV file; ConfigError naming ``key``, the file and the line otherwise."""
-    shown = f"{key}={str(path)!r}"
+def load_rows(path: Path, shown: str, columns: list[str]) -> np.ndarray:
+    """The integers of a CSV file whose header is ``columns`` and whose pixels are 0-255, read by numpy in one call;
+    ConfigError starting with ``shown`` and naming the line otherwise."""
+    layout = f"{columns[0]},{columns[1]},...,{columns[-1]}"
     if not path.is_file():
-        raise ConfigError(f"{shown} is not allowed: no such file (a CSV of label,pixel0,...,pixel783 rows)")
+        raise ConfigError(f"{shown} is not allowed: no such file (a CSV of {layout} rows)")
     try:
         with open(path, encoding="utf-8") as f:
             header = [name.strip() for name in f.readline().rstrip("\r\n").split(",")]
@@ -37,15 +40,17 @@ def read_table(path: Path, key: str) -> ImageTensorDataset:
         detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         # numpy counts the rows it read after the header from 1: the file's line is one more
         raise ConfigError(f"{shown} cannot be read as a table of integers ({detail}; the header is line 1)") from None
-    if header != COLUMNS:
-        missing = [name for name in COLUMNS if name not in header]
+    if header != columns:
+        missing = [name for name in columns if name not in header]
+        extra = [name for name in header if name not in columns]
         what = f"column {missing[0]} is missing" if missing else "its columns are not in Kaggle's order"
-        raise ConfigError(f"{shown} is not allowed: {what}; its header must be label,pixel0,...,pixel783")
+        what = f"it has a column {extra[0]}" if extra and not missing else what
+        raise ConfigError(f"{shown} is not allowed: {what}; its header must be {layout}")
     if len(table) == 0:
         raise ConfigError(f"{shown} is not allowed: it holds a header only, no images")
-    if table.shape[1] != len(COLUMNS):
-        raise ConfigError(f"{shown} is not allowed: its rows have {table.shape[1]} values, the header 785")
-    labels, pixels = table[:, 0], table[:, 1:]
+    if table.shape[1] != len(columns):
+        raise ConfigError(f"{shown} is not allowed: its rows have {table.shape[1]} values, the header {len(columns)}")
+    pixels = table[:, -len(PIXELS) :]
     bad = np.flatnonzero((pixels < 0).any(axis=1) | (pixels > 255).any(axis=1))
     if len(bad):
         row = int(bad[0])
@@ -53,12 +58,30 @@ def read_table(path: Path, key: str) -> ImageTensorDataset:
         raise ConfigError(
             f"{shown} is not allowed: line {row + 2} has pixel{column}={pixels[row, column]}, outside 0-255"
         )
+    return table
+
+
+def images_of(pixels: np.ndarray) -> torch.Tensor:
+    """Rows of 784 pixels -> uint8 images (N, 1, 28, 28)."""
+    return torch.from_numpy(pixels.astype(np.uint8).reshape(-1, 1, SIDE, SIDE))
+
+
+def read_pixels(path: Path, key: str) -> torch.Tensor:
+    """The images of an unlabelled CSV file (Kaggle's test.csv: pixel0,...,pixel783 rows) as uint8 (N, 1, 28, 28);
+    ConfigError naming ``key``, the file and the line otherwise."""
+    return images_of(load_rows(path, f"{key}={str(path)!r}", PIXELS))
+
+
+def read_table(path: Path, key: str) -> ImageTensorDataset:
+    """The images and labels of one CSV file; ConfigError naming ``key``, the file and the line otherwise."""
+    shown = f"{key}={str(path)!r}"
+    table = load_rows(path, shown, COLUMNS)
+    labels, pixels = table[:, 0], table[:, 1:]
     bad = np.flatnonzero((labels < 0) | (labels >= len(CLASSES)))
     if len(bad):
         row = int(bad[0])
         raise ConfigError(f"{shown} is not allowed: line {row + 2} has label={labels[row]}, not one of 0-9")
-    images = torch.from_numpy(pixels.astype(np.uint8).reshape(-1, 1, SIDE, SIDE))
-    return ImageTensorDataset(images, torch.from_numpy(labels))
+    return ImageTensorDataset(images_of(pixels), torch.from_numpy(labels))
 
 
 class CSVDataModule(ImageDataModule):

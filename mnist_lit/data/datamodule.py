@@ -28,7 +28,6 @@ from mnist_lit.data.mnist import DATASET as MNIST
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-NUM_CLASSES = len(MNIST.classes)  # the ten digits, which prediction and the demo classify
 
 
 def normalize(images: Tensor) -> Tensor:

@@ -67,11 +67,17 @@ def decode(path: str, mode: str, size: int | None) -> np.ndarray:
             if image.format not in FORMATS:
                 raise ConfigError(f"{shown}: it is a {image.format} file")
             image.load()  # decodes now: a truncated or corrupt file fails here, not later
-            converted = image.convert(mode)
+            return fitted(image, mode, size)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         if isinstance(e, ConfigError):
             raise
         raise ConfigError(f"{shown} ({type(e).__name__}: {e})") from None
+
+
+def fitted(image: Image.Image, mode: str, size: int | None) -> np.ndarray:
+    """A decoded image as uint8 (H, W, C) in ``mode``, resized to ``size`` x ``size`` if given: how the training
+    images were read, and so how ``mnist_lit.predict`` reads an image for a model of them."""
+    converted = image.convert(mode)
     if size is not None and converted.size != (size, size):
         converted = converted.resize((size, size), Image.Resampling.BILINEAR)
     array = np.array(converted, dtype=np.uint8)

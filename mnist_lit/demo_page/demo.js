@@ -24,14 +24,14 @@ function clearPad() {
   statusView.textContent = "Draw one digit, large, in the box.";
 }
 
-function buildBars() {
+function buildBars(classes) {
   const holder = document.getElementById("bars");
-  for (let d = 0; d < 10; d += 1) {
+  for (let d = 0; d < classes.length; d += 1) {
     const row = document.createElement("div");
     row.className = "bar";
     row.dataset.digit = String(d);
     row.innerHTML = '<span class="name"></span><div class="track"><div class="fill"></div></div><span class="value"></span>';
-    row.querySelector(".name").textContent = String(d);
+    row.querySelector(".name").textContent = classes[d];
     holder.appendChild(row);
     bars.push(row);
   }
@@ -46,7 +46,7 @@ function showAnswer(answer) {
   }
   image.putImageData(pixels, 0, 0);
   const reading = answer && !answer.blank;
-  digitView.textContent = reading ? String(answer.digit) : "\u2013";
+  digitView.textContent = reading ? answer.class : "\u2013";
   bars.forEach((row, d) => {
     const p = reading ? answer.probabilities[d] : 0;
     row.dataset.probability = reading ? String(p) : "";
@@ -145,17 +145,17 @@ pad.addEventListener("pointercancel", endStroke);
 document.getElementById("clear").addEventListener("click", clearPad);
 
 async function start() {
-  buildBars();
-  clearPad();
   const info = await (await fetch("/api/info")).json();
+  buildBars(info.classes);
+  clearPad();
   document.getElementById("model").textContent = `Model: ${info.model}`;
   if (info.save) {
     const labels = document.getElementById("labels");
-    for (let d = 0; d < 10; d += 1) {
+    for (let d = 0; d < info.classes.length; d += 1) {
       const button = document.createElement("button");
       button.type = "button";
-      button.textContent = String(d);
-      button.title = `save this drawing as a ${d}`;
+      button.textContent = info.classes[d];
+      button.title = `save this drawing as ${info.classes[d]}`;
       button.addEventListener("click", () => save(d));
       labels.appendChild(button);
     }

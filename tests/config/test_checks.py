@@ -10,7 +10,8 @@ from omegaconf import DictConfig
 from mnist_lit.config.checks import check_config
 from mnist_lit.errors import ConfigError
 from mnist_lit.training import build
-from tests.conftest import compose_train, run_cli, set_value, synthetic_overrides
+from tests.conftest import compose_train, run_cli, set_value, synthetic_overrides, train_in_process
+from tests.data.test_image_folder import write_folder
 
 
 @pytest.mark.parametrize("precision", ["64-true", "64", "bf16-true", "16-true"])
@@ -83,3 +84,18 @@ def test_checkpoint_of_the_other_model_is_refused(mlp_checkpoint, synthetic, tmp
 def mlp_checkpoint(synthetic, tmp_path) -> str:
     run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}/mlp", "trainer.max_epochs=1")
     return str(tmp_path / "mlp" / "checkpoints" / "last.ckpt")
+
+
+def test_a_folder_is_sized_by_its_files_and_resumed_only_from_the_same_folder(tmp_path):
+    folder = write_folder(tmp_path / "shapes", per_class=4)  # 12 images, 11 after the held-out test image
+    overrides = ("data=image_folder", f"data.root={folder}", "data.data_dir=/proc/not-writable", "model.hidden=8")
+    check_config(compose_train(*overrides))  # no data folder is needed: nothing is downloaded
+    with pytest.raises(ConfigError, match=r"data.val_fraction=0.01 leaves the validation split empty \(11 images"):
+        check_config(compose_train(*overrides, "data.val_fraction=0.01"))
+    run = tmp_path / "run"
+    train_in_process(run, *overrides[:2], *overrides[3:], "trainer.max_epochs=1")
+    other = write_folder(tmp_path / "other", per_class=4)
+    resumed = (f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "trainer.max_epochs=2")
+    check_config(compose_train(*overrides, *resumed))
+    with pytest.raises(ConfigError, match=f"data.root={other}: it was trained with data.root={folder}"):
+        check_config(compose_train("data=image_folder", f"data.root={other}", "model.hidden=8", *resumed))
