@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import numbers
+import sys
 import threading
 from datetime import datetime
 from http import HTTPStatus
@@ -29,7 +30,7 @@ from PIL import Image, UnidentifiedImageError
 
 from mnist_lit.checkpoints import load_classifier
 from mnist_lit.command import command
-from mnist_lit.errors import ConfigError
+from mnist_lit.errors import ConfigError, describe
 from mnist_lit.evaluation.inference import classify, inference_device
 from mnist_lit.io.atomic import atomic_file, unwritable_reason
 from mnist_lit.lit_module import DigitClassifier
@@ -63,11 +64,17 @@ class DemoServer(ThreadingHTTPServer):
     """The demo's HTTP server: one thread per connection, one model shared by them (one forward pass at a time)."""
 
     daemon_threads = True  # an open browser tab does not keep the process alive after Ctrl-C
+    stopping = False  # set once serve_forever has ended: a connection cut by the stop is not worth a line
 
     def __init__(self, address: tuple[str, int], model: DigitClassifier, save_dir: Path | None, name: str) -> None:
         super().__init__(address, DemoHandler)
         self.model, self.save_dir, self.name = model, save_dir, name
         self.lock = threading.Lock()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that failed (a client gone mid-request): one line on stderr, not socketserver's traceback."""
+        if not self.stopping:
+            print(f"Connection from {client_address[0]} dropped: {describe(sys.exc_info()[1])}", file=sys.stderr)
 
     @property
     def url(self) -> str:
@@ -255,7 +262,10 @@ def serve(cfg: DictConfig) -> None:
     with server:
         saving = f"; drawings saved in {server.save_dir}" if server.save_dir else ""
         print(f"Demo at {server.url}  (Ctrl-C stops it){saving}", flush=True)
-        server.serve_forever()
+        try:
+            server.serve_forever()
+        finally:
+            server.stopping = True
 
 
 @command("the demo stopped", config="demo")

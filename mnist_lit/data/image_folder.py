@@ -49,6 +49,9 @@ def class_files(root: Path, key: str, exclude: str | None = None) -> tuple[list[
             "class, two classes or more"
         )
     samples = make_dataset(root, {name: i for i, name in enumerate(classes)}, is_valid_file=visible, allow_empty=True)
+    # In the order of the files' names (then classes): files named by their index in another data set keep its
+    # order, and so its seeded split
+    samples.sort(key=lambda sample: (os.path.basename(sample[0]), sample[1]))
     found = {label for _, label in samples}
     empty = [name for i, name in enumerate(classes) if i not in found]
     if empty:
