@@ -245,7 +245,7 @@ def check_onnx(settings: ServeSettings, model: dict[str, Any]) -> None:
         )
 
 
-def make_server(cfg: DictConfig) -> tuple[ls.LitServer, ServeSettings]:
+def make_server(cfg: DictConfig, api_class: type[DigitAPI] = DigitAPI) -> tuple[ls.LitServer, ServeSettings]:
     """The LitServer for ``cfg`` (conf/serve.yaml), its settings checked, the checkpoint read once."""
     settings = typed(cfg, ServeSettings, "")
     if not settings.ckpt_path:
@@ -266,7 +266,7 @@ def make_server(cfg: DictConfig) -> tuple[ls.LitServer, ServeSettings]:
         f"Serving {name} ({Path(settings.ckpt_path).name}, trained on {dataset}, backend {settings.backend}) at "
         f"http://{host}:{settings.port}/predict  (Ctrl-C stops it)"
     )
-    api = DigitAPI(settings, classifier.spec.class_names)
+    api = api_class(settings, classifier.spec.class_names)
     gate = (RequestGate, {"path": api.api_path, "max_body": settings.max_body, "max_queue": settings.max_queue})
     server = ls.LitServer(
         api,
@@ -287,9 +287,9 @@ def default_signals() -> None:
         signal.signal(signum, signal.SIG_DFL)
 
 
-def serve(cfg: DictConfig) -> None:
+def serve(cfg: DictConfig, api_class: type[DigitAPI] = DigitAPI) -> None:
     """Run the server until Ctrl-C or SIGTERM."""
-    server, settings = make_server(cfg)
+    server, settings = make_server(cfg, api_class)
     os.register_at_fork(after_in_child=default_signals)
     if settings.host != "127.0.0.1":
         print(
