@@ -62,10 +62,13 @@ def ready(process: subprocess.Popen, port: int, path: str, body: bytes) -> None:
         if process.poll() is not None:
             raise RuntimeError(f"the server on port {port} ended: {process.stderr.read()}")
         try:
-            if post(port, path, body) == 200:
-                return
+            status = post(port, path, body)
         except OSError:
             time.sleep(0.2)
+            continue
+        if status != 200:
+            raise RuntimeError(f"the server on port {port} answered {status}")
+        return
     raise RuntimeError(f"no server on port {port} after {STARTUP} s")
 
 

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import signal
+import warnings
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -176,7 +177,9 @@ class DigitAPI(ls.LitAPI):
     """The model behind ``/predict``: a batch of prepared 28x28 images -> each one's class probabilities."""
 
     def __init__(self, settings: ServeSettings, classes: tuple[str, ...]) -> None:
-        super().__init__(max_batch_size=settings.max_batch_size, batch_timeout=settings.batch_timeout)
+        with warnings.catch_warnings():  # that batch and unbatch go unused with max_batch_size=1 is meant
+            warnings.simplefilter("ignore", UserWarning)
+            super().__init__(max_batch_size=settings.max_batch_size, batch_timeout=settings.batch_timeout)
         self.settings, self.classes = settings, classes
 
     def setup(self, device: str) -> None:
@@ -195,10 +198,15 @@ class DigitAPI(ls.LitAPI):
         return torch.stack(inputs)
 
     def predict(self, x: Tensor) -> Tensor:
+        """Probabilities (N, classes) for a batch (N, 28, 28); (classes,) for one image (max_batch_size=1, where
+        LitServe calls neither ``batch`` nor ``unbatch``)."""
+        images = x if x.dim() == 3 else x[None]
         if self.settings.backend == "onnx":
-            logits = self.session.run([OUTPUT], {INPUT: x[:, None].numpy()})[0]
-            return torch.from_numpy(logits).softmax(dim=1)
-        return classify(self.model, x)  # mnist_lit.predict's inference
+            logits = self.session.run([OUTPUT], {INPUT: images[:, None].numpy()})[0]
+            probabilities = torch.from_numpy(logits).softmax(dim=1)
+        else:
+            probabilities = classify(self.model, images)  # mnist_lit.predict's inference
+        return probabilities if x.dim() == 3 else probabilities[0]
 
     def unbatch(self, output: Tensor) -> list[Tensor]:
         return list(output)

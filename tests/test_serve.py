@@ -86,15 +86,17 @@ def stopped(process: Any, signum: int) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def servers(trained, synthetic, tmp_path_factory):
-    """A torch server (RecordingAPI, batching up to 16) and an onnx one (python -m mnist_lit.serve), both running."""
+    """A torch server (RecordingAPI, batching up to 16) and an onnx one without batching (python -m mnist_lit.serve),
+    both running."""
     ckpt = trained / "checkpoints/best.ckpt"
     onnx_path = tmp_path_factory.mktemp("serve") / "model.onnx"
     ports = free_port(), free_port()
-    common = [f"ckpt_path={ckpt}", "max_batch_size=16", "batch_timeout=0.05", "max_body=1000000"]
-    torch_server = start_cli("tests.test_serve", *common, f"port={ports[0]}")
+    common = [f"ckpt_path={ckpt}", "batch_timeout=0.05", "max_body=1000000"]
+    torch_server = start_cli("tests.test_serve", *common, "max_batch_size=16", f"port={ports[0]}")
     export_onnx(command_config("export", ckpt_path=str(ckpt), output=str(onnx_path), check_images=8,
                                data_dir=str(synthetic["data_dir"])))  # fmt: skip
-    onnx_server = start_cli("mnist_lit.serve", *common, f"port={ports[1]}", "backend=onnx", f"onnx_path={onnx_path}")
+    onnx_args = [f"port={ports[1]}", "backend=onnx", f"onnx_path={onnx_path}", "max_batch_size=1"]  # no batching
+    onnx_server = start_cli("mnist_lit.serve", *common, *onnx_args)
     lines = started(torch_server, ports[0]), started(onnx_server, ports[1])
     yield {"ckpt": ckpt, "torch": (torch_server, ports[0], lines[0]), "onnx": (onnx_server, ports[1], lines[1])}
     for process in (torch_server, onnx_server):
