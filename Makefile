@@ -1,12 +1,13 @@
 # make train: set up .venv (once), get MNIST, train the default CNN.  make test: the test suite, a worker
 # per core (at most 4; pytest-xdist, an idle worker takes tests queued for a busy one).
 # make sweep: the quick 12-job CNN grid, 2 jobs at a time (logs/sweeps/<time>/summary.md).
+# make bench-serve CKPT=<ckpt>: the serving benchmark.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train sweep test lint bench clean
+.PHONY: install train sweep test lint bench bench-serve clean
 
 install: $(STAMP)
 
@@ -27,6 +28,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.bench
+
+# make bench-serve CKPT=<run>/checkpoints/best.ckpt: the LitServe server (torch, onnx; batching on, off) and the
+# demo's server, at concurrency 1, 8 and 64, on 127.0.0.1 (benchmarks/README.md)
+bench-serve: $(STAMP)
+	@test -n "$(CKPT)" || { echo "Error: CKPT is missing: make bench-serve CKPT=<run>/checkpoints/best.ckpt" >&2; exit 2; }
+	$(PY) -m benchmarks.serve --ckpt $(CKPT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

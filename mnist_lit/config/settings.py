@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any
 
 from mnist_lit.config.schema import setting
+from mnist_lit.errors import ConfigError
 
 FIGURE_IMAGES = 400  # the most images a report's figure shows: more would take minutes and gigabytes to draw
 
@@ -102,3 +103,37 @@ class PredictSettings:
     min_confidence: float = setting(low=0, high=1)
     verbose: bool = False
     output: str | None = None
+
+
+SERVE_BACKENDS = ("torch", "onnx")
+SERVE_HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # the addresses LitServe binds to
+
+
+@dataclasses.dataclass(kw_only=True)
+class ServeSettings:
+    """conf/serve.yaml (the checkpoint and the ONNX file are checked when they are read)."""
+
+    ckpt_path: str | None = None
+    backend: str = "torch"
+    onnx_path: str | None = None
+    host: str = "127.0.0.1"
+    port: int = setting(low=1024, high=65535)  # LitServe refuses the privileged ports and port 0
+    max_batch_size: int = setting(low=1, high=4096)
+    batch_timeout: float = setting(low=0, high=1)  # seconds the first request of a batch waits for others
+    timeout: float = setting(low=0, high=3600, low_open=True)  # seconds a request may wait for the model
+    max_body: int = setting(low=1, high=100_000_000)  # bytes
+    max_queue: int = setting(low=1)  # requests waiting or being answered at once; more get 503
+    hydra: Any = None
+
+    def __post_init__(self) -> None:
+        if self.backend not in SERVE_BACKENDS:
+            raise ConfigError(f"backend={self.backend!r} is not allowed: choose one of {', '.join(SERVE_BACKENDS)}")
+        if self.host not in SERVE_HOSTS:
+            raise ConfigError(
+                f"host={self.host!r} is not allowed: choose one of {', '.join(SERVE_HOSTS)} (127.0.0.1: this "
+                "machine only; 0.0.0.0 and :: open the server to the network)"
+            )
+        if self.batch_timeout >= self.timeout:
+            raise ConfigError(
+                f"batch_timeout={self.batch_timeout} is not allowed: it must be less than timeout={self.timeout}"
+            )
