@@ -153,7 +153,7 @@ def test_a_mouse_stroke_is_read_as_predict_reads_the_same_image(browser, demo, t
     probabilities = {row["digit"]: row["confidence"], **{row[f"top{k}"]: row[f"p{k}"] for k in range(2, 11)}}
     assert page["pointer"] == "mouse" and page["digit"] == str(row["digit"])
     assert page["texts"] == [f"{float(p):.3f}" for p in page["exact"]]  # each bar's figure is its probability
-    assert [float(p) for p in page["exact"]] == pytest.approx([probabilities[d] for d in range(10)], abs=1e-6)
+    assert [float(p) for p in page["exact"]] == pytest.approx([probabilities[str(d)] for d in range(10)], abs=1e-6)
     assert np.array_equal(page["image"], prepare(Image.open(drawing)).numpy())  # the image the network received
     assert page["image"].max() == 255 and page["image"][0].sum() == 0  # a white digit on black, like MNIST
 
