@@ -46,12 +46,13 @@ def find_callback(trainer: L.Trainer, kind: type) -> Any:
 
 
 def build(
-    cfg: DictConfig, extra_callbacks: tuple[L.Callback, ...] = ()
+    cfg: DictConfig, extra_callbacks: tuple[L.Callback, ...] = (), datamodule: L.LightningDataModule | None = None
 ) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
-    """The data module, model and trainer that ``cfg`` describes (plus ``extra_callbacks``), each built once; a class
-    that refuses its settings is a ConfigError naming its key. The optimizer and scheduler are built by the module's
-    ``configure_optimizers``."""
-    datamodule = built_or_refused("data", cfg.data._target_, lambda: instantiate(cfg.data))
+    """The data module (``datamodule``: as ``check_config`` built it), model and trainer that ``cfg`` describes
+    (plus ``extra_callbacks``), each built once; a class that refuses its settings is a ConfigError naming its key.
+    The optimizer and scheduler are built by the module's ``configure_optimizers``."""
+    if datamodule is None:
+        datamodule = built_or_refused("data", cfg.data._target_, lambda: instantiate(cfg.data))
     # Hyperparameters as plain values: checkpoints load with weights_only=True. The network is built for the data
     # module's images and classes (its spec: a folder's images are read for it).
     settings = {"model": plain(cfg.model), "optimizer": plain(cfg.optimizer), "scheduler": plain(cfg.get("scheduler"))}
@@ -152,19 +153,19 @@ def train(cfg: DictConfig) -> float | None:
     if hydra_cfg.mode == RunMode.MULTIRUN:
         with claimed_job_dir(run_dir, Path(hydra_cfg.sweep.dir), cfg.get("ckpt_path")):
             save_run_config(cfg)  # before the checks: a refused job's folder still says what it was
-            check_config(cfg)
-            return fit_and_test(cfg, hydra_cfg, run_dir)
-    check_config(cfg)
-    return fit_and_test(cfg, hydra_cfg, run_dir)
+            return fit_and_test(cfg, hydra_cfg, run_dir, check_config(cfg))
+    return fit_and_test(cfg, hydra_cfg, run_dir, check_config(cfg))
 
 
-def fit_and_test(cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path) -> float | None:
+def fit_and_test(
+    cfg: DictConfig, hydra_cfg: DictConfig, run_dir: Path, datamodule: L.LightningDataModule
+) -> float | None:
     """``train``'s work once the config and the run's folder are checked."""
     configure_process(cfg.keep_freed_memory)
     setup_parallelism(cfg)  # torch threads of a parallel sweep job; where DDP may start processes
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     pruning = pruning_callback(cfg)  # only in a trial of an Optuna sweep that prunes
-    datamodule, model, trainer = build(cfg, (pruning,) if pruning else ())
+    datamodule, model, trainer = build(cfg, (pruning,) if pruning else (), datamodule)
     if trainer.is_global_zero:
         save_run_config(cfg)
     if trainer.is_global_zero:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -148,7 +149,7 @@ def resume_config(synthetic, trained):
 
 
 def accepted(result: Any) -> None:
-    assert result is None  # check_config returns nothing: the resume would start
+    assert isinstance(result, L.LightningDataModule)  # check_config passed: the resume would start
 
 
 def attack_checkpoint(run_copy: Path, reference: dict, resume_config, case: str, names: tuple[str, ...]) -> list[str]:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import ModelCheckpoint
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from mnist_lit.data.datamodule import IDXDataModule
 from mnist_lit.models.base import build_network
 from mnist_lit.training import summarise
 from tests.conftest import (
@@ -184,8 +185,8 @@ def test_diverging_run_stops_with_a_reason(synthetic, tmp_path):
 
 
 def test_a_run_checks_its_config_once_and_builds_its_trainer_and_callbacks_once(synthetic, tmp_path, monkeypatch):
-    """``python train.py``: the run directory's guard reads no config; the job checks it once, and the Trainer and
-    each callback it trains with are built once."""
+    """``python train.py``: the run directory's guard reads no config; the job checks it once, and the data module,
+    the Trainer and each callback it trains with are built once."""
     import lightning as L
 
     import mnist_lit.config.checks
@@ -203,5 +204,6 @@ def test_a_run_checks_its_config_once_and_builds_its_trainer_and_callbacks_once(
     monkeypatch.setattr(mnist_lit.config.checks, "check_data", counted("check", mnist_lit.config.checks.check_data))
     monkeypatch.setattr(L.Trainer, "__init__", counted("trainer", L.Trainer.__init__))
     monkeypatch.setattr(ModelCheckpoint, "__init__", counted("checkpoint", ModelCheckpoint.__init__))
+    monkeypatch.setattr(IDXDataModule, "__init__", counted("data", IDXDataModule.__init__))
     run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path / 'run'}", "trainer.max_epochs=1")
-    assert calls == {"check": 1, "trainer": 1, "checkpoint": 2}  # conf/callbacks: best.ckpt's and last.ckpt's
+    assert calls == {"check": 1, "data": 1, "trainer": 1, "checkpoint": 2}  # best.ckpt and last.ckpt

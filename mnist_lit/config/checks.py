@@ -41,7 +41,7 @@ from mnist_lit.precision import AUTO, precision_for
 TRAIN_IMAGES = 60_000  # the official training images of MNIST and its kin (when the files are not there to count)
 
 
-def check_config(cfg: DictConfig) -> None:
+def check_config(cfg: DictConfig) -> L.LightningDataModule:
     """Reject a config that cannot work, before any download or training; raises ConfigError. ``cfg`` is resolved
     as the job will see it, so Hydra's settings (``${hydra:runtime.output_dir}``) must be those of the job."""
     values = resolved(cfg)
@@ -62,10 +62,11 @@ def check_config(cfg: DictConfig) -> None:
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
             raise ConfigError(f"data.steps_per_fetch={steps!r} is not allowed: it must be an integer in [1, inf)")
         check_fast_config(cfg)
-    check_data(cfg)
+    datamodule = check_data(cfg)
     check_groups(values, precision_for(cfg).precision)
     if cfg.get("ckpt_path"):
         check_resume(cfg)
+    return datamodule  # built once: training uses it
 
 
 # Ranges of library settings that their type hints cannot say: {class: {argument: (low, high, low_open, high_open)}}.
@@ -181,7 +182,7 @@ def _limit(cfg: DictConfig, key: str, batches: int) -> None:
         )
 
 
-def check_data(cfg: DictConfig) -> None:
+def check_data(cfg: DictConfig) -> L.LightningDataModule:
     """A data folder that holds the IDX files or can receive them (for the data sets that download), and splits
     and batches that are not empty, sized by the data module's ``num_train_images()``. The data module is built
     here as training builds it; that lists a folder's files or counts a table's lines, and decodes nothing."""
@@ -208,6 +209,7 @@ def check_data(cfg: DictConfig) -> None:
     fetch = data.batch_size * OmegaConf.select(cfg, "data.steps_per_fetch", default=1)
     _limit(cfg, "trainer.limit_train_batches", -(-(images - val) // fetch))
     _limit(cfg, "trainer.limit_val_batches", -(-val // data.eval_batch_size))
+    return datamodule
 
 
 def check_resume(cfg: DictConfig) -> None:
