@@ -5,25 +5,82 @@ config, conf/<config>.yaml; bad input (a UserError) ends in one ``Error:`` line 
 Ctrl-C and SIGTERM end in one line saying what was kept (mnist_lit.interrupts). A job's UserError goes on to
 Hydra instead where Hydra deals with it: in a multirun Hydra records that job as failed and the sweep goes on
 (SystemExit would end the sweep); a run with a run directory guard (train.py) is ended by the guard, which first
-removes the folders the refused run made (mnist_lit.io.run_dir).
+removes the folders the refused run made (mnist_lit.io.run_dir). What Hydra cannot compose (an option that no
+config group has, an override it cannot parse) is bad input too: one ``Error:`` line, exit status 2.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
 
 from mnist_lit.config import resolvers
-from mnist_lit.errors import UserError, exit_with
+from mnist_lit.errors import ConfigError, UserError, exit_with
 from mnist_lit.interrupts import interruptible
 
 F = TypeVar("F", bound=Callable[..., Any])
 CONF = resolvers.PROJECT_ROOT / "conf"
+# Hydra's documented switch: what it cannot compose is raised, not printed as a block of text and exit status 1.
+# Set (where the user has not) until a single run's job starts, so that the run's own errors show as Hydra shows
+# them; a sweep's failed job (which Hydra raises once its batch is done) ends the sweep like bad input.
+FULL_ERROR = "HYDRA_FULL_ERROR"
+raised_until_job: list[bool] = []  # whether this process set FULL_ERROR
+
+
+def errors_as_set() -> None:
+    """Hydra goes back to showing errors as the user set it to."""
+    if raised_until_job:
+        raised_until_job.clear()
+        os.environ.pop(FULL_ERROR, None)
+
+
+def composition_error(e: CompactHydraException) -> ConfigError:
+    """What Hydra could not compose, in one line; for an option that a config group does not have, the key, the
+    value and the options it has."""
+    text = " ".join(line.strip() for line in str(e).split("\n\n")[0].splitlines() if line.strip())
+    if isinstance(e, OverrideParseException):
+        return ConfigError(f"{e.override} cannot be parsed: {text}")
+    missing = e.missing_cfg_file if isinstance(e, MissingConfigException) else None
+    if missing and "/" in missing:
+        group, _, name = missing.rpartition("/")
+        options = e.options or sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+        return ConfigError(f"{group}={name} is not allowed: choose from {', '.join(options)} ({text})")
+    return ConfigError(text)
+
+
+def check_group_nulls(args: list[str]) -> None:
+    """``group=null`` on the command line, which Hydra cannot apply to a config group (it fails with a traceback)."""
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and value.lower() == "null" and (CONF / key.lstrip("+")).is_dir():
+            raise ConfigError(f"{arg} is not allowed: a config group is left out with ~{key} (or {key}=[])")
+
+
+def composed_or_refused(hydra_main: Callable[[], Any]) -> Callable[[], Any]:
+    """``hydra_main`` (a ``hydra.main`` function), with what Hydra cannot compose ending in one ``Error:`` line."""
+
+    @functools.wraps(hydra_main)
+    def run() -> Any:
+        try:
+            check_group_nulls(sys.argv[1:])
+            if FULL_ERROR not in os.environ:
+                os.environ[FULL_ERROR] = "1"
+                raised_until_job.append(True)
+            return hydra_main()
+        except (CompactHydraException, UserError) as e:  # a UserError here: a parallel sweep's failed job
+            exit_with(composition_error(e) if isinstance(e, CompactHydraException) else e)
+        finally:
+            errors_as_set()
+
+    return run
 
 
 def left_to_hydra() -> bool:
@@ -41,6 +98,8 @@ def command(interrupted: str, config: str | None = None) -> Callable[[F], F]:
     def wrap(main: F) -> F:
         @functools.wraps(main)  # Hydra names the job and its log file after ``main``'s own file
         def run(*args: Any, **kwargs: Any) -> Any:
+            if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN:
+                errors_as_set()  # a single run's config is composed
             try:
                 return main(*args, **kwargs)
             except UserError as e:
@@ -49,7 +108,7 @@ def command(interrupted: str, config: str | None = None) -> Callable[[F], F]:
                 exit_with(e)
 
         if config is not None:
-            run = hydra.main(version_base="1.3", config_path=str(CONF), config_name=config)(run)
+            run = composed_or_refused(hydra.main(version_base="1.3", config_path=str(CONF), config_name=config)(run))
         return interruptible(interrupted)(run)  # type: ignore[return-value]
 
     return wrap

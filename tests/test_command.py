@@ -10,7 +10,7 @@ import sys
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, digit_image, figures, make_job, synthetic_overrides
+from tests.conftest import ROOT, assert_refused, digit_image, figures, make_job, run_cli, synthetic_overrides
 
 COMMANDS = [
     ("train.py", "--cfg", "job", "--resolve"),
@@ -57,3 +57,19 @@ def test_each_command_does_its_work_in_a_fresh_interpreter(synthetic, trained, t
     make_job(sweep, 1, ["model.hidden=16"], figures(0.95, 0.94, 200))
     fresh("-m", "mnist_lit.sweep_summary", str(sweep))
     assert "2 jobs: 2 finished, 0 failed" in (sweep / "summary.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "arg, expected",
+    [
+        ("model=transformer", "model=transformer is not allowed: choose from cnn, lenet5, mlp"),
+        ("logger=[tensorboard,nope]", "logger=nope is not allowed: choose from csv, mlflow, tensorboard, wandb"),
+        ("hydra/launcher=nope", "hydra/launcher=nope is not allowed: choose from basic, joblib"),
+        ("scheduler=null", "scheduler=null is not allowed: a config group is left out with ~scheduler"),
+        ("model.nonsense=3", "Could not override 'model.nonsense'. To append to your config use +model.nonsense=3"),
+        ("logger=[a,", "logger=[a, cannot be parsed"),
+    ],
+)
+def test_what_hydra_cannot_compose_ends_in_one_error_line(arg, expected, tmp_path):
+    assert_refused(run_cli("train.py", f"paths.log_dir={tmp_path / 'logs'}", arg, check=False), expected)
+    assert not (tmp_path / "logs").exists()
