@@ -6,8 +6,12 @@ and what a class named by ``_target_`` takes is its own signature (``mnist_lit.c
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -140,9 +144,34 @@ def check_groups(values: dict[str, Any], precision: str) -> None:
                 f"callbacks.{name}.monitor={shown(node['monitor'])} is not allowed: the module logs "
                 f"{' and '.join(MONITORED)} at the end of each validation; choose one of them"
             )
-    if values.get("logger"):
-        check_group(values["logger"], "logger")
+    loggers = values.get("logger") or {}
+    if not isinstance(loggers, dict):
+        raise ConfigError(f"logger={shown(loggers)} is not allowed: it must be a group of loggers")
+    for name, node in loggers.items():
+        if node is not None:  # logger.<name>=null switches a logger off
+            check_group(node, f"logger.{name}")
+            check_logger_reachable(node, f"logger.{name}")
     check_group({**values["trainer"], "precision": precision}, "trainer")  # trainer.precision=auto, as it applies
+
+
+def check_logger_reachable(node: dict[str, Any], key: str) -> None:
+    """A logger's library is installed (wandb is not among the requirements), and an MLflow tracking server
+    (``tracking_uri=http://...``) answers within seconds: MLflow's own client retries for minutes."""
+    if node["_target_"] == "lightning.pytorch.loggers.WandbLogger" and importlib.util.find_spec("wandb") is None:
+        raise ConfigError(f"{key} needs wandb, which is not installed: pip install wandb (or choose another logger)")
+    uri = str(node.get("tracking_uri") or "")
+    if urllib.parse.urlsplit(uri).scheme not in ("http", "https"):
+        return
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1", timeout=3).close()
+    except urllib.error.HTTPError:
+        pass  # it answers (a server that wants credentials gets them from MLflow's client)
+    except (OSError, ValueError) as e:
+        raise ConfigError(
+            f"{key}.tracking_uri={uri!r} cannot be reached ({describe(e)}): start the MLflow tracking server it "
+            "names, or choose another store (without MLFLOW_TRACKING_URI set, the default is a SQLite file in the "
+            "log directory)"
+        ) from None
 
 
 def check_run_name(name: Any) -> None:
