@@ -24,7 +24,8 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import metadata, plugin_data_pb2
 
-from mnist_lit.config.checks import check_logger_reachable
+from mnist_lit.config.checks import check_logger_usable
+from mnist_lit.display.tensorboard import CurvesLogger
 from mnist_lit.training import build
 from tests.conftest import (
     REPORT_FILES,
@@ -197,7 +198,7 @@ def test_commands_at_once_log_every_run_and_job_and_mlflow_server_shows_them(syn
         found = get_json(f"{api}/experiments/search?max_results=10")["experiments"]
         experiment = next(e["experiment_id"] for e in found if e["name"] == "mnist_lit")
         logged = post_json(f"{api}/runs/search", {"experiment_ids": [experiment]})["runs"]
-        check_logger_reachable({"_target_": "lightning.pytorch.loggers.MLFlowLogger", "tracking_uri": address}, "l")
+        check_logger_usable({"_target_": "lightning.pytorch.loggers.MLFlowLogger", "tracking_uri": address}, "l")
     by_dir = {}
     for run in logged:
         data = {kind: {e["key"]: e["value"] for e in run["data"][kind]} for kind in ("tags", "params", "metrics")}
@@ -209,10 +210,11 @@ def test_commands_at_once_log_every_run_and_job_and_mlflow_server_shows_them(syn
         assert data["metrics"]["test/acc"] == pytest.approx(json.loads((run / "metrics.json").read_text())["test/acc"])
 
 
-def test_no_logger(synthetic, tmp_path):
-    for removed in ("~logger", "logger=[]"):
-        cfg = compose_train(*synthetic_overrides(synthetic), removed, f"hydra.run.dir={tmp_path}")
-        assert build(cfg)[2].loggers == []
+def test_no_logger_or_one_switched_off(synthetic, tmp_path):
+    cases = ((["~logger"], []), (["logger=[]"], []), (["logger=[tensorboard,csv]", "logger.csv=null"], [CurvesLogger]))
+    for overrides, kept in cases:
+        cfg = compose_train(*synthetic_overrides(synthetic), *overrides, f"hydra.run.dir={tmp_path}")
+        assert [type(logger) for logger in build(cfg)[2].loggers] == kept
 
 
 @pytest.fixture

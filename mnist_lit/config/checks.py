@@ -150,11 +150,11 @@ def check_groups(values: dict[str, Any], precision: str) -> None:
     for name, node in loggers.items():
         if node is not None:  # logger.<name>=null switches a logger off
             check_group(node, f"logger.{name}")
-            check_logger_reachable(node, f"logger.{name}")
+            check_logger_usable(node, f"logger.{name}")
     check_group({**values["trainer"], "precision": precision}, "trainer")  # trainer.precision=auto, as it applies
 
 
-def check_logger_reachable(node: dict[str, Any], key: str) -> None:
+def check_logger_usable(node: dict[str, Any], key: str) -> None:
     """A logger's library is installed (wandb is not among the requirements), and an MLflow tracking server
     (``tracking_uri=http://...``) answers within seconds: MLflow's own client retries for minutes."""
     if node["_target_"] == "lightning.pytorch.loggers.WandbLogger" and importlib.util.find_spec("wandb") is None:
