@@ -175,7 +175,7 @@ def test_a_key_the_class_does_not_take_is_refused_with_the_keys_it_takes():
         ({"_target_": TRAINER, "enable_progress_bar": 1}, "trainer",
          f"trainer.enable_progress_bar=1 is not allowed: {TRAINER} takes true or false"),
         ({"_target_": "torch.optim.Adam", "lr": 1e-3, "betas": [0.9]}, "optimizer",
-         "optimizer.betas=[0.9] is not allowed: torch.optim.Adam takes a list of 2"),
+         "optimizer.betas=[0.9] is not allowed: torch.optim.Adam takes tuple[float"),
         ({"_target_": TRAINER, "callbacks": [{"_target_": EARLY_STOPPING, "monitor": "val/loss", "patience": 2.5}]},
          "trainer", f"trainer.callbacks[0].patience=2.5 is not allowed: {EARLY_STOPPING} takes an integer"),
     ],
