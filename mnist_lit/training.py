@@ -178,6 +178,8 @@ def fit_and_test(
         )  # fmt: skip
         if precision.warning:
             log.warning("Warning: %s", precision.warning)
+        if cfg.get("ckpt_path"):
+            log.info("Resuming from %s", cfg.ckpt_path)
         if isinstance(trainer.logger, TensorBoardLogger):
             write_curves_layout(Path(trainer.logger.log_dir))
 

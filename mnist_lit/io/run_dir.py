@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
 from filelock import FileLock, Timeout
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
@@ -38,6 +39,10 @@ LOCK_FILE = ".lock"  # held by the command writing into a run or sweep directory
 JOB_OUTPUTS = ("checkpoints", "metrics.json")
 # What a multirun leaves in its sweep directory.
 SWEEP_MARKERS = ("multirun.yaml", "summary.md", "summary.csv")
+LAST = "last"  # ckpt_path=last: the newest run of the same settings
+LAST_CHECKPOINT = Path("checkpoints", "last.ckpt")
+# Top-level keys that say where or how a run works, not what it trains: runs that differ only in these are one run.
+NOT_THE_RUN = ("ckpt_path", "paths", "threads", "keep_freed_memory", "evaluate_after_fit", "optimized_metric")
 
 
 def refuse_unwritable(key: str, directory: Path, shown: str) -> None:
@@ -60,6 +65,45 @@ def check_run_dir(run_dir: Path, shown: str, ckpt_path: str | None = None) -> No
             f"hydra.run.dir={shown} already holds another run ({', '.join(found)}), which would be overwritten: "
             f"choose a new directory, or resume that run with ckpt_path={run_dir}/checkpoints/last.ckpt"
         )
+
+
+def run_settings(config: DictConfig) -> dict[str, Any]:
+    """What defines a run: its settings as written (interpolations unresolved, so what Hydra gives each job, its
+    folder and launcher, stays out), without Hydra's own and those of ``NOT_THE_RUN``."""
+    values = OmegaConf.to_container(config, resolve=False)
+    return {key: value for key, value in values.items() if key not in ("hydra", *NOT_THE_RUN)}
+
+
+def holds_run_of(run_dir: Path, config: DictConfig) -> bool:
+    """Whether ``run_dir``'s ``.hydra/config.yaml`` (``save_run_config``'s) has the settings of ``config``."""
+    try:
+        saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException):
+        return False  # no saved config, or one that cannot be read: not a run of these settings
+    return isinstance(saved, DictConfig) and run_settings(saved) == run_settings(config)
+
+
+def resolve_last(config: DictConfig) -> None:
+    """``ckpt_path=last``: set ``ckpt_path`` to the ``last.ckpt`` of the newest run under ``<paths.log_dir>/runs``
+    with these settings (``run_settings``), before the run directory is chosen, so that the run resumes as with
+    that path given (the job's first lines name it)."""
+    if config.get("ckpt_path") != LAST:
+        return
+    if config.hydra.mode == RunMode.MULTIRUN:
+        raise ConfigError(
+            f"ckpt_path={LAST} is not allowed in a multirun: it resumes one run (give each job's own "
+            "ckpt_path=<job folder>/checkpoints/last.ckpt to resume a job)"
+        )
+    runs = Path(str(config.paths.log_dir)).expanduser().absolute() / "runs"
+    found = [ckpt.parents[1] for ckpt in runs.glob(f"**/{LAST_CHECKPOINT}") if holds_run_of(ckpt.parents[1], config)]
+    if not found:
+        raise ConfigError(
+            f"ckpt_path={LAST} found no run to resume: no folder under {runs} holds a {LAST_CHECKPOINT} and a "
+            f".hydra/config.yaml with this command's settings (all but {', '.join(NOT_THE_RUN)}). Leave ckpt_path out "
+            "to start a new run, or resume a run of other settings with ckpt_path=<run>/checkpoints/last.ckpt"
+        )
+    run = max(found, key=lambda run: (run / LAST_CHECKPOINT).stat().st_mtime_ns)
+    config.ckpt_path = str(run / LAST_CHECKPOINT)
 
 
 def check_sweep_dir(sweep_dir: Path, shown: str) -> None:
@@ -216,12 +260,13 @@ class RunDirectoryGuard(Callback):
         self.made: Path | None = None  # the outermost folder this command made for its run
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if os.environ.get("LOCAL_RANK", "0") != "0":
-            return  # a DDP process that Lightning started inside the run that rank 0 has claimed
         fail_closed(lambda: self.claim_run(config))
 
     def claim_run(self, config: DictConfig) -> None:
-        """Check the run directory, then make and lock it."""
+        """Find the run that ``ckpt_path=last`` resumes; check the run directory, then make and lock it."""
+        resolve_last(config)
+        if os.environ.get("LOCAL_RANK", "0") != "0":
+            return  # a DDP process that Lightning started inside the run that rank 0 has claimed
         try:
             shown = str(config.hydra.run.dir)
         except OmegaConfBaseException as e:
@@ -256,6 +301,7 @@ class RunDirectoryGuard(Callback):
     def claim_sweep(self, config: DictConfig) -> None:
         """Check the sweeper, the job folders, the settings the jobs share and the sweep directory, then make and
         lock the directory."""
+        resolve_last(config)  # refused: a sweep goes on through its own directory
         shown = str(config.hydra.sweep.dir)
         sweep_dir = Path(os.path.normpath(Path(shown).expanduser().absolute()))
         check_sweeper(config)
