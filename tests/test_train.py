@@ -146,7 +146,7 @@ def test_ckpt_path_last_without_a_run_of_these_settings_is_refused_leaving_nothi
     assert_refused(done, f"ckpt_path=last found no run to resume: no folder under {tmp_path / 'logs' / 'runs'} holds")
     assert list(tmp_path.iterdir()) == []
     done = run_cli("train.py", "-m", *args, "seed=1,2", check=False)
-    assert_refused(done, "ckpt_path=last is not allowed in a multirun")
+    assert_refused(done, "ckpt_path=last is not allowed in a multirun: run the same command with hydra.sweep.dir=")
     assert list(tmp_path.iterdir()) == []
 
 
