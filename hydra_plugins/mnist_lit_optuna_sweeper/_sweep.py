@@ -349,6 +349,7 @@ class StudySweep:
             )
 
     def run_study(self, plan: StudyPlan) -> None:
+        """Open (or resume) the study, run its trials in batches until it holds n_trials, write its best."""
         study = self.open_study(plan, open_storage(plan.storage, create=True))
         self.fail_abandoned(study)
         done = sum(counts(t) for t in study.get_trials(deepcopy=False))
