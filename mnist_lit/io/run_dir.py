@@ -150,12 +150,13 @@ def optuna_sweep(config: DictConfig) -> bool:
     return OmegaConf.select(config, "hydra.sweeper._target_", default=None) == SWEEPER_TARGET
 
 
-def check_sweeper(config: DictConfig) -> None:
-    """The Optuna sweeper's settings (study, storage, search space), checked before the sweep directory is made."""
+def check_sweeper(config: DictConfig, check_job: Callable[[DictConfig], Any]) -> None:
+    """The Optuna sweeper's settings (study, storage, search space: each value its jobs can get, by
+    ``check_job``), checked before the sweep directory is made."""
     if optuna_sweep(config):
         from hydra_plugins.mnist_lit_optuna_sweeper.optuna_sweeper import check_multirun
 
-        check_multirun(config)
+        check_multirun(config, check_job)
 
 
 def check_job_dirs(config: DictConfig, sweep_dir: Path) -> Path:
@@ -331,16 +332,16 @@ class RunDirectoryGuard(Callback):
         fail_closed(lambda: self.claim_sweep(config))
 
     def claim_sweep(self, config: DictConfig) -> None:
-        """Check the sweeper, the job folders, the settings the jobs share and the sweep directory, then make and
+        """Check the job folders, the settings the jobs share, the sweeper and the sweep directory, then make and
         lock the directory."""
         resolve_last(config)  # refused: a sweep goes on through its own directory
         shown = str(config.hydra.sweep.dir)
         sweep_dir = Path(os.path.normpath(Path(shown).expanduser().absolute()))
-        check_sweeper(config)
         first_job = check_job_dirs(config, sweep_dir)
         from mnist_lit.config.checks import check_config  # here: it loads torch, which a refused sweep need not
 
         check_config(as_job(config, first_job))  # the settings every job shares (each job checks its own)
+        check_sweeper(config, lambda job: check_config(as_job(job, first_job)))
         overrides = None if optuna_sweep(config) else OmegaConf.to_container(config.hydra.overrides.task)
         check_sweep_dir(sweep_dir, shown, overrides)
         sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from mnist_lit.errors import UserError
+from mnist_lit.errors import UserError, exit_with
 from mnist_lit.interrupts import when_interrupted
 from mnist_lit.io.atomic import write_text
 from mnist_lit.io.run_dir import optuna_sweep
@@ -64,6 +64,12 @@ class SweepSummaryCallback(Callback):
             log.info("Best of %d: %s (%s) val/acc %.4f", len(jobs), label(best), describe(best, keys), val_acc)
         failed = len(jobs) - len(done)
         log.info("Sweep summary (%d failed): %s", failed, sweep_dir / "summary.md")
+        here = [j for j in jobs if j.path is not None and sweep_dir.resolve() in j.path.resolve().parents]
+        if here and all(j.status == "failed" for j in here):  # an Optuna sweep goes on past failed trials
+            exit_with(
+                f"every job of this sweep failed, {len(here)} of {len(here)} ({label(here[0])}: {here[0].error}): "
+                f"see {sweep_dir / 'summary.md'}"
+            )
 
     @classmethod
     def interrupted(cls, sweep_dir: Path, line: str, again: str = "") -> str:
