@@ -67,6 +67,8 @@ def fits(value: Any, hint: Any) -> bool:
     items = value if isinstance(value, list) else [value]
     if any(isinstance(item, Mapping) and "_target_" in item for item in items):
         return True
+    if isinstance(value, bool) and hint is not Any and not any(w in str(hint) for w in ("bool", "Any")):
+        return False  # true is no number here, though Python counts it as one
     for candidate in [value, tuple(value)] if isinstance(value, list) else [value]:
         try:
             check_type(
