@@ -50,9 +50,14 @@ def shape_keys(schema: type) -> list[str]:
     return [f.name for f in dataclasses.fields(schema) if f.metadata.get("shape")]
 
 
+def members(hint: Any) -> tuple[Any, ...]:
+    """The types a union joins (a type that is no union: itself)."""
+    return typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+
+
 def type_text(hint: Any) -> str:
     """A type in words: ``an integer or null``, ``one of 'min', 'max'``; any other type as Python writes it."""
-    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    args = members(hint)
     options = [repr(v) for a in args if typing.get_origin(a) is typing.Literal for v in typing.get_args(a)]
     said = ["one of " + ", ".join(options)] if options else []
     for a in args:
@@ -67,8 +72,8 @@ def fits(value: Any, hint: Any) -> bool:
     items = value if isinstance(value, list) else [value]
     if any(isinstance(item, Mapping) and "_target_" in item for item in items):
         return True
-    if isinstance(value, bool) and hint is not Any and not any(w in str(hint) for w in ("bool", "Any")):
-        return False  # true is no number here, though Python counts it as one
+    if isinstance(value, bool) and all(a in (int, float, type(None)) for a in members(hint)):
+        return False  # true is no number, though Python counts it as one
     for candidate in [value, tuple(value)] if isinstance(value, list) else [value]:
         try:
             check_type(
