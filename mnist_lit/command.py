@@ -35,6 +35,35 @@ FULL_ERROR = "HYDRA_FULL_ERROR"
 raised_until_job: list[bool] = []  # whether this process set FULL_ERROR
 
 
+def left_to_hydra() -> bool:
+    """Whether a job's UserError goes on to Hydra: a multirun's job, or a run that a run directory guard ends."""
+    if not HydraConfig.initialized():
+        return False
+    job = HydraConfig.get()
+    return job.mode == RunMode.MULTIRUN or "run_directory_guard" in (job.get("callbacks") or {})
+
+
+def check_overrides(arguments: list[str]) -> None:
+    """The command line's overrides (``key=value``, sweeps such as ``choice(...)`` included) read by Hydra's
+    grammar before Hydra reads them: one it cannot read ends in the one ``Error:`` line, not Hydra's block; so
+    does ``group=null``, which Hydra cannot apply to a config group (it fails with a traceback)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for line in arguments:
+        if "=" not in line or line.startswith("-"):
+            continue  # Hydra's own flags (-m, --cfg job, ...)
+        try:
+            (override,) = parser.parse_overrides([line])
+        except OverrideParseException as e:
+            quote = "it is no key=value of Hydra's grammar (quote a value with spaces, accents or signs: key='a b')"
+            why = str(e.__cause__) if e.__cause__ else quote
+            exit_with(f"{line} cannot be read: {why} (https://hydra.cc/docs/advanced/override_grammar/basic/)")
+        group = override.key_or_group
+        if not override.is_delete() and override.value() is None and (CONF / group).is_dir():
+            exit_with(f"{line} is not allowed: a config group is left out with ~{group} (or {group}=[])")
+
+
 def errors_as_set() -> None:
     """Hydra goes back to showing errors as the user set it to."""
     if raised_until_job:
@@ -44,10 +73,8 @@ def errors_as_set() -> None:
 
 def composition_error(e: CompactHydraException) -> ConfigError:
     """What Hydra could not compose, in one line; for an option that a config group does not have, the key, the
-    value and the options it has."""
+    value and the options it has. (The command line's grammar is ``check_overrides``'.)"""
     text = " ".join(line.strip() for line in str(e).split("\n\n")[0].splitlines() if line.strip())
-    if isinstance(e, OverrideParseException):
-        return ConfigError(f"{e.override} cannot be parsed: {text}")
     missing = e.missing_cfg_file if isinstance(e, MissingConfigException) else None
     if missing and "/" in missing:
         group, _, name = missing.rpartition("/")
@@ -56,21 +83,16 @@ def composition_error(e: CompactHydraException) -> ConfigError:
     return ConfigError(text)
 
 
-def check_group_nulls(args: list[str]) -> None:
-    """``group=null`` on the command line, which Hydra cannot apply to a config group (it fails with a traceback)."""
-    for arg in args:
-        key, sep, value = arg.partition("=")
-        if sep and value.lower() == "null" and (CONF / key.lstrip("+")).is_dir():
-            raise ConfigError(f"{arg} is not allowed: a config group is left out with ~{key} (or {key}=[])")
-
-
-def composed_or_refused(hydra_main: Callable[[], Any]) -> Callable[[], Any]:
-    """``hydra_main`` (a ``hydra.main`` function), with what Hydra cannot compose ending in one ``Error:`` line."""
+def composed_or_refused(hydra_main: Callable[..., Any]) -> Callable[..., Any]:
+    """``hydra_main`` (a ``hydra.main`` function), with what Hydra cannot read or compose from the command line
+    ending in one ``Error:`` line."""
 
     @functools.wraps(hydra_main)
-    def run() -> Any:
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if args or kwargs:  # a config given to the function: Hydra composes none
+            return hydra_main(*args, **kwargs)
+        check_overrides(sys.argv[1:])  # the command line's, which Hydra reads next
         try:
-            check_group_nulls(sys.argv[1:])
             if FULL_ERROR not in os.environ:
                 os.environ[FULL_ERROR] = "1"
                 raised_until_job.append(True)
@@ -81,14 +103,6 @@ def composed_or_refused(hydra_main: Callable[[], Any]) -> Callable[[], Any]:
             errors_as_set()
 
     return run
-
-
-def left_to_hydra() -> bool:
-    """Whether a job's UserError goes on to Hydra: a multirun's job, or a run that a run directory guard ends."""
-    if not HydraConfig.initialized():
-        return False
-    job = HydraConfig.get()
-    return job.mode == RunMode.MULTIRUN or "run_directory_guard" in (job.get("callbacks") or {})
 
 
 def command(interrupted: str, config: str | None = None) -> Callable[[F], F]:

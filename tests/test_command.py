@@ -67,7 +67,7 @@ def test_each_command_does_its_work_in_a_fresh_interpreter(synthetic, trained, t
         ("hydra/launcher=nope", "hydra/launcher=nope is not allowed: choose from basic, joblib"),
         ("scheduler=null", "scheduler=null is not allowed: a config group is left out with ~scheduler"),
         ("model.nonsense=3", "Could not override 'model.nonsense'. To append to your config use +model.nonsense=3"),
-        ("logger=[a,", "logger=[a, cannot be parsed"),
+        ("logger=[a,", "logger=[a, cannot be read"),
     ],
 )
 def test_what_hydra_cannot_compose_ends_in_one_error_line(arg, expected, tmp_path):

@@ -18,6 +18,8 @@ KNOWN_WARNINGS = (
     # logger=csv writes metrics.csv into the run directory, which holds the run's own files by then; only a
     # metrics.csv there is replaced (a resumed run's: it starts again at the resumed epoch).
     r"Experiment logs directory .* exists and is not empty",
+    # The run directory guard lets a run into a folder holding checkpoints only where they are its own (a resume).
+    r"Checkpoint directory .* exists and is not empty",
 )
 
 
