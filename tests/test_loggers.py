@@ -206,6 +206,8 @@ def test_commands_at_once_log_every_run_and_job_and_mlflow_server_shows_them(syn
     assert set(by_dir) == {str(run) for run in runs}
     for run, hidden in zip(runs, (8, 16, 32), strict=True):
         data = by_dir[str(run)]
+        # named as the run's folder in logs/runs/ (run_name), a job as its own folder (0_mlp_h8_s42)
+        assert data["tags"]["mlflow.runName"] == (run.name if run != single else f"mlp_h{hidden}_s42")
         assert data["params"]["model.hidden"] == str(hidden)
         assert data["metrics"]["test/acc"] == pytest.approx(json.loads((run / "metrics.json").read_text())["test/acc"])
 
@@ -226,8 +228,9 @@ def silent_port():
         yield s.getsockname()[1]
 
 
-@pytest.mark.parametrize("case", ["unknown", "null", "refused", "silent", "wandb"])
+@pytest.mark.parametrize("case", ["unknown", "null", "refused", "silent", "wandb", "unknown -m", "refused -m"])
 def test_bad_logger_settings_are_refused_before_anything_is_written(case, synthetic, tmp_path, silent_port):
+    case, _, sweep = case.partition(" ")
     args, expected = {
         "unknown": (["logger=[tensorboard,nope]"], "logger=nope is not allowed: choose from csv, mlflow, tensorboard"),
         "null": (["logger=null"], "logger=null is not allowed: a config group is left out with ~logger"),
@@ -239,7 +242,8 @@ def test_bad_logger_settings_are_refused_before_anything_is_written(case, synthe
         pytest.skip("wandb is installed")
     logs = tmp_path / "logs"
     started = time.monotonic()
-    done = run_cli("train.py", *synthetic_overrides(synthetic), f"paths.log_dir={logs}", *args, check=False)
+    multirun = ["-m", "seed=1,2"] if sweep else []  # a sweep: refused before its first job
+    done = run_cli("train.py", *multirun, *synthetic_overrides(synthetic), f"paths.log_dir={logs}", *args, check=False)
     assert_refused(done, expected)
     assert time.monotonic() - started < 60  # not MLflow's minutes of retries
     assert not logs.exists()  # no run directory, no MLflow store

@@ -131,9 +131,10 @@ def test_ckpt_path_last_resumes_the_newest_run_of_the_same_settings(synthetic, t
     kept = {folder: snapshot(folder) for folder in (older, other)}
 
     (tmp_path / "armed").unlink()
-    # optimized_metric only names what train() returns: it is not a setting of the run
-    done = run_cli("train.py", *common, "ckpt_path=last", "optimized_metric=val/acc")
+    # optimized_metric only names what train() returns, and the loggers record the run: neither is a setting of it
+    done = run_cli("train.py", *common, "ckpt_path=last", "optimized_metric=val/acc", "logger=[tensorboard,csv]")
     assert f"Resuming from {run / 'checkpoints' / 'last.ckpt'}" in done.stdout
+    assert (run / "metrics.csv").is_file()
     assert "Epoch 1/2" not in done.stdout and "Epoch 2/2" in done.stdout
     assert [r["epoch"] for r in json.loads((run / "metrics.json").read_text())["history"]] == [1, 2]
     assert sorted((logs / "runs" / "mlp_h16_s42").iterdir()) == sorted([run, older])  # in place: no new folder
