@@ -140,6 +140,7 @@ class ServeSettings:
     timeout: float = setting(low=0, high=3600, low_open=True)  # seconds a request may wait for the model
     max_body: int = setting(low=1, high=100_000_000)  # bytes
     max_queue: int = setting(low=1)  # requests waiting or being answered at once; more get 503
+    threads: int = setting(low=1)  # the model's threads in the inference worker
     hydra: Any = None
 
     def __post_init__(self) -> None:
