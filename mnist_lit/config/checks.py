@@ -28,7 +28,7 @@ from mnist_lit.config.settings import (
     TrainerSettings,
     TrainSettings,
 )
-from mnist_lit.data.acquire import data_dir_error
+from mnist_lit.data.acquire import data_dir_error, file_digest
 from mnist_lit.data.augment import AUGMENTATIONS
 from mnist_lit.data.datamodule import IDXDataModule
 from mnist_lit.errors import ConfigError, describe
@@ -63,6 +63,7 @@ def check_config(cfg: DictConfig) -> L.LightningDataModule:
             raise ConfigError(f"data.steps_per_fetch={steps!r} is not allowed: it must be an integer in [1, inf)")
         check_fast_config(cfg)
     datamodule = check_data(cfg)
+    check_folds(datamodule)
     check_groups(values, precision_for(cfg).precision)
     if cfg.get("ckpt_path"):
         check_resume(cfg)
@@ -210,6 +211,19 @@ def check_data(cfg: DictConfig) -> L.LightningDataModule:
     _limit(cfg, "trainer.limit_train_batches", -(-(images - val) // fetch))
     _limit(cfg, "trainer.limit_val_batches", -(-val // data.eval_batch_size))
     return datamodule
+
+
+def check_folds(datamodule: L.LightningDataModule) -> None:
+    """k-fold cross-validation (``cv=kfold``): whether every fold can hold each class only the labels say, so the
+    data is read here, before a sweep's first job, where it is at hand (the data module keeps it for training);
+    data still to be downloaded is checked by the data module as it reads it."""
+    if getattr(datamodule, "folds", None) is None:
+        return
+    if isinstance(datamodule, IDXDataModule):
+        raw = datamodule.dataset.raw_dir(datamodule.data_dir.expanduser())
+        if not all((raw / n).is_file() and file_digest(raw / n) == md5 for n, md5 in datamodule.checksums.items()):
+            return
+    datamodule.splits()
 
 
 def check_resume(cfg: DictConfig) -> None:
