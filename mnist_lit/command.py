@@ -11,6 +11,7 @@ removes the folders the refused run made (mnist_lit.io.run_dir).
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -34,6 +35,24 @@ def left_to_hydra() -> bool:
     return job.mode == RunMode.MULTIRUN or "run_directory_guard" in (job.get("callbacks") or {})
 
 
+def check_overrides(arguments: list[str]) -> None:
+    """The command line's overrides (``key=value``, sweeps such as ``choice(...)`` included) read by Hydra's
+    grammar before Hydra reads them: one it cannot read ends in the one ``Error:`` line, not Hydra's block."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for line in arguments:
+        if "=" not in line or line.startswith("-"):
+            continue  # Hydra's own flags (-m, --cfg job, ...)
+        try:
+            parser.parse_overrides([line])
+        except OverrideParseException as e:
+            quote = "it is no key=value of Hydra's grammar (quote a value with spaces, accents or signs: key='a b')"
+            why = str(e.__cause__) if e.__cause__ else quote
+            exit_with(f"{line} cannot be read: {why} (https://hydra.cc/docs/advanced/override_grammar/basic/)")
+
+
 def command(interrupted: str, config: str | None = None) -> Callable[[F], F]:
     """Wrap a command's ``main``: Hydra composes conf/<``config``>.yaml for it (None: a command that parses its own
     arguments); ``interrupted`` is what an interruption's line says where the code that ran gave no reason."""
@@ -49,7 +68,14 @@ def command(interrupted: str, config: str | None = None) -> Callable[[F], F]:
                 exit_with(e)
 
         if config is not None:
-            run = hydra.main(version_base="1.3", config_path=str(CONF), config_name=config)(run)
+            hydra_main = hydra.main(version_base="1.3", config_path=str(CONF), config_name=config)(run)
+
+            @functools.wraps(hydra_main)
+            def run(*args: Any, **kwargs: Any) -> Any:
+                if not args and not kwargs:  # the command line's, which Hydra reads next
+                    check_overrides(sys.argv[1:])
+                return hydra_main(*args, **kwargs)
+
         return interruptible(interrupted)(run)  # type: ignore[return-value]
 
     return wrap

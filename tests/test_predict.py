@@ -87,7 +87,7 @@ def test_find_images_takes_files_folders_and_lists(tmp_path):
         ({"ckpt_path": "a.ckpt"}, "images is missing"),
         (
             {"ckpt_path": "a.ckpt", "images": "x.png", "invert": "yes"},
-            "invert='yes' is not allowed: choose one of auto",
+            "invert='yes' is not allowed: it must be one of 'auto'",
         ),
         ({"ckpt_path": "a.ckpt", "images": "x.png", "top_k": 11}, "top_k=11 is not allowed"),
         ({"ckpt_path": "a.ckpt", "images": "x.png", "min_confidence": 1.5}, "min_confidence=1.5 is not allowed"),
