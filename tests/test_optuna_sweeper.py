@@ -28,6 +28,7 @@ from tests.conftest import (
     ROOT,
     SPACE,
     TINY,
+    assert_refused,
     job_dirs,
     job_metrics,
     job_trials,
@@ -405,3 +406,16 @@ def test_with_folds_each_trial_runs_every_fold_and_its_value_is_their_mean(synth
         assert trial.state == TrialState.COMPLETE
         assert trial.value == pytest.approx(sum(by_trial[trial.number].values()) / 2)
     assert len(summary_rows(sweep_dir)) == 4
+
+
+@pytest.mark.parametrize("folds", [0, 1])
+def test_too_few_folds_end_in_the_grid_sweeps_one_line(synthetic, tmp_path, folds):
+    base = ("-m", *synthetic_overrides(synthetic), "cv=kfold", f"cv.folds={folds}", f"hydra.sweep.dir={tmp_path / 's'}")
+    optuna_search = ("hparams_search=cnn_optuna_quick", f"hydra.sweeper.storage={tmp_path / 'study.journal'}")
+    lines = []
+    for search in ((), optuna_search):  # the basic sweeper's grid, then the Optuna study
+        done = run_cli("train.py", *base, *search, check=False)
+        assert_refused(done, f"cv.folds={folds} (data.folds) is not allowed: k-fold cross-validation needs an integer")
+        lines.append([line for line in done.stderr.splitlines() if line.startswith("Error: ")])
+    assert lines[0] == lines[1]
+    assert list(tmp_path.iterdir()) == []
