@@ -151,6 +151,35 @@ def test_ckpt_path_last_without_a_run_of_these_settings_is_refused_leaving_nothi
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_fold_resumes_only_as_that_fold_of_its_folds(synthetic, tmp_path):
+    logs = tmp_path / "logs"
+    common = [*synthetic_overrides(synthetic), f"paths.log_dir={logs}", "model.hidden=16",
+              "callbacks.early_stopping.patience=100"]  # fmt: skip
+    folds = ["cv=kfold", "cv.folds=3"]
+    run_cli("train.py", *common, *folds, "cv.fold=1", "trainer.max_epochs=1")
+    (run,) = (logs / "runs" / "mlp_h16_s42").iterdir()
+    last = run / "checkpoints" / "last.ckpt"
+    kept = snapshot(run)
+    for other, said in [
+        ([*folds, "cv.fold=2"], "cv.fold=2 (data.fold): it was trained with cv.fold=1"),
+        (["cv=kfold", "cv.folds=4", "cv.fold=1"], "cv.folds=4 (data.folds): it was trained with cv.folds=3"),
+        ([], "cv.folds=null (data.folds): it was trained with cv.folds=3"),  # the val_fraction split
+    ]:
+        done = run_cli("train.py", *common, *other, f"ckpt_path={last}", "trainer.max_epochs=2", check=False)
+        assert_refused(done, f"ckpt_path='{last}' cannot be resumed with {said}")
+        assert "Resume with cv=kfold cv.folds=3 cv.fold=1" in done.stderr
+        assert snapshot(run) == kept, other
+    # ckpt_path=last: a run of another fold is another run; this fold's is found (and has no epoch left)
+    done = run_cli("train.py", *common, *folds, "cv.fold=2", "trainer.max_epochs=1", "ckpt_path=last", check=False)
+    assert_refused(done, "ckpt_path=last found no run to resume")
+    done = run_cli("train.py", *common, *folds, "cv.fold=1", "trainer.max_epochs=1", "ckpt_path=last", check=False)
+    assert_refused(done, f"ckpt_path='{last}' already holds 1 completed epochs")
+    assert snapshot(run) == kept and list(run.parent.iterdir()) == [run]
+    done = run_cli("train.py", *common, *folds, "cv.fold=1", "trainer.max_epochs=2", f"ckpt_path={last}")
+    assert f"Resuming from {last}" in done.stdout
+    assert [r["epoch"] for r in json.loads((run / "metrics.json").read_text())["history"]] == [1, 2]
+
+
 @pytest.mark.parametrize(
     "overrides, expected",
     [

@@ -29,7 +29,7 @@ from mnist_lit.config.settings import (
     TrainerSettings,
     TrainSettings,
 )
-from mnist_lit.data.acquire import data_dir_error
+from mnist_lit.data.acquire import data_dir_error, file_digest
 from mnist_lit.data.datamodule import IDXDataModule
 from mnist_lit.errors import ConfigError, describe
 from mnist_lit.io.atomic import name_error, unwritable_reason
@@ -59,6 +59,7 @@ def check_config(cfg: DictConfig) -> L.LightningDataModule:
     check_groups(values, precision_for(cfg).precision)
     if cfg.get("ckpt_path"):
         check_resume(cfg)
+    check_folds(datamodule)  # last: it reads the data and logs the split, which a refused resume must not
     return datamodule  # built once: training uses it
 
 
@@ -213,6 +214,19 @@ def check_data(cfg: DictConfig) -> L.LightningDataModule:
     return datamodule
 
 
+def check_folds(datamodule: L.LightningDataModule) -> None:
+    """k-fold cross-validation (``cv=kfold``): whether every fold can hold each class only the labels say, so the
+    data is read here, before a sweep's first job, where it is at hand (the data module keeps it for training);
+    data still to be downloaded is checked by the data module as it reads it."""
+    if getattr(datamodule, "folds", None) is None:
+        return
+    if isinstance(datamodule, IDXDataModule):
+        raw = datamodule.dataset.raw_dir(datamodule.data_dir.expanduser())
+        if not all((raw / n).is_file() and file_digest(raw / n) == md5 for n, md5 in datamodule.checksums.items()):
+            return
+    datamodule.splits()
+
+
 def check_resume(cfg: DictConfig) -> None:
     """``ckpt_path`` resumes this run: same architecture and sizes, same data split, optimizer and scheduler,
     finite weights that fit, epochs left to train."""
@@ -269,21 +283,28 @@ def check_resume(cfg: DictConfig) -> None:
 def check_resumed_data(cfg: DictConfig, dataset: str | None) -> None:
     """A resume keeps the data set and the training/validation split of its run (from the checkpoint's
     hyper-parameters and its run's .hydra/config.yaml, next to checkpoints/, where there is one): the IDX data
-    set's ``dataset``, a folder's ``root`` or a table's ``path``, the data module's ``_target_``."""
+    set's ``dataset``, a folder's ``root`` or a table's ``path``, the data module's ``_target_``, and a
+    cross-validation's folds and fold (``cv.folds``, ``cv.fold``; the fold counts only with folds)."""
     ckpt_path = cfg.ckpt_path
     trained: dict[str, Any] = {"dataset": dataset}
     run = resumed_run(ckpt_path)
     config_file = run / ".hydra" / "config.yaml" if run is not None else None
     if config_file is not None and config_file.exists():
         run_data = load_run_config(config_file, f"ckpt_path={ckpt_path!r}").data
-        keys = ("val_fraction", "split_seed", "_target_", "root", "path")
+        keys = ("val_fraction", "split_seed", "folds", "fold", "_target_", "root", "path")
         trained.update({key: run_data.get(key) for key in keys if key in run_data or key in cfg.data})
+        if trained.get("folds") is None and cfg.data.get("folds") is None:
+            trained.pop("fold", None)  # the val_fraction split: no fold is used
     for key, value in trained.items():
         if cfg.data.get(key) != value:
+            given, was, fix = f"data.{key}={cfg.data.get(key)}", f"data.{key}={value}", f"data.{key}={value}"
+            if key in ("folds", "fold"):
+                given, was = f"cv.{key}={shown(cfg.data.get(key))} (data.{key})", f"cv.{key}={shown(value)}"
+                folds = trained["folds"]
+                fix = f"cv=kfold cv.folds={folds} cv.fold={trained.get('fold')}" if folds is not None else "cv=null"
             raise ConfigError(
-                f"ckpt_path={ckpt_path!r} cannot be resumed with data.{key}={cfg.data.get(key)}: it was trained "
-                f"with data.{key}={value}, and the run would go on with other training and validation images. "
-                f"Resume with data.{key}={value}"
+                f"ckpt_path={ckpt_path!r} cannot be resumed with {given}: it was trained with {was}, and the run "
+                f"would go on with other training and validation images. Resume with {fix}"
             )
 
 
