@@ -292,6 +292,16 @@ def start_cli(command: str, *args: str, env: dict | None = None, **popen: Any) -
     )
 
 
+def stop_server(server: subprocess.Popen, timeout: float = 30) -> None:
+    """Stop a server a test started: SIGTERM, then SIGKILL if it is still there after ``timeout`` seconds."""
+    server.terminate()
+    try:
+        server.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
 def run_process(command: str, *args: str, timeout: float = 300, check: bool = True, env: dict | None = None):
     """``python <command> args`` in a new process, as a user runs it; returns the CompletedProcess."""
     process = start_cli(command, *args, env=env)

@@ -34,6 +34,7 @@ from tests.conftest import (
     job_dirs,
     run_cli,
     start_cli,
+    stop_server,
     synthetic_overrides,
 )
 
@@ -171,12 +172,7 @@ def mlflow_server(logs: Path, cwd: Path) -> Iterator[str]:
                 time.sleep(0.5)
         yield address
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_server(server)
 
 
 def test_commands_at_once_log_every_run_and_job_and_mlflow_server_shows_them(synthetic, tmp_path):

@@ -29,7 +29,7 @@ from mnist_lit.config.settings import (
     TrainerSettings,
     TrainSettings,
 )
-from mnist_lit.data.acquire import data_dir_error, file_digest
+from mnist_lit.data.acquire import all_intact, data_dir_error
 from mnist_lit.data.datamodule import IDXDataModule
 from mnist_lit.errors import ConfigError, describe
 from mnist_lit.io.atomic import name_error, unwritable_reason
@@ -222,7 +222,7 @@ def check_folds(datamodule: L.LightningDataModule) -> None:
         return
     if isinstance(datamodule, IDXDataModule):
         raw = datamodule.dataset.raw_dir(datamodule.data_dir.expanduser())
-        if not all((raw / n).is_file() and file_digest(raw / n) == md5 for n, md5 in datamodule.checksums.items()):
+        if not all_intact(raw, datamodule.checksums):
             return
     datamodule.splits()
 

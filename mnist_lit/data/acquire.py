@@ -48,6 +48,11 @@ def _is_intact(path: Path, md5: str) -> bool:
     return path.is_file() and file_digest(path) == md5
 
 
+def all_intact(raw: Path, checksums: Mapping[str, str]) -> bool:
+    """Whether ``raw`` holds every file of ``checksums`` with its MD5."""
+    return all(_is_intact(raw / name, md5) for name, md5 in checksums.items())
+
+
 def _quarantine(path: Path) -> Path:
     """Move a bad file aside (never delete what a user may want to inspect)."""
     target = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
@@ -191,7 +196,7 @@ def ensure_dataset(
     checksums = checksums or dataset.files
     raw = dataset.raw_dir(data_dir)
     # Verified files are only read: a read-only copy (a shared data folder) needs no lock and no writing.
-    if all(_is_intact(raw / name, md5) for name, md5 in checksums.items()):
+    if all_intact(raw, checksums):
         announce_verified(raw, dataset)
         return "present"
     reason = unwritable_reason(raw)

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import job_dirs, job_metrics
+from tests.conftest import job_dirs, job_metrics, stop_server
 
 
 def test_tensorboard_holds_the_report_images_and_text(evaluated_run):
@@ -108,10 +108,5 @@ def test_tensorboard_lists_every_run_with_its_scalars_and_hyperparameters(grid):
         for tag in ("train/loss", "val/loss", "train/acc", "val/acc"):
             assert tag in layout, layout
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_server(server, timeout=20)
         server.stderr.close()  # not left to the collector, which would warn inside a later test's command
