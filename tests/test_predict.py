@@ -92,6 +92,8 @@ def test_find_images_takes_files_folders_and_lists(tmp_path):
         ({"ckpt_path": "a.ckpt", "images": "x.png", "top_k": 11}, "top_k=11 is not allowed"),
         ({"ckpt_path": "a.ckpt", "images": "x.png", "min_confidence": 1.5}, "min_confidence=1.5 is not allowed"),
         ({"ckpt_path": "a.ckpt", "images": "x.png", "verbose": "yes"}, "verbose='yes' is not allowed"),
+        ({"ckpt_path": "a.ckpt", "images": 5}, "images=5 is not allowed: give a path of an image file"),
+        ({"ckpt_path": "a.ckpt", "images": [["x.png"]]}, "images=[['x.png']] is not allowed: give a path"),
     ],
 )
 def test_bad_input_is_rejected_with_a_clear_message(values, expected):
