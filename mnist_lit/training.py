@@ -24,12 +24,12 @@ from omegaconf import DictConfig
 from mnist_lit.config.checks import check_config, command_config
 from mnist_lit.config.schema import built_or_refused, plain
 from mnist_lit.display.progress import latest_checkpoint
-from mnist_lit.display.tensorboard import sweep_params, write_curves_layout, write_run_summary
+from mnist_lit.display.tensorboard import EVENT_FILES, sweep_params, write_curves_layout, write_run_summary
 from mnist_lit.display.terminal import quiet_lightning
 from mnist_lit.evaluation.evaluate import evaluate
 from mnist_lit.history import EpochHistory
 from mnist_lit.interrupts import explained, raise_pending, terminate
-from mnist_lit.io.atomic import write_text
+from mnist_lit.io.atomic import library_writes, write_text
 from mnist_lit.io.run_dir import claimed_job_dir, save_run_config
 from mnist_lit.models.base import count_parameters, flops_per_image
 from mnist_lit.precision import AUTO, precision_for
@@ -150,11 +150,12 @@ def train(cfg: DictConfig) -> float | None:
     quiet_lightning()
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    if hydra_cfg.mode == RunMode.MULTIRUN:
-        with claimed_job_dir(run_dir, Path(hydra_cfg.sweep.dir), cfg.get("ckpt_path")):
-            save_run_config(cfg)  # before the checks: a refused job's folder still says what it was
-            return fit_and_test(cfg, hydra_cfg, run_dir, check_config(cfg))
-    return fit_and_test(cfg, hydra_cfg, run_dir, check_config(cfg))
+    with library_writes(run_dir / EVENT_FILES):  # TensorBoard's and Lightning's own writes, the one line of a full disk
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            with claimed_job_dir(run_dir, Path(hydra_cfg.sweep.dir), cfg.get("ckpt_path")):
+                save_run_config(cfg)  # before the checks: a refused job's folder still says what it was
+                return fit_and_test(cfg, hydra_cfg, run_dir, check_config(cfg))
+        return fit_and_test(cfg, hydra_cfg, run_dir, check_config(cfg))
 
 
 def fit_and_test(
