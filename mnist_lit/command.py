@@ -6,21 +6,34 @@ Ctrl-C and SIGTERM end in one line saying what was kept (mnist_lit.interrupts). 
 Hydra instead where Hydra deals with it: in a multirun Hydra records that job as failed and the sweep goes on
 (SystemExit would end the sweep); a run with a run directory guard (train.py) is ended by the guard, which first
 removes the folders the refused run made (mnist_lit.io.run_dir).
+
+Before Hydra reads the command line: a closed stdout or stderr (``>&-``) becomes /dev/null, a reader of stdout
+that has gone (``| head``) ends the command quietly, and what Hydra or the outputs cannot take is refused in one
+line (bytes that are not UTF-8, an override Hydra's grammar cannot read).
 """
 
 from __future__ import annotations
 
+import errno
 import functools
+import io
+import os
+import signal
+import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import OverrideParseException
 from hydra.types import RunMode
 
 from mnist_lit.config import resolvers
-from mnist_lit.errors import UserError, exit_with
+from mnist_lit.errors import ConfigError, UserError, exit_with, not_utf8
 from mnist_lit.interrupts import interruptible
+from mnist_lit.io.atomic import name_error
 
 F = TypeVar("F", bound=Callable[..., Any])
 CONF = resolvers.PROJECT_ROOT / "conf"
@@ -34,6 +47,71 @@ def left_to_hydra() -> bool:
     return job.mode == RunMode.MULTIRUN or "run_directory_guard" in (job.get("callbacks") or {})
 
 
+class Output(io.TextIOWrapper):
+    """stdout that ends the command once its reader has gone (``| head``), quietly and with SIGPIPE's exit status, as
+    Unix tools do. Python ignores SIGPIPE, so a write then raises BrokenPipeError (Python's documentation of signal,
+    "Note on SIGPIPE"); caught here, in every write, it is caught in Hydra's own printing (``--help``) too."""
+
+    def write(self, text: str) -> int:
+        try:
+            return super().write(text)
+        except BrokenPipeError:
+            reader_gone()
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except BrokenPipeError:
+            reader_gone()
+
+
+def reader_gone() -> NoReturn:
+    # What is left to flush, now and at exit, goes to /dev/null rather than raise BrokenPipeError again.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    raise SystemExit(128 + signal.SIGPIPE)
+
+
+def own_output() -> None:
+    """A closed stdout or stderr becomes /dev/null; the terminal's or a pipe's stdout an ``Output``."""
+    out = sys.stdout
+    if type(out) is io.TextIOWrapper:  # not a test's capture
+        out.flush()
+        raw = open(out.fileno(), "wb", buffering=0 if out.write_through else -1, closefd=False)  # noqa: SIM115
+        sys.stdout = Output(raw, out.encoding, out.errors, None, out.line_buffering, out.write_through)
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115  (open for as long as the command runs)
+
+
+def check_command_line(argv: list[str], overrides: bool) -> None:
+    """The working directory and the command line in UTF-8 (the names a command prints and writes must be text), and
+    (``overrides``: Hydra's) each override one that Hydra's grammar reads (its own account is a block of text);
+    ConfigError otherwise."""
+    cwd = not_utf8(os.getcwd())
+    if cwd is not None:
+        raise ConfigError(
+            f"the working directory {cwd} is not allowed: its path is not UTF-8 text, and the names this command "
+            "prints and writes must be. Run it from a folder whose path is UTF-8"
+        )
+    parser = OverridesParser.create()
+    for arg in argv:
+        shown = not_utf8(arg)
+        if shown is not None:
+            raise ConfigError(
+                f"{shown} is not allowed: it is not UTF-8 text, and the names this command prints and writes must "
+                "be. Rename the file or folder"
+            )
+        if overrides and "=" in arg and not arg.startswith("-"):
+            try:
+                parser.parse_overrides([arg])
+            except OverrideParseException:
+                key, _, value = arg.partition("=")
+                raise ConfigError(
+                    f"{arg} cannot be read: Hydra takes a value with non-ASCII letters or characters such as ' \" = "
+                    f"only in quotes, inside the shell's: '{key}=\"{value}\"' (Hydra's override grammar)"
+                ) from None
+
+
 def command(interrupted: str, config: str | None = None) -> Callable[[F], F]:
     """Wrap a command's ``main``: Hydra composes conf/<``config``>.yaml for it (None: a command that parses its own
     arguments); ``interrupted`` is what an interruption's line says where the code that ran gave no reason."""
@@ -42,14 +120,30 @@ def command(interrupted: str, config: str | None = None) -> Callable[[F], F]:
         @functools.wraps(main)  # Hydra names the job and its log file after ``main``'s own file
         def run(*args: Any, **kwargs: Any) -> Any:
             try:
-                return main(*args, **kwargs)
+                try:
+                    return main(*args, **kwargs)
+                except OSError as e:  # a path the command was given that this system cannot hold
+                    if e.errno != errno.ENAMETOOLONG or not e.filename:
+                        raise
+                    reason = name_error(Path(e.filename)) or e.strerror
+                    raise ConfigError(f"{e.filename} cannot be used: {reason}") from None
             except UserError as e:
-                if config is not None and left_to_hydra():
-                    raise
-                exit_with(e)
+                if config is None or not left_to_hydra():
+                    exit_with(e)
+                raise
 
         if config is not None:
             run = hydra.main(version_base="1.3", config_path=str(CONF), config_name=config)(run)
-        return interruptible(interrupted)(run)  # type: ignore[return-value]
+
+        @functools.wraps(run)
+        def started(*args: Any, **kwargs: Any) -> Any:
+            own_output()
+            try:
+                check_command_line(sys.argv[1:], overrides=config is not None)
+            except ConfigError as e:
+                exit_with(e)
+            return run(*args, **kwargs)
+
+        return interruptible(interrupted)(started)  # type: ignore[return-value]
 
     return wrap

@@ -30,8 +30,9 @@ def name_error(path: Path) -> str | None:
     """Why this system cannot hold a file or folder at ``path`` by its name alone (too long), or None."""
     limit = 255  # bytes of one name on Linux, macOS and Windows file systems
     for part in path.parts:
-        if len(part.encode()) > limit:
-            return f"the name {part[:20]}... is {len(part.encode())} bytes long, more than the {limit} a name can have"
+        size = len(os.fsencode(part))  # its bytes, whatever they are
+        if size > limit:
+            return f"the name {part[:20]}... is {size} bytes long, more than the {limit} a name can have"
     return None
 
 
