@@ -4,7 +4,8 @@ The project's resolvers are registered (this module imports them) before Hydra c
 config, conf/<config>.yaml; bad input (a UserError) ends in one ``Error:`` line and exit status 2;
 Ctrl-C and SIGTERM end in one line saying what was kept (mnist_lit.interrupts). A job's UserError goes on to
 Hydra instead where Hydra deals with it: in a multirun Hydra records that job as failed and the sweep goes on
-(SystemExit would end the sweep); a run with a run directory guard (train.py) is ended by the guard, which first
+(SystemExit would end the sweep; Hydra's grid sweeper gets the error as the job's return value, see
+mnist_lit.sweeps.callbacks); a run with a run directory guard (train.py) is ended by the guard, which first
 removes the folders the refused run made (mnist_lit.io.run_dir).
 
 Before Hydra reads the command line: a closed stdout or stderr (``>&-``) becomes /dev/null, a reader of stdout
@@ -45,6 +46,14 @@ def left_to_hydra() -> bool:
         return False
     job = HydraConfig.get()
     return job.mode == RunMode.MULTIRUN or "run_directory_guard" in (job.get("callbacks") or {})
+
+
+def returned_to_sweep() -> bool:
+    """Whether a refused job gives its UserError to its sweep as its return value: a job of Hydra's grid sweeper."""
+    from mnist_lit.sweeps.callbacks import BASIC_SWEEPER  # here: a command that is not refused need not load it
+
+    job = HydraConfig.get()
+    return job.mode == RunMode.MULTIRUN and job.sweeper.get("_target_") == BASIC_SWEEPER
 
 
 class Output(io.TextIOWrapper):
@@ -130,6 +139,8 @@ def command(interrupted: str, config: str | None = None) -> Callable[[F], F]:
             except UserError as e:
                 if config is None or not left_to_hydra():
                     exit_with(e)
+                if returned_to_sweep():
+                    return e
                 raise
 
         if config is not None:

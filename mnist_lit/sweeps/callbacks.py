@@ -8,17 +8,22 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from mnist_lit.errors import UserError
+from mnist_lit.errors import UserError, exit_with, report
 from mnist_lit.interrupts import when_interrupted
 from mnist_lit.io.atomic import write_text
+from mnist_lit.io.run_dir import job_error
 from mnist_lit.sweeps.summary import ERROR_FILE, Job, describe, differing_keys, label, write_summary
 
 log = logging.getLogger(__name__)
+# Hydra's own sweeper, the grid of the command line's values: it raises a failed job's exception once its batch is
+# done, a traceback that would end the sweep. A job refused for its own values returns its UserError instead
+# (mnist_lit.command); it is recorded as failed here, the other jobs run, and the sweep ends with one line.
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
 class SweepSummaryCallback(Callback):
@@ -37,17 +42,15 @@ class SweepSummaryCallback(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if config.hydra.mode != RunMode.MULTIRUN:
             return
-        if job_return.status == JobStatus.FAILED:
-            try:
-                job_return.return_value  # noqa: B018  (a failed job's return_value raises its exception)
-            except Exception as e:
-                error = e
-            else:  # pragma: no cover - Hydra stores the exception of every failed job
-                error = RuntimeError("the job failed without an exception")
+        error = job_error(job_return)
+        if error is not None:
             text = "".join(traceback.format_exception_only(type(error), error))
             text += "\n" + "".join(traceback.format_exception(type(error), error, error.__traceback__))
             write_text(Path(config.hydra.runtime.output_dir) / ERROR_FILE, text)
-            log.error("Job %s failed: %s", config.hydra.job.num, text.splitlines()[0])
+            if isinstance(error, UserError):
+                report(f"job {config.hydra.job.num} ({' '.join(job_return.overrides or [])}): {error}")
+            else:
+                log.error("Job %s failed: %s", config.hydra.job.num, text.splitlines()[0])
         self._write(Path(config.hydra.sweep.dir), finished=False)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -61,6 +64,8 @@ class SweepSummaryCallback(Callback):
             log.info("Best of %d: %s (%s) val/acc %.4f", len(jobs), label(best), describe(best, keys), val_acc)
         failed = len(jobs) - len(done)
         log.info("Sweep summary (%d failed): %s", failed, sweep_dir / "summary.md")
+        if failed and config.hydra.sweeper.get("_target_") == BASIC_SWEEPER:
+            exit_with(f"{failed} of the sweep's {len(jobs)} jobs failed: {sweep_dir / 'summary.md'} lists each error")
 
     @classmethod
     def interrupted(cls, sweep_dir: Path, line: str) -> str:
