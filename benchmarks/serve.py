@@ -1,11 +1,12 @@
 """``make bench-serve``: the LitServe server's requests per second and latency, against the demo's server.
 
-For each server (``python -m mnist_lit.serve`` with the torch and the onnx backend, each with batching on,
-``max_batch_size=64``, and off, ``max_batch_size=1``; and ``python -m mnist_lit.demo``, one image per forward
-pass), started on a free port of 127.0.0.1 in this run, on this machine: at concurrency 1, 8 and 64, clients
-post the same PNG drawing (a 280x280 digit, prepared by each server as predict prepares an image) over a new
-connection each, ``--requests`` requests or ``--seconds`` seconds per cell, whichever ends first, after a
-warm-up. Prints a Markdown table: requests per second, p50 and p99 latency in milliseconds, errors.
+For each server (``--servers``: ``python -m mnist_lit.serve`` with the torch and the onnx backend, each with
+batching on, ``max_batch_size=64``, and off, ``max_batch_size=1``; and ``python -m mnist_lit.demo``, one image per
+forward pass), started on a free port of 127.0.0.1 in this run, on this machine: at concurrency 1, 8 and 64
+(``--concurrency``), clients post the same PNG drawing (a 280x280 digit, prepared by each server as predict
+prepares an image) over a new connection each, ``--requests`` requests or ``--seconds`` seconds per cell,
+whichever ends first, after a warm-up. Prints a Markdown table: requests per second, p50 and p99 latency in
+milliseconds, errors.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCY = (1, 8, 64)
+SERVERS = ("torch", "torch-unbatched", "onnx", "onnx-unbatched", "demo")  # the table's rows, in its order
 STARTUP = 120  # seconds a server may take to load its model
 
 
@@ -125,7 +127,7 @@ def measure(name: str, command: list[str], path: str, args: argparse.Namespace, 
         ready(process, port, path, body)
         load(port, path, body, 8, 50, 10)  # warm-up
         rows = []
-        for concurrency in CONCURRENCY:
+        for concurrency in args.concurrency:
             figures = load(port, path, body, concurrency, args.requests, args.seconds)
             rows.append({"server": name, "concurrency": concurrency, **figures})
             print(f"{name:<28} c={concurrency:<3} {figures}", file=sys.stderr, flush=True)
@@ -139,38 +141,39 @@ def measure(name: str, command: list[str], path: str, args: argparse.Namespace, 
             process.wait()
 
 
+def commands(ckpt: str, onnx_path: Path) -> dict[str, tuple[str, list[str], str]]:
+    """Each server by its ``--servers`` name: its row's name, its command, the address it answers at."""
+    serve = ["mnist_lit.serve", f"ckpt_path={ckpt}", "host=127.0.0.1"]
+    onnx = ["backend=onnx", f"onnx_path={onnx_path}"]
+    return {
+        "torch": ("serve torch, batching", [*serve, "max_batch_size=64"], "/predict"),
+        "torch-unbatched": ("serve torch, no batching", [*serve, "max_batch_size=1"], "/predict"),
+        "onnx": ("serve onnx, batching", [*serve, "max_batch_size=64", *onnx], "/predict"),
+        "onnx-unbatched": ("serve onnx, no batching", [*serve, "max_batch_size=1", *onnx], "/predict"),
+        "demo": ("demo (one image a pass)", ["mnist_lit.demo", f"ckpt_path={ckpt}", "host=127.0.0.1"], "/api/predict"),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", required=True, help="a checkpoint of this project")
     parser.add_argument("--requests", type=int, default=400, help="requests per cell at most")
     parser.add_argument("--seconds", type=float, default=15.0, help="seconds per cell at most")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=CONCURRENCY, help="clients at once, per cell")
+    parser.add_argument("--servers", nargs="+", choices=SERVERS, default=SERVERS, help="the servers to measure")
     args = parser.parse_args()
     body = drawing()
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "model.onnx"
-        subprocess.run(
-            [sys.executable, "-m", "mnist_lit.export", f"ckpt_path={args.ckpt}", f"output={onnx_path}"],
-            cwd=ROOT,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        serve = ["mnist_lit.serve", f"ckpt_path={args.ckpt}", "host=127.0.0.1"]
-        servers = [
-            ("serve torch, batching", [*serve, "max_batch_size=64"], "/predict"),
-            ("serve torch, no batching", [*serve, "max_batch_size=1"], "/predict"),
-            (
-                "serve onnx, batching",
-                [*serve, "max_batch_size=64", "backend=onnx", f"onnx_path={onnx_path}"],
-                "/predict",
-            ),
-            (
-                "serve onnx, no batching",
-                [*serve, "max_batch_size=1", "backend=onnx", f"onnx_path={onnx_path}"],
-                "/predict",
-            ),
-            ("demo (one image a pass)", ["mnist_lit.demo", f"ckpt_path={args.ckpt}", "host=127.0.0.1"], "/api/predict"),
-        ]
-        rows = [row for name, command, path in servers for row in measure(name, command, path, args, body)]
+        if any(name.startswith("onnx") for name in args.servers):
+            subprocess.run(
+                [sys.executable, "-m", "mnist_lit.export", f"ckpt_path={args.ckpt}", f"output={onnx_path}"],
+                cwd=ROOT,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+        servers = commands(args.ckpt, onnx_path)
+        rows = [row for name in args.servers for row in measure(*servers[name], args, body)]
     print("| server | concurrency | requests/s | p50 ms | p99 ms | requests | errors |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:

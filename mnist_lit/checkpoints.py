@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,73 +13,50 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mnist_lit.data.dataset import ImageSpec, load_dataset
+from mnist_lit.config.schema import fits, type_text
 from mnist_lit.errors import ConfigError, describe
-from mnist_lit.lit_module import DigitClassifier
+from mnist_lit.lit_module import DigitClassifier, checkpoint_spec
 from mnist_lit.models.base import network_config, network_shape
+
+# What a checkpoint of this project holds (besides Lightning's other keys), by type; on a resume, also what
+# Lightning restores besides the weights (a checkpoint saved with weights only has no optimizer state).
+HOLDS: dict[str, Any] = {"state_dict": dict[str, Tensor], "hyper_parameters": dict[str, Any]}
+RESUMED: dict[str, Any] = {"optimizer_states": list[Any], "lr_schedulers": list[Any], "loops": dict, "callbacks": dict}
 
 
 def checkpoint_problem(checkpoint: Any, resume: bool = False) -> str | None:
-    """What keeps ``checkpoint`` (as torch.load returned it) from being one of this project's, or None."""
+    """What keeps ``checkpoint`` (as torch.load returned it) from being one of this project's, or None: its
+    parts of the declared types, its hyper-parameters the arguments of the module (its signature) that build
+    a network of this project for a known data set."""
     if not isinstance(checkpoint, Mapping):
         return f"it holds a {type(checkpoint).__name__}, not the mapping Lightning saves"
-    weights = checkpoint.get("state_dict")
-    if not isinstance(weights, Mapping) or not weights:
-        return "it has no state_dict (the network's weights)"
-    for name, value in weights.items():
-        if not isinstance(name, str) or not isinstance(value, Tensor):
-            return f"state_dict[{name!r}] is a {type(value).__name__}, not a tensor"
-    saved = checkpoint.get("hyper_parameters")
-    if not isinstance(saved, Mapping):
-        return "it has no hyper_parameters (the settings the network was built with)"
-    arguments = list(inspect.signature(DigitClassifier.__init__).parameters.values())[1:]  # what it may hold
-    required = {a.name for a in arguments if a.default is inspect.Parameter.empty}
-    unknown = sorted(set(map(str, saved)) - {a.name for a in arguments})
-    missing = sorted(required - set(saved))
-    if unknown or missing:
-        what = [f"hyper_parameters.{k} is not a setting of this project's module" for k in unknown]
-        return "; ".join(what + [f"hyper_parameters.{k} is missing" for k in missing])
-    model = saved["model"]
-    if not isinstance(model, Mapping):
-        return f"hyper_parameters.model is a {type(model).__name__}, not a group of settings"
-    try:
-        network_config(model)
-    except ConfigError as e:
-        return f"hyper_parameters: {e}"
-    except (ImportError, AttributeError, TypeError, ValueError) as e:
-        return f"hyper_parameters.model names no network of this project ({describe(e)})"
-    if not isinstance(model.get("arch"), str) or not model["arch"]:
-        return "hyper_parameters.model.arch is missing (the name of the network)"
-    if not isinstance(saved["optimizer"], Mapping):
-        return f"hyper_parameters.optimizer={saved['optimizer']!r} is not a group of settings"
-    if saved.get("scheduler") is not None and not isinstance(saved["scheduler"], Mapping):
-        return f"hyper_parameters.scheduler={saved['scheduler']!r} is neither null nor a group of settings"
-    dataset, data = saved.get("dataset", "mnist"), saved.get("data")
-    if data is not None and not isinstance(data, Mapping):
-        return f"hyper_parameters.data is a {type(data).__name__}, not a group of settings"
-    if dataset is not None or data is None:
-        try:
-            known = isinstance(dataset, str) and bool(load_dataset(dataset))
-        except ConfigError:
-            known = False
-        if not known:
-            return f"hyper_parameters.dataset={dataset!r} names no data set of this project"
-    if data is not None:
-        try:
-            ImageSpec.from_dict(data)
-        except ValueError as e:
-            return f"hyper_parameters.data: {e}"
+    for key, hint in {**HOLDS, **(RESUMED if resume else {})}.items():
+        if key not in checkpoint and (key in HOLDS or key == "optimizer_states"):
+            return f"it has no {key}" + (" (saved with weights only?), so it cannot be resumed" if resume else "")
+        if key in checkpoint and not (fits(checkpoint[key], hint) and (checkpoint[key] or key not in HOLDS)):
+            return f"its {key} is not {type_text(hint)}" + (" with something in it" if key in HOLDS else "")
+    if resume and not checkpoint["optimizer_states"]:
+        return "it holds no optimizer state (saved with weights only?), so it cannot be resumed"
     for key in ("epoch", "global_step"):
         value = checkpoint.get(key, 0)
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             return f"{key}={value!r} is not a count (an integer >= 0)"
-    if resume:
-        # what Lightning restores on a resume besides the weights
-        if not isinstance(checkpoint.get("optimizer_states"), list) or not checkpoint["optimizer_states"]:
-            return "it holds no optimizer state (saved with weights only?), so it cannot be resumed"
-        for key, kind in (("lr_schedulers", list), ("loops", Mapping), ("callbacks", Mapping)):
-            if key in checkpoint and not isinstance(checkpoint[key], kind):
-                return f"its {key} is a {type(checkpoint[key]).__name__}, so it cannot be resumed"
+    saved = checkpoint["hyper_parameters"]
+    arguments = typing.get_type_hints(DigitClassifier.__init__)
+    try:
+        inspect.signature(DigitClassifier).bind(**saved)
+    except TypeError as e:
+        return f"its hyper_parameters are not the arguments of this project's module ({e})"
+    for key, value in saved.items():
+        if not fits(value, arguments[key]):
+            return f"hyper_parameters.{key}={value!r} is not {type_text(arguments[key])}"
+    try:
+        network_config(saved["model"])
+        checkpoint_spec(saved.get("dataset", "mnist"), saved.get("data"))
+    except ConfigError as e:
+        return f"hyper_parameters: {e}"
+    except (ImportError, AttributeError, TypeError, ValueError, KeyError) as e:
+        return f"hyper_parameters name no network or data set of this project ({describe(e)})"
     return None
 
 

@@ -38,6 +38,7 @@ from mnist_lit.io.atomic import name_error
 
 F = TypeVar("F", bound=Callable[..., Any])
 CONF = resolvers.PROJECT_ROOT / "conf"
+GRAMMAR = "https://hydra.cc/docs/advanced/override_grammar/basic/"
 
 
 def left_to_hydra() -> bool:
@@ -94,15 +95,13 @@ def own_output() -> None:
 
 def check_command_line(argv: list[str], overrides: bool) -> None:
     """The working directory and the command line in UTF-8 (the names a command prints and writes must be text), and
-    (``overrides``: Hydra's) each override one that Hydra's grammar reads (its own account is a block of text);
-    ConfigError otherwise."""
+    (``overrides``: Hydra's) each override one that Hydra's grammar reads; ConfigError otherwise."""
     cwd = not_utf8(os.getcwd())
     if cwd is not None:
         raise ConfigError(
             f"the working directory {cwd} is not allowed: its path is not UTF-8 text, and the names this command "
             "prints and writes must be. Run it from a folder whose path is UTF-8"
         )
-    parser = OverridesParser.create()
     for arg in argv:
         shown = not_utf8(arg)
         if shown is not None:
@@ -110,15 +109,29 @@ def check_command_line(argv: list[str], overrides: bool) -> None:
                 f"{shown} is not allowed: it is not UTF-8 text, and the names this command prints and writes must "
                 "be. Rename the file or folder"
             )
-        if overrides and "=" in arg and not arg.startswith("-"):
-            try:
-                parser.parse_overrides([arg])
-            except OverrideParseException:
-                key, _, value = arg.partition("=")
-                raise ConfigError(
-                    f"{arg} cannot be read: Hydra takes a value with non-ASCII letters or characters such as ' \" = "
-                    f"only in quotes, inside the shell's: '{key}=\"{value}\"' (Hydra's override grammar)"
-                ) from None
+    if overrides:
+        check_overrides(argv)
+
+
+def check_overrides(arguments: list[str]) -> None:
+    """The command line's overrides (``key=value``, sweeps such as ``choice(...)`` included) read by Hydra's
+    grammar before Hydra reads them (its own account is a block of text): ConfigError for one it cannot read, with
+    Hydra's reason where a sweep expression is wrong, or else how to quote the value."""
+    parser = OverridesParser.create()
+    for arg in arguments:
+        if "=" not in arg or arg.startswith("-"):
+            continue  # Hydra's own flags (-m, --cfg job, ...)
+        try:
+            parser.parse_overrides([arg])
+        except OverrideParseException as e:
+            key, _, value = arg.partition("=")
+            why = str(e.__cause__)  # a sweep expression that Hydra reads but refuses: choice(), interval(0.5)
+            if e.__cause__ is None:  # one its grammar cannot read
+                why = (
+                    "Hydra takes a value with spaces, non-ASCII letters or characters such as ' \" = only in quotes, "
+                    f"inside the shell's: '{key}=\"{value}\"'"
+                )
+            raise ConfigError(f"{arg} cannot be read: {why} ({GRAMMAR})") from None
 
 
 def command(interrupted: str, config: str | None = None) -> Callable[[F], F]:
@@ -148,11 +161,12 @@ def command(interrupted: str, config: str | None = None) -> Callable[[F], F]:
 
         @functools.wraps(run)
         def started(*args: Any, **kwargs: Any) -> Any:
-            own_output()
-            try:
-                check_command_line(sys.argv[1:], overrides=config is not None)
-            except ConfigError as e:
-                exit_with(e)
+            if not args and not kwargs:  # the command line's, which Hydra or argparse reads next
+                own_output()
+                try:
+                    check_command_line(sys.argv[1:], overrides=config is not None)
+                except ConfigError as e:
+                    exit_with(e)
             return run(*args, **kwargs)
 
         return interruptible(interrupted)(started)  # type: ignore[return-value]

@@ -64,6 +64,7 @@ class DemoServer(ThreadingHTTPServer):
     """The demo's HTTP server: one thread per connection, one model shared by them (one forward pass at a time)."""
 
     daemon_threads = True  # an open browser tab does not keep the process alive after Ctrl-C
+    request_queue_size = 128  # connections waiting to be accepted; socketserver's 5 reset a burst of requests
     stopping = False  # set once serve_forever has ended: a connection cut by the stop is not worth a line
 
     def __init__(self, address: tuple[str, int], model: DigitClassifier, save_dir: Path | None, name: str) -> None:
@@ -115,6 +116,7 @@ class DemoHandler(BaseHTTPRequestHandler):
     server: DemoServer
     server_version = "mnist-lit-demo"
     timeout = 30  # seconds a connection may stay silent; a stalled client does not hold its thread forever
+    default_request_version = "HTTP/1.0"  # a request line of no readable version is answered with a status line
 
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
@@ -174,8 +176,8 @@ class DemoHandler(BaseHTTPRequestHandler):
         if content_type != "image/png":
             raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"send image/png, not {content_type}")
         body = self.rfile.read(int(length))
-        if len(body) < int(length):
-            raise RequestError(HTTPStatus.BAD_REQUEST, "the body ended before its Content-Length")
+        if len(body) < int(length):  # the client closed its side: it is gone, not waiting for an answer
+            raise ConnectionAbortedError(f"the body ended after {len(body)} of its {length} bytes")
         return body
 
     def reply(self, status: HTTPStatus, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
@@ -196,6 +198,10 @@ class DemoHandler(BaseHTTPRequestHandler):
         """Answer a refused request with its status and ``{"error": <why>}``, and close the connection."""
         self.close_connection = True  # an unread body must not be taken for the next request
         self.reply_json(error.status, {"error": str(error)}, headers)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The standard library's refusals (a request line or headers it cannot read): answered as the others."""
+        self.refuse(RequestError(HTTPStatus(code), message or HTTPStatus(code).phrase))
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         # Only refusals reach the terminal: a stroke is a request, and a line per stroke would bury them.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import os
+import typing
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +29,8 @@ from torch import Tensor
 
 from mnist_lit.checkpoints import load_checkpoint, load_classifier
 from mnist_lit.command import command
-from mnist_lit.config.checks import check_predict_config
+from mnist_lit.config.schema import typed
+from mnist_lit.config.settings import Invert, PredictSettings
 from mnist_lit.data.csv_table import read_pixels
 from mnist_lit.data.dataset import ImageSpec
 from mnist_lit.data.image_folder import fitted
@@ -40,7 +42,7 @@ from mnist_lit.io.readers import load_image, read_csv_header
 from mnist_lit.lit_module import DigitClassifier
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-INVERT = ("auto", "always", "never")
+INVERT = typing.get_args(Invert)
 SIZE, BOX = 28, 20  # MNIST: a 28x28 image holding the digit scaled to fit a 20x20 box
 INK = 0.2  # a pixel belongs to the digit above this fraction of the darkest-to-brightest range
 CSV_HEADER = "image,digit,confidence,uncertain"  # how every predictions CSV starts (top_k adds topN,pN pairs)
@@ -209,7 +211,7 @@ def summary_text(
 
 def predict_images(cfg: DictConfig) -> list[dict[str, Any]]:
     """Predict a digit for every image ``cfg.images`` names; print a summary and the lines; write ``cfg.output``."""
-    check_predict_config(cfg, INVERT)
+    typed(cfg, PredictSettings, "", open_keys=True)
     checkpoint = load_checkpoint(cfg.ckpt_path)
     output = PREDICTIONS.check(f"output={cfg.output!r}", Path(cfg.output).expanduser()) if cfg.output else None
     if output is not None:

@@ -17,6 +17,7 @@ import asyncio
 import io
 import json
 import math
+import multiprocessing
 import os
 import signal
 import warnings
@@ -221,6 +222,23 @@ class DigitAPI(ls.LitAPI):
         }
 
 
+class Server(ls.LitServer):
+    """A LitServer whose child processes leave Ctrl-C to this one.
+
+    A terminal sends Ctrl-C to every process of the group: LitServe's inference workers, uvicorn's server and the
+    multiprocessing Manager they talk through would each stop on their own, in no order. The inference workers
+    are spawned with SIGINT ignored (a new interpreter keeps an ignored signal ignored); the forked processes
+    block it (``forked_child``). Only this process sees it, and LitServe's shutdown stops the others in order
+    with SIGTERM, which each still obeys."""
+
+    def launch_inference_worker(self, lit_api: ls.LitAPI) -> list:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            return super().launch_inference_worker(lit_api)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
 class Announce(ls.Callback):
     """Print the line that says the server is up, once the model is loaded."""
 
@@ -253,7 +271,7 @@ def check_onnx(settings: ServeSettings, model: dict[str, Any]) -> None:
         )
 
 
-def make_server(cfg: DictConfig, api_class: type[DigitAPI] = DigitAPI) -> tuple[ls.LitServer, ServeSettings]:
+def make_server(cfg: DictConfig, api_class: type[DigitAPI] = DigitAPI) -> tuple[Server, ServeSettings]:
     """The LitServer for ``cfg`` (conf/serve.yaml), its settings checked, the checkpoint read once."""
     settings = typed(cfg, ServeSettings, "")
     if not settings.ckpt_path:
@@ -276,7 +294,7 @@ def make_server(cfg: DictConfig, api_class: type[DigitAPI] = DigitAPI) -> tuple[
     )
     api = api_class(settings, classifier.spec.class_names)
     gate = (RequestGate, {"path": api.api_path, "max_body": settings.max_body, "max_queue": settings.max_queue})
-    server = ls.LitServer(
+    server = Server(
         api,
         accelerator="cpu" if settings.backend == "onnx" else "auto",
         devices=1,
@@ -289,16 +307,30 @@ def make_server(cfg: DictConfig, api_class: type[DigitAPI] = DigitAPI) -> tuple[
     return server, settings
 
 
-def default_signals() -> None:
-    """In LitServe's forked HTTP server: Ctrl-C and SIGTERM end it quietly; this process says the one line."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_DFL)
+def forked_child() -> None:
+    """In a process forked from the server's (uvicorn's, the Manager): Ctrl-C blocked (see ``Server``); SIGTERM
+    ends it (it would otherwise inherit ``serve``'s handler)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def end_children() -> None:
+    """Stop the processes LitServe left running: its own shutdown covers a server that has started, not one stopped
+    while its model loads."""
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(5)
+        if child.is_alive():
+            child.kill()
+            child.join()
 
 
 def serve(cfg: DictConfig, api_class: type[DigitAPI] = DigitAPI) -> None:
     """Run the server until Ctrl-C or SIGTERM."""
     server, settings = make_server(cfg, api_class)
-    os.register_at_fork(after_in_child=default_signals)
+    os.register_at_fork(after_in_child=forked_child)
     if settings.host != "127.0.0.1":
         print(
             f"host={settings.host}: listening on every network interface; anyone who reaches this machine can "
@@ -307,11 +339,13 @@ def serve(cfg: DictConfig, api_class: type[DigitAPI] = DigitAPI) -> None:
         )
     stopped_by: list[int] = []
 
-    def stop(signum: int, frame: Any) -> None:  # LitServe shuts down on KeyboardInterrupt, for SIGTERM too
+    def stop(signum: int, frame: Any) -> None:
         stopped_by.append(signum)
-        raise KeyboardInterrupt
+        for s in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C does not cut the shutdown short
+            signal.signal(s, signal.SIG_IGN)
+        raise KeyboardInterrupt  # LitServe shuts down on KeyboardInterrupt: for SIGTERM too
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.run(
             host=settings.host,
@@ -320,14 +354,18 @@ def serve(cfg: DictConfig, api_class: type[DigitAPI] = DigitAPI) -> None:
             log_level="warning",
             generate_client_file=False,
         )
+    except KeyboardInterrupt:
+        pass  # stopped while LitServe was starting: end_children stops what it had started
     except OSError as e:
         raise ConfigError(
             f"host={settings.host} port={settings.port} cannot be used: {e.strerror or e}. Give another port="
         ) from e
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        end_children()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     # LitServe's run returns only after Ctrl-C or SIGTERM (it has no shutdown address here): end as they end a command.
-    if stopped_by:
+    if stopped_by and stopped_by[0] == signal.SIGTERM:
         terminate()
     raise KeyboardInterrupt
 

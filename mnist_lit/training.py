@@ -30,13 +30,15 @@ from mnist_lit.evaluation.evaluate import evaluate
 from mnist_lit.history import EpochHistory
 from mnist_lit.interrupts import explained, raise_pending, terminate
 from mnist_lit.io.atomic import library_writes, write_text
-from mnist_lit.io.run_dir import claimed_job_dir, save_run_config
+from mnist_lit.io.readers import load_metrics
+from mnist_lit.io.run_dir import LAST_CHECKPOINT, claimed_job_dir, save_run_config
 from mnist_lit.models.base import count_parameters, flops_per_image
 from mnist_lit.precision import AUTO, precision_for
 from mnist_lit.process.memory import configure_process
 from mnist_lit.process.parallel import setup_parallelism
 from mnist_lit.process.resources import begin_job, peak_rss_mb
 from mnist_lit.sweeps.optuna_pruning import pruning_callback
+from mnist_lit.sweeps.summary import ERROR_FILE
 
 log = logging.getLogger(__name__)
 
@@ -152,10 +154,26 @@ def train(cfg: DictConfig) -> float | None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     with library_writes(run_dir / EVENT_FILES):  # TensorBoard's and Lightning's own writes, the one line of a full disk
         if hydra_cfg.mode == RunMode.MULTIRUN:
-            with claimed_job_dir(run_dir, Path(hydra_cfg.sweep.dir), cfg.get("ckpt_path")):
+            with claimed_job_dir(run_dir, Path(hydra_cfg.sweep.dir), cfg) as own:
+                # The same command run before in this sweep directory: a finished job is kept, an unfinished one
+                # resumes.
+                if own and (run_dir / "metrics.json").exists():
+                    return recorded_result(cfg, run_dir, hydra_cfg.sweep.dir)
+                if own and (run_dir / LAST_CHECKPOINT).is_file():
+                    cfg.ckpt_path = str(run_dir / LAST_CHECKPOINT)
+                (run_dir / ERROR_FILE).unlink(missing_ok=True)  # what an earlier attempt's failure left
                 save_run_config(cfg)  # before the checks: a refused job's folder still says what it was
                 return fit_and_test(cfg, hydra_cfg, run_dir, check_config(cfg))
         return fit_and_test(cfg, hydra_cfg, run_dir, check_config(cfg))
+
+
+def recorded_result(cfg: DictConfig, run_dir: Path, sweep_dir: str) -> float | None:
+    """A sweep's job that finished in an earlier run of the sweep, not run again: it returns its metrics.json's
+    ``cfg.optimized_metric`` (for the sweeper)."""
+    metrics = load_metrics(run_dir / "metrics.json", f"hydra.sweep.dir={sweep_dir}")
+    log.info("Finished in an earlier run of this sweep, kept as it was: %s", run_dir)
+    key = cfg.get("optimized_metric")
+    return metrics.get(key) if key else None
 
 
 def fit_and_test(
@@ -179,6 +197,8 @@ def fit_and_test(
         )  # fmt: skip
         if precision.warning:
             log.warning("Warning: %s", precision.warning)
+        if cfg.get("ckpt_path"):
+            log.info("Resuming from %s", cfg.ckpt_path)
         if isinstance(trainer.logger, TensorBoardLogger):
             write_curves_layout(Path(trainer.logger.log_dir))
 

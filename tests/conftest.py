@@ -640,6 +640,14 @@ def train_recorded(synthetic, tmp_path, *overrides: str, check: bool = True):
     return run_dir, record, done
 
 
+def armed_interrupt(flag: Path, hook: str = "on_train_epoch_end") -> list[str]:
+    """Overrides that Ctrl-C a run at ``hook`` of its epoch 2 (at the end of the epoch: before its last.ckpt, which
+    then holds epoch 1) while ``flag`` exists (made here): the same command runs unsignalled once it is removed."""
+    flag.touch()
+    probe = "+callbacks.signal._target_=tests.signal_probes.SignalAt"
+    return [probe, f"+callbacks.signal.hook={hook}", "+callbacks.signal.epoch=2", f"+callbacks.signal.armed={flag}"]
+
+
 # A network's layer types, in order (containers left out).
 
 

@@ -21,32 +21,36 @@ HOOKS = ("on_train_batch_start", "on_validation_batch_start", "on_test_batch_sta
 
 
 class SignalAt(L.Callback):
-    """Sends ``signal_name`` (SIGINT, SIGTERM) to its own process at the first call of ``hook`` (``never``: none)."""
+    """Sends ``signal_name`` (SIGINT, SIGTERM) to its own process at the first call of ``hook`` (``never``: none) in
+    epoch ``epoch`` (counted from 1) or later; with ``armed`` (a file), only while that file exists, so that the same
+    command runs unsignalled once a test has removed it."""
 
-    def __init__(self, signal_name: str = "SIGINT", hook: str = "never") -> None:
+    def __init__(self, signal_name: str = "SIGINT", hook: str = "never", epoch: int = 1, armed: str = "") -> None:
         if hook not in (*HOOKS, "never"):
             raise ValueError(f"hook={hook!r}: one of {HOOKS} or never")
         self.signum = getattr(signal, signal_name)
-        self.hook = hook
+        self.hook, self.epoch, self.armed = hook, epoch, armed
         self.sent = False
 
-    def send(self, hook: str) -> None:
-        if hook == self.hook and not self.sent:
+    def send(self, hook: str, trainer: L.Trainer) -> None:
+        if hook != self.hook or self.sent or trainer.current_epoch + 1 < self.epoch:
+            return
+        if not self.armed or os.path.exists(self.armed):
             self.sent = True
             os.kill(os.getpid(), self.signum)
 
-    def on_train_batch_start(self, *args: Any) -> None:
-        self.send("on_train_batch_start")
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        self.send("on_train_batch_start", trainer)
 
     def on_validation_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
         if not trainer.sanity_checking:
-            self.send("on_validation_batch_start")
+            self.send("on_validation_batch_start", trainer)
 
-    def on_test_batch_start(self, *args: Any) -> None:
-        self.send("on_test_batch_start")
+    def on_test_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        self.send("on_test_batch_start", trainer)
 
-    def on_train_epoch_end(self, *args: Any) -> None:
-        self.send("on_train_epoch_end")
+    def on_train_epoch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self.send("on_train_epoch_end", trainer)
 
 
 def resolve(target: str) -> tuple[Any, str]:

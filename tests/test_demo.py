@@ -1,4 +1,5 @@
-"""The draw-a-digit demo over HTTP: a real server on a free port, its answers against mnist_lit.predict, refusals."""
+"""The draw-a-digit demo over HTTP: a real server on a free port, its answers against mnist_lit.predict, refusals,
+many clients at once, and clients that stall or leave."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import json
 import signal
 import socket
 import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from PIL import Image, ImageDraw
 
 from mnist_lit.config.checks import command_config
-from mnist_lit.demo import MAX_BODY, MAX_SIDE, make_server
+from mnist_lit.demo import MAX_BODY, MAX_SIDE, DemoHandler, make_server
 from mnist_lit.errors import ConfigError
 from mnist_lit.predict import predict_images, prepare
 from tests.conftest import MODELS, start_cli, train_checkpoint, train_in_process
@@ -175,6 +179,55 @@ def test_oversized_bodies_and_broken_requests_are_refused_unread(demo):
     assert raw_exchange(demo, no_length).startswith(b"HTTP/1.0 411")
     too_long = b"GET / HTTP/1.1\r\nX-Padding: " + b"a" * 70_000 + b"\r\n\r\n"
     assert raw_exchange(demo, too_long).startswith(b"HTTP/1.0 431")
+    head, _, body = raw_exchange(demo, b"GET / HTTP/9.x\r\nHost: x\r\n\r\n").partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 400") and json.loads(body)["error"] == "Bad request version ('HTTP/9.x')"
+
+
+def test_64_clients_at_once_all_get_their_answer(demo):
+    png, url = drawing(SEVEN), "http://{}:{}/api/predict".format(*demo.server_address[:2])
+    together = threading.Barrier(64)
+
+    def post(_: int) -> tuple[int, str]:
+        together.wait()
+        request = urllib.request.Request(url, data=png, headers={"Content-Type": "image/png"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())["class"]
+
+    with ThreadPoolExecutor(64) as pool:
+        answers = list(pool.map(post, range(64)))
+    assert answers == [(200, answers[0][1])] * 64
+
+
+@pytest.mark.parametrize(
+    "leaves, line",
+    [(False, "Request timed out: TimeoutError('timed out')"),
+     (True, "Connection from 127.0.0.1 dropped: ConnectionAbortedError: the body ended after")],
+    ids=["stalls", "leaves"],
+)  # fmt: skip
+def test_a_client_that_stalls_or_leaves_mid_request_is_one_line_and_the_others_are_served(
+    ckpt, monkeypatch, capsys, leaves, line
+):
+    monkeypatch.setattr(DemoHandler, "timeout", 1)  # seconds a connection may stay silent
+    server = start(ckpt)
+    try:
+        png = drawing(SEVEN)
+        head = f"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: {len(png)}\r\n\r\n"
+        client = socket.create_connection(server.server_address[:2], timeout=30)
+        client.sendall(head.encode() + png[: len(png) // 2])
+        if leaves:
+            client.close()
+        assert post_png(server, "/api/predict", png)[0] == 200  # another client, served meanwhile
+        if not leaves:
+            assert client.recv(1) == b""  # closed by the server once the client was silent for the timeout
+            client.close()
+        err, deadline = "", time.monotonic() + 10
+        while not err and time.monotonic() < deadline:
+            time.sleep(0.1)
+            err += capsys.readouterr().err
+    finally:
+        stop(server)
+    err += capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and line in err, err
 
 
 def test_without_save_there_is_no_saving(ckpt):

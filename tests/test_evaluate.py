@@ -9,7 +9,7 @@ def test_cli_rejects_bad_input_without_a_traceback(evaluated_run, tmp_path):
     run_dir = evaluated_run["dir"]
     done = run_cli("evaluate.py", f"run_dir={run_dir}", "split=foo", f"report_dir={tmp_path}/r", check=False)
     assert done.returncode == 2
-    assert "Error: split='foo' is not allowed: choose one of test, val" in done.stderr
+    assert "Error: split='foo' is not allowed: it must be one of 'test', 'val'" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "r").exists()
 
 

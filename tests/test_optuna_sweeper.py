@@ -4,20 +4,24 @@ refusals. Tiny trials on the synthetic data; the real CLI where the command is t
 from __future__ import annotations
 
 import json
+import resource
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from hydra_plugins.mnist_lit_optuna_sweeper._sweep import plan_study
 from hydra_plugins.mnist_lit_optuna_sweeper.study import open_storage
+from mnist_lit.command import check_overrides
 from mnist_lit.config.checks import PROJECT_ROOT
 from mnist_lit.errors import ConfigError
 from tests.conftest import (
@@ -95,7 +99,7 @@ def refusal(tmp_path: Path, *overrides: str, arguments: tuple[str, ...] = ()) ->
 
 def test_settings_that_cannot_work_are_refused_naming_the_key(tmp_path):
     assert refusal(tmp_path, "hydra.sweeper.n_trials=0").startswith("hydra.sweeper.n_trials=0 is not allowed")
-    assert "must be an integer >= 1" in refusal(tmp_path, "hydra.sweeper.n_trials=-3")
+    assert "must be an integer in [1, inf)" in refusal(tmp_path, "hydra.sweeper.n_trials=-3")
     assert refusal(tmp_path, "hydra.sweeper.pruner=mean").startswith(
         "hydra.sweeper.pruner=mean is not allowed: choose null (no pruning), median or hyperband"
     )
@@ -114,6 +118,103 @@ def test_settings_that_cannot_work_are_refused_naming_the_key(tmp_path):
     assert "cannot be opened" in refusal(tmp_path, f"hydra.sweeper.storage={tmp_path}/file/s.journal")
 
 
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory) -> DictConfig:
+    """cnn_optuna_quick composed once for the refusals below (each changes a copy); its study's folder is empty."""
+    log_dir = tmp_path_factory.mktemp("refusals")
+    return composed("hparams_search=cnn_optuna_quick", f"paths.log_dir={log_dir}")
+
+
+def refused_plan(quick: DictConfig, key: str, value: Any) -> str:
+    """What plan_study says of ``quick`` with ``key`` set to ``value``."""
+    cfg = quick.copy()
+    OmegaConf.update(cfg, key, value, force_add=True)
+    with pytest.raises(ConfigError) as refused:
+        plan_study(cfg, [])
+    return str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "key, value, said",
+    [
+        *(
+            (key, value, f"hydra.sweeper.{key}={shown} is not allowed: it must be an integer")
+            for key in ("n_trials", "n_jobs", "sampler.seed")
+            for value, shown in (("abc", "'abc'"), (1.5, "1.5"), (True, "True"))
+        ),
+        ("sampler.seed", -1, "sampler.seed=-1 is not allowed: it must be an integer or null in [0, 4294967295]"),
+        ("direction", ["maximize", "minimize"], "direction=['maximize', 'minimize'] is not allowed: choose minimize"),
+        ("max_failure_rate", 1.5, "max_failure_rate=1.5 is not allowed: it must be a number in [0, 1]"),
+        ("sampler._target_", "optuna.Study", "_target_=optuna.Study is not an Optuna sampler: choose one with"),
+        ("sampler.bogus", 1, "sampler.bogus is not a setting of optuna.samplers.TPESampler: it takes"),
+    ],
+)
+def test_sweeper_settings_are_checked_against_their_declared_types(quick, key, value, said):
+    message = refused_plan(quick, f"hydra.sweeper.{key}", value)
+    assert message.startswith("hydra.sweeper.") and said in message
+
+
+@pytest.mark.parametrize("name", ["../../escape", "a/b", "/abs", "", "..", "x" * 129, "back\\slash"])
+def test_a_study_name_must_be_one_plain_file_name(quick, name):
+    message = refused_plan(quick, "hydra.sweeper.study_name", name)
+    assert message.startswith(f"hydra.sweeper.study_name={name!r} is not allowed: it names the study's journal file")
+
+
+def test_a_non_ascii_study_name_names_its_journal(quick):
+    cfg = quick.copy()
+    OmegaConf.update(cfg, "hydra.sweeper.study_name", "études")  # as Hydra reads 'études'
+    assert plan_study(cfg, []).storage == f"{quick.paths.log_dir}/optuna/études.journal"
+
+
+@pytest.mark.parametrize(
+    "arguments, said",
+    [
+        (["model.dense=choice()"], "model.dense=choice() cannot be read: empty choice is not legal"),
+        (["optimizer.lr=interval(0.5)"], "interval(0.5) cannot be read: missing a required argument: 'end'"),
+        (["optimizer.lr=interval(a, b)"], "interval(a, b) cannot be read: mismatch type argument start: str is"),
+        (["optimizer.lr=interval(0.01, 0.001)"], "(`low <= high` must hold, but got (low=0.01, high=0.001))"),
+        (["optimizer.lr=tag(log, interval(0, 1))"], "(`low > 0` must hold for `log=True`, but got (low=0.0, high"),
+        (["model.dense=range(1, 9, 0)"], "model.dense=range(1, 9, 0) is not allowed in an Optuna search (its step"),
+        (["model.dense=range(9, 1)"], "(the range holds no value): give choice(a, b, ...), range(start, stop[, st"),
+        (["optimizer.lr=tag(foo, interval(0.001, 0.01))"], "(tag foo is not one it reads: only log, of an interval)"),
+        (["model=glob(*)"], "model=glob(*) is not allowed in an Optuna search (list a group's options with"),
+        (
+            ["hydra/sweeper/sampler=grid", "~hydra.sweeper.sampler.n_startup_trials", "optimizer.lr=interval(1, 2)"],
+            "optimizer.lr searched over the interval 1.0 to 2.0 is not allowed with hydra/sweeper/sampler=grid",
+        ),
+    ],
+)
+def test_a_malformed_search_space_expression_is_refused(quick, capsys, arguments, said):
+    *choices, expression = arguments
+    with pytest.raises((SystemExit, ConfigError)) as refused:
+        check_overrides(arguments)  # Hydra's grammar, as the command line is read
+        plan_study(composed("hparams_search=cnn_optuna_quick", *choices) if choices else quick, [expression])
+    assert said in (capsys.readouterr().err if refused.type is SystemExit else str(refused.value))
+
+
+@pytest.mark.parametrize(
+    "text, said",
+    [
+        (b"my own notes\n", "its line 1 is not an entry of an Optuna journal"),
+        (b'{"op_code": 0, "study_name": "a", "directions": [1]}\n{"op_code": 4, "study_id"', "its line 2 is cut short"),
+        (b'{"op_code": 0}\n{"a": 1}\n', "its line 2 is not an entry of an Optuna journal"),
+        (b"\xff\xfe\n", "its line 1 is not an entry"),
+    ],
+)
+def test_a_journal_that_is_not_whole_is_refused_and_left_as_it_is(quick, tmp_path, text, said):
+    journal = tmp_path / "optuna" / "cnn_optuna_quick.journal"  # the study's default journal
+    journal.parent.mkdir()
+    journal.write_bytes(text)
+    cfg = quick.copy()
+    OmegaConf.update(cfg, "paths.log_dir", str(tmp_path))
+    for create in (False, True):  # the check before the sweep, and the sweep's own opening
+        with pytest.raises(ConfigError) as refused:
+            plan_study(cfg, [], create=create)
+        assert str(refused.value).startswith(f"hydra.sweeper.storage={journal} is not an Optuna journal file")
+        assert said in str(refused.value)
+    assert journal.read_bytes() == text and sorted(p.name for p in journal.parent.iterdir()) == [journal.name]
+
+
 def test_a_study_name_taken_by_another_direction_or_search_space_is_refused(tmp_path):
     storage = open_storage(str(tmp_path / "s.journal"))
     optuna.create_study(study_name="down", storage=storage, direction="minimize")
@@ -127,14 +228,80 @@ def test_a_study_name_taken_by_another_direction_or_search_space_is_refused(tmp_
         plan_study(cfg, [])
 
 
-def test_a_refused_sweep_prints_one_error_line_and_writes_nothing(synthetic, tmp_path):
+@pytest.mark.parametrize(
+    "override, line",
+    [
+        ("hydra.sweeper.n_trials=0", "hydra.sweeper.n_trials=0 is not allowed: it must be an integer in [1, inf)"),
+        ("model.dense=choice()", "model.dense=choice() cannot be read: empty choice is not legal (https://hydra.cc/"),
+    ],
+)
+def test_a_refused_sweep_prints_one_error_line_and_writes_nothing(synthetic, tmp_path, override, line):
     storage, sweep_dir = tmp_path / "study.journal", tmp_path / "sweep"
-    done = run_cli("train.py", *sweep_args(synthetic, storage, sweep_dir, "hydra.sweeper.n_trials=0"), check=False)
+    done = run_cli("train.py", *sweep_args(synthetic, storage, sweep_dir, override), check=False)
     assert done.returncode == 2, done.stderr
-    assert done.stderr.strip().splitlines() == [
-        "Error: hydra.sweeper.n_trials=0 is not allowed: it must be an integer >= 1"
-    ]
+    (error,) = done.stderr.strip().splitlines()
+    assert error.startswith(f"Error: {line}")
     assert list(tmp_path.iterdir()) == []  # no sweep directory, no study file
+
+
+def refused_sweep(synthetic: dict, tmp_path: Path, *overrides: str) -> str:
+    """The one ``Error:`` line of the real CLI refusing a sweep with ``overrides``, which left nothing behind."""
+    done = run_cli(
+        "train.py", *sweep_args(synthetic, tmp_path / "s.journal", tmp_path / "sweep", *overrides), check=False
+    )
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert list(tmp_path.iterdir()) == []
+    return done.stderr.removeprefix("Error: ").strip()
+
+
+@pytest.mark.parametrize(
+    "override, said",
+    [
+        ("model.filters=choice(a, b)", "model.filters=a, which is refused: model.filters='a' is not allowed: it must"),
+        ("model.filters=choice([32],[64])", "model.filters=[32], which is refused: model.filters=[32] is not allowed"),
+        ("model.dropout=interval(2, 3)", "model.dropout=2.0, which is refused: model.dropout=2.0 is not allowed"),
+        ("data.batch_size=choice(32, -1)", "data.batch_size=-1, which is refused: data.batch_size=-1 is not allowed"),
+        ("model.kernel_size=choice(9)", "model.kernel_size=9, which is refused: model.kernel_size=9 with model.b"),
+        ("+model.bogus=choice(1, 2)", "+model.bogus=1, which is refused: model.bogus is not a setting of model"),
+        ("model=choice(cnn, nosuch)", "model=nosuch, which is refused: In 'train': Could not find 'model/nosuch'"),
+    ],
+)
+def test_each_value_of_the_search_space_is_checked_before_the_first_trial(synthetic, tmp_path, override, said):
+    # the preset's space left out (sweep_args' own stays), for fewer configs to check; the refused value is named
+    message = refused_sweep(synthetic, tmp_path, "hydra.sweeper.params=null", "model.blocks=3", override)
+    assert message.startswith("the search space gives a job ") and said in message
+
+
+def test_a_sweep_whose_every_trial_failed_exits_saying_so(synthetic, tmp_path):
+    storage, sweep_dir = tmp_path / "study.journal", tmp_path / "sweep"
+    args = sweep_args(synthetic, storage, sweep_dir, "hydra.sweeper.n_trials=1", "optimized_metric=val/bogus")
+    done = run_cli("train.py", *args, check=False)
+    assert done.returncode == 2 and done.stderr.splitlines()[-1] == (
+        "Error: every job of this sweep failed, 1 of 1 (trial 0: the job returned None, not a finite number): see "
+        f"{sweep_dir / 'summary.md'}"
+    )
+    assert [t.state for t in load_study(storage).trials] == [TrialState.FAIL]
+    assert [r["status"] for r in summary_rows(sweep_dir)] == ["failed"]  # the study's, though the job ended
+
+
+def test_a_full_disk_under_the_journal_ends_in_one_line(synthetic, tmp_path):
+    storage = tmp_path / "study.journal"
+    other = optuna.create_study(study_name="other", storage=open_storage(str(storage)))
+    other.add_trials([optuna.trial.create_trial(value=0.5)] * 50)
+    size = storage.stat().st_size
+
+    def limited() -> None:  # the journal's next line goes past the file size limit
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 10, size + 10))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *sweep_args(synthetic, storage, tmp_path / "sweep")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, preexec_fn=limited,
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        f"Error: could not write {storage}: File too large (disk full or file size limit). Free some space and run "
+        "the same command again: it resumes the study"
+    ], done.stderr
 
 
 def start(args: list[str]) -> subprocess.Popen:

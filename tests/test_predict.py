@@ -95,13 +95,13 @@ def test_find_images_takes_files_folders_and_lists(tmp_path):
         ({"ckpt_path": "a.ckpt"}, "images is missing"),
         (
             {"ckpt_path": "a.ckpt", "images": "x.png", "invert": "yes"},
-            "invert='yes' is not allowed: choose one of auto",
+            "invert='yes' is not allowed: it must be one of 'auto'",
         ),
         ({"ckpt_path": "a.ckpt", "images": "x.png", "top_k": 11}, "top_k=11 is not allowed"),
         ({"ckpt_path": "a.ckpt", "images": "x.png", "min_confidence": 1.5}, "min_confidence=1.5 is not allowed"),
         ({"ckpt_path": "a.ckpt", "images": "x.png", "verbose": "yes"}, "verbose='yes' is not allowed"),
-        ({"ckpt_path": "a.ckpt", "images": 5}, "images=5 is not allowed: give a path of an image file"),
-        ({"ckpt_path": "a.ckpt", "images": [["x.png"]]}, "images=[['x.png']] is not allowed: give a path"),
+        ({"ckpt_path": "a.ckpt", "images": 5}, "images=5 is not allowed: it must be a string or list[str]"),
+        ({"ckpt_path": "a.ckpt", "images": [["x.png"]]}, "images=[['x.png']] is not allowed: it must be a string or"),
     ],
 )
 def test_bad_input_is_rejected_with_a_clear_message(values, expected):

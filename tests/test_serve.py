@@ -1,11 +1,13 @@
 """The LitServe server over HTTP: real servers on free ports of 127.0.0.1, their answers against mnist_lit.predict
-for both backends, requests batched together, refusals, and how SIGTERM and Ctrl-C end it."""
+for both backends, requests batched together, refusals, its limits (max_queue, timeout), and how SIGTERM and Ctrl-C
+end it, sent to the server alone or, as a terminal sends Ctrl-C, to every process of its group."""
 
 from __future__ import annotations
 
 import http.client
 import io
 import json
+import os
 import signal
 import socket
 import time
@@ -23,6 +25,7 @@ from mnist_lit.serve import DigitAPI, make_server
 from tests.conftest import digit_image, start_cli
 
 STARTUP = 60  # seconds a server may take to load its model
+SLOW = 3  # seconds SlowAPI's model takes over an image whose top-left pixel is lit
 
 
 class RecordingAPI(DigitAPI):
@@ -38,6 +41,16 @@ class RecordingAPI(DigitAPI):
     def encode_response(self, output: Any) -> dict:
         probabilities, size = output
         return {**super().encode_response(probabilities), "batch_size": size}
+
+
+class SlowAPI(DigitAPI):
+    """The server's API, with a model that takes ``SLOW`` seconds over an image whose top-left pixel is lit (a
+    prepared digit leaves it dark)."""
+
+    def predict(self, x: Any) -> Any:
+        if x[..., 0, 0].any():
+            time.sleep(SLOW)
+        return super().predict(x)
 
 
 def free_port() -> int:
@@ -69,40 +82,74 @@ def started(process: Any, port: int) -> str:
         except OSError:
             pass
         time.sleep(0.2)
-    process.kill()
+    ended(process)
     raise AssertionError(f"no server on port {port}: {line}{process.stderr.read()}")
 
 
-def stopped(process: Any, signum: int) -> tuple[int, str]:
-    process.send_signal(signum)
+def start_server(command: str, *args: str) -> Any:
+    """``python -m <command> <args>`` in a session of its own: the server's processes are one group."""
+    return start_cli(command, *args, start_new_session=True)
+
+
+def stopped(process: Any, signum: int, group: bool) -> tuple[int, str]:
+    """Send ``signum`` to the server (``group``: to every process of its group); its exit status and stderr, once
+    it has ended, and every process of its group with it."""
+    if group:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
     try:
         _, err = process.communicate(timeout=60)
+        assert group_ends(process.pid), f"processes of the server's group outlived it: {err}"
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        ended(process)
     return process.returncode, err
+
+
+def group_ends(pgid: int, seconds: float = 10) -> bool:
+    """Whether no process is left in group ``pgid`` within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def ended(process: Any) -> None:
+    """Kill what is left of a server's group."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    process.wait()
 
 
 @pytest.fixture(scope="module")
 def servers(trained, synthetic, tmp_path_factory):
-    """A torch server (RecordingAPI, batching up to 16) and an onnx one without batching (python -m mnist_lit.serve),
-    both running."""
+    """Three servers, running: torch (RecordingAPI, batching up to 16); onnx without batching (python -m
+    mnist_lit.serve); slow (SlowAPI without batching, at most 2 requests inside, each waiting for the model 1 s
+    at most)."""
     ckpt = trained / "checkpoints/best.ckpt"
     onnx_path = tmp_path_factory.mktemp("serve") / "model.onnx"
-    ports = free_port(), free_port()
+    ports = {"torch": free_port(), "onnx": free_port(), "slow": free_port()}
     common = [f"ckpt_path={ckpt}", "batch_timeout=0.05", "max_body=1000000"]
-    torch_server = start_cli("tests.test_serve", *common, "max_batch_size=16", f"port={ports[0]}")
+    torch_args = ["RecordingAPI", *common, "max_batch_size=16", f"port={ports['torch']}"]
+    slow_args = ["SlowAPI", f"ckpt_path={ckpt}", "max_batch_size=1", "max_queue=2", "timeout=1"]
+    processes = {"torch": start_server("tests.test_serve", *torch_args),
+                 "slow": start_server("tests.test_serve", *slow_args, f"port={ports['slow']}")}  # fmt: skip
     export_onnx(command_config("export", ckpt_path=str(ckpt), output=str(onnx_path), check_images=8,
                                data_dir=str(synthetic["data_dir"])))  # fmt: skip
-    onnx_args = [f"port={ports[1]}", "backend=onnx", f"onnx_path={onnx_path}", "max_batch_size=1"]  # no batching
-    onnx_server = start_cli("mnist_lit.serve", *common, *onnx_args)
-    lines = started(torch_server, ports[0]), started(onnx_server, ports[1])
-    yield {"ckpt": ckpt, "torch": (torch_server, ports[0], lines[0]), "onnx": (onnx_server, ports[1], lines[1])}
-    for process in (torch_server, onnx_server):
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    onnx_args = [f"port={ports['onnx']}", "backend=onnx", f"onnx_path={onnx_path}", "max_batch_size=1"]  # no batching
+    processes["onnx"] = start_server("mnist_lit.serve", *common, *onnx_args)
+    try:
+        lines = {name: started(process, ports[name]) for name, process in processes.items()}
+        yield {"ckpt": ckpt, **{name: (processes[name], ports[name], lines[name]) for name in processes}}
+    finally:
+        for process in processes.values():
+            ended(process)
 
 
 def png(image: Image.Image) -> bytes:
@@ -183,23 +230,65 @@ def test_bad_settings_are_refused(servers):
             make_server(command_config("serve", **values))
 
 
-@pytest.mark.parametrize("backend, signum, status, name", [("onnx", signal.SIGTERM, 143, "SIGTERM"),
-                                                           ("torch", signal.SIGINT, 130, "Ctrl-C")])  # fmt: skip
-def test_sigterm_and_ctrl_c_stop_the_server_with_one_line(servers, backend, signum, status, name):
-    process, _, _ = servers[backend]
-    code, err = stopped(process, signum)
+def prepared_digit(lit: bool = False) -> bytes:
+    """The test digit, prepared, as the JSON the server reads; ``lit``: its top-left pixel lit (SlowAPI is slow)."""
+    pixels = prepare(Image.fromarray(digit_image())).tolist()
+    if lit:
+        pixels[0][0] = 255
+    return json.dumps(pixels).encode()
+
+
+def test_a_request_waiting_for_the_model_past_timeout_gets_504_and_the_server_goes_on(servers):
+    _, port, _ = servers["slow"]
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(exchange, port, prepared_digit(lit=True), "application/json")  # the model takes SLOW s
+        time.sleep(1)
+        status, _ = exchange(port, prepared_digit(), "application/json")  # queued behind it for more than 1 s
+        assert status == 504
+        assert first.result()[0] == 200
+    assert exchange(port, prepared_digit(), "application/json")[0] == 200
+
+
+def test_requests_past_max_queue_get_503_and_the_server_goes_on(servers):
+    _, port, _ = servers["slow"]
+    with ThreadPoolExecutor(2) as pool:
+        inside = [pool.submit(exchange, port, prepared_digit(lit=True), "application/json") for _ in range(2)]
+        time.sleep(1)
+        status, answer = exchange(port, prepared_digit(), "application/json")  # a third: max_queue=2
+        assert status == 503 and answer["error"] == "busy: 2 requests are waiting"
+        assert sorted(future.result()[0] for future in inside) == [200, 504]  # the second waited past timeout
+    assert exchange(port, prepared_digit(), "application/json")[0] == 200
+
+
+@pytest.mark.parametrize(
+    "server, signum, group, status, name",
+    [
+        ("onnx", signal.SIGTERM, False, 143, "SIGTERM"),
+        ("torch", signal.SIGINT, True, 130, "Ctrl-C"),  # a terminal's Ctrl-C
+        ("slow", signal.SIGTERM, True, 143, "SIGTERM"),
+    ],
+    ids=["sigterm", "ctrl-c-to-the-group", "sigterm-to-the-group"],
+)
+def test_sigterm_and_ctrl_c_stop_the_server_and_its_processes_with_one_line(
+    servers, server, signum, group, status, name
+):
+    code, err = stopped(servers[server][0], signum, group)
     assert code == status and err.splitlines() == [f"Interrupted ({name}): the server stopped"], err
 
 
-if __name__ == "__main__":  # the torch server of these tests: python -m tests.test_serve <serve's settings>
+if __name__ == "__main__":  # a server of these tests: python -m tests.test_serve <API class> <serve's settings>
+    import importlib
+    import sys
+
     from omegaconf import DictConfig
 
     from mnist_lit import serve
     from mnist_lit.command import command
-    from tests.test_serve import RecordingAPI as Recording
+
+    api = getattr(importlib.import_module("tests.test_serve"), sys.argv.pop(1))  # importable by its workers
 
     @command("the server stopped", config="serve")
     def main(cfg: DictConfig) -> None:
-        serve.serve(cfg, Recording)
+        serve.serve(cfg, api)
 
     main()

@@ -1,10 +1,12 @@
-"""``python train.py`` end to end: outputs, logs, resuming, rejected configs, on the GPU where there is one, and one
-epoch on the real MNIST."""
+"""``python train.py`` end to end: outputs, logs, resuming (``ckpt_path=last`` too), rejected configs, on the GPU
+where there is one, and one epoch on the real MNIST."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from mnist_lit.config.checks import PROJECT_ROOT
 from mnist_lit.data.mnist import DATASET as MNIST
-from tests.conftest import assert_refused, run_cli, run_process, synthetic_overrides
+from tests.conftest import armed_interrupt, assert_refused, run_cli, run_process, snapshot, synthetic_overrides
 
 METRIC_KEYS = {"test/acc", "test/loss", "val/acc", "val/loss", "epochs", "best_epoch", "stopped_early", "fit_seconds"}
 
@@ -111,6 +113,41 @@ def test_resume_from_last_checkpoint_continues_the_epoch_count(synthetic, tmp_pa
     # files in the order of their names, which within one second and one process need not be the runs' order).
     steps = sorted(s for s, _ in scalars(run_dir)["train/loss"])
     assert len(steps) == 3 and len(set(steps)) == 3 and steps[0] == metrics["history"][0]["step"]
+
+
+def test_ckpt_path_last_resumes_the_newest_run_of_the_same_settings(synthetic, tmp_path):
+    logs = tmp_path / "logs"
+    common = [*synthetic_overrides(synthetic), f"paths.log_dir={logs}", "model.hidden=16", "trainer.max_epochs=2",
+              "callbacks.early_stopping.patience=100", *armed_interrupt(tmp_path / "armed")]  # fmt: skip
+    interrupted = run_process("train.py", *common, check=False)
+    assert interrupted.returncode == 130, interrupted.stderr[-3000:]
+    (run,) = (logs / "runs" / "mlp_h16_s42").iterdir()
+    assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / "metrics.json").exists()
+    # An older run of the same settings, and a newer one of other settings (another seed): neither is resumed.
+    older = shutil.copytree(run, run.with_name("2000-01-01_00-00-00_000000"))
+    os.utime(older / "checkpoints" / "last.ckpt", (0, 0))
+    run_cli("train.py", *common, "seed=7", "trainer.max_epochs=1")
+    (other,) = (logs / "runs" / "mlp_h16_s7").iterdir()
+    kept = {folder: snapshot(folder) for folder in (older, other)}
+
+    (tmp_path / "armed").unlink()
+    # optimized_metric only names what train() returns: it is not a setting of the run
+    done = run_cli("train.py", *common, "ckpt_path=last", "optimized_metric=val/acc")
+    assert f"Resuming from {run / 'checkpoints' / 'last.ckpt'}" in done.stdout
+    assert "Epoch 1/2" not in done.stdout and "Epoch 2/2" in done.stdout
+    assert [r["epoch"] for r in json.loads((run / "metrics.json").read_text())["history"]] == [1, 2]
+    assert sorted((logs / "runs" / "mlp_h16_s42").iterdir()) == sorted([run, older])  # in place: no new folder
+    assert {folder: snapshot(folder) for folder in kept} == kept
+
+
+def test_ckpt_path_last_without_a_run_of_these_settings_is_refused_leaving_nothing(synthetic, tmp_path):
+    args = [*synthetic_overrides(synthetic), f"paths.log_dir={tmp_path / 'logs'}", "ckpt_path=last"]
+    done = run_cli("train.py", *args, check=False)
+    assert_refused(done, f"ckpt_path=last found no run to resume: no folder under {tmp_path / 'logs' / 'runs'} holds")
+    assert list(tmp_path.iterdir()) == []
+    done = run_cli("train.py", "-m", *args, "seed=1,2", check=False)
+    assert_refused(done, "ckpt_path=last is not allowed in a multirun: run the same command with hydra.sweep.dir=")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(

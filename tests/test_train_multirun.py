@@ -1,9 +1,23 @@
 """``python train.py -m``: a grid sweep runs every combination in its own directory, also through submitit's local
-launcher."""
+launcher; the same command again in its sweep directory keeps the finished jobs and goes on with the others."""
 
 from __future__ import annotations
 
-from tests.conftest import TINY, job_dirs, job_metrics, run_cli, summary_rows, synthetic_overrides
+from unittest import mock
+
+from mnist_lit import training
+from tests.conftest import (
+    TINY,
+    armed_interrupt,
+    assert_refused,
+    job_dirs,
+    job_metrics,
+    run_cli,
+    run_process,
+    snapshot,
+    summary_rows,
+    synthetic_overrides,
+)
 
 
 def test_grid_sweep_runs_every_combination_in_its_own_directory(grid):
@@ -42,3 +56,49 @@ def test_submitit_local_launcher_runs_a_sweep(synthetic, tmp_path):
     assert [job_metrics(j)["threads"] for j in jobs] == [1, 1]
     assert len(list((tmp_path / ".submitit").glob("*/*_result.pkl"))) == 2  # ran as submitit jobs
     assert [r["status"] for r in summary_rows(tmp_path)] == ["ok", "ok"]
+
+
+def test_the_same_multirun_again_keeps_its_finished_jobs_and_goes_on_with_the_others(synthetic, tmp_path):
+    sweep = tmp_path / "sweep"
+    probe = armed_interrupt(tmp_path / "armed", hook="never,on_train_epoch_end,never")  # job 1, in its epoch 2
+    args = ["-m", *synthetic_overrides(synthetic), "model.hidden=16", "trainer.max_epochs=2",
+            "callbacks.early_stopping.patience=100", *probe, "optimized_metric=val/acc",
+            f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    first = run_process("train.py", *args, check=False)
+    assert first.returncode == 130, first.stderr[-3000:]
+    assert f"the same command with hydra.sweep.dir={sweep} goes on with the jobs not finished" in first.stderr
+    finished, stopped = job_dirs(sweep)  # job 2 never started
+    assert (stopped / "checkpoints" / "last.ckpt").is_file() and not (stopped / "metrics.json").exists()
+    before = {name: snapshot(finished / name) for name in (".hydra", "checkpoints")}
+    recorded = (finished / "metrics.json").read_bytes(), (finished / "metrics.json").stat().st_mtime_ns
+
+    (tmp_path / "armed").unlink()
+    returned = []
+
+    def spy(*args):
+        returned.append(result := recorded_result(*args))
+        return result
+
+    recorded_result = training.recorded_result
+    with (
+        mock.patch.object(training, "recorded_result", side_effect=spy),
+        mock.patch.object(training, "build", wraps=training.build) as build,
+    ):
+        again = run_cli("train.py", *args)
+    assert build.call_count == 2  # jobs 1 and 2: the finished job 0 builds no trainer
+    assert returned == [job_metrics(finished)["val/acc"]]  # its recorded objective, for the sweeper
+    assert ((finished / "metrics.json").read_bytes(), (finished / "metrics.json").stat().st_mtime_ns) == recorded
+    assert {name: snapshot(finished / name) for name in before} == before
+    assert "[job 0] Epoch" not in again.stdout
+    assert f"[job 1] Resuming from {stopped / 'checkpoints' / 'last.ckpt'}" in again.stdout
+    assert "[job 1] Epoch 1/2" not in again.stdout and "[job 1] Epoch 2/2" in again.stdout
+    assert [r["epoch"] for r in job_metrics(stopped)["history"]] == [1, 2]
+    assert job_metrics(job_dirs(sweep)[2])["epochs"] == 2  # job 2 started afresh
+    assert [row["status"] for row in summary_rows(sweep)] == ["ok", "ok", "ok"]
+
+    # Another command in that sweep's folder is refused, naming the sweep's own overrides.
+    kept = snapshot(sweep)
+    other = run_cli("train.py", *[a.replace("optimized_metric=val/acc", "seed=3") for a in args], check=False)
+    assert_refused(other, f"hydra.sweep.dir={sweep} already holds an earlier sweep")
+    assert "or go on with that sweep by running its own command again (its overrides: data=synthetic" in other.stderr
+    assert snapshot(sweep) == kept

@@ -13,19 +13,19 @@ overrides of its Hydra config, ``hydra.sweeper.storage``, ``hydra.sweeper.study_
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import IntervalSweep, Override, RangeSweep, Transformer
+from hydra.core.override_parser.types import Glob, IntervalSweep, Override, RangeSweep, Transformer
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import HydraException
@@ -41,6 +41,7 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, TrialState
 
+from hydra_plugins.mnist_lit_optuna_sweeper.config import OptunaSweeperConf, SamplerSettings
 from hydra_plugins.mnist_lit_optuna_sweeper.study import (
     ERROR_ATTR,
     SEARCH_SPACE_ATTR,
@@ -49,9 +50,10 @@ from hydra_plugins.mnist_lit_optuna_sweeper.study import (
     resolve_storage,
     study_exists,
 )
-from mnist_lit.errors import ConfigError, exit_with
+from mnist_lit.config.schema import built_or_refused, check_target, plain, quietly, typed
+from mnist_lit.errors import ConfigError, OutputError, UserError, exit_with
 from mnist_lit.interrupts import explain
-from mnist_lit.io.atomic import write_text
+from mnist_lit.io.atomic import out_of_space, write_text
 
 log = logging.getLogger(__name__)
 SAMPLER_CHOICES = "hydra/sweeper/sampler=tpe|random|grid|nsgaii"
@@ -78,61 +80,54 @@ def refuse(key: str, value: Any, what: str) -> ConfigError:
     return ConfigError(f"hydra.sweeper.{key}={value} {what}")
 
 
-def check_settings(sweeper: DictConfig) -> None:
-    """The plain settings: counts, the direction, the failure rate."""
-    for key in ("n_trials", "n_jobs"):
-        value = sweeper.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise refuse(key, value, "is not allowed: it must be an integer >= 1")
-    if sweeper.direction not in ("minimize", "maximize"):
-        raise refuse("direction", sweeper.direction, "is not allowed: choose minimize or maximize")
-    rate = sweeper.max_failure_rate
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-        raise refuse("max_failure_rate", rate, "is not allowed: it must be a number in [0, 1]")
-
-
-def build_sampler(sampler_cfg: DictConfig) -> Any:
-    """The configured Optuna sampler (a partial for the grid sampler, which needs the search space)."""
-    target = OmegaConf.select(sampler_cfg, "_target_")
+def build_sampler(node: DictConfig, distributions: dict[str, BaseDistribution]) -> optuna.samplers.BaseSampler:
+    """The configured Optuna sampler, its settings checked against its class (the grid sampler gets the grid)."""
+    settings = {k: v for k, v in plain(node).items() if v is not None}  # null keys keep the sampler's defaults
+    target = settings.get("_target_")
     try:
-        sampler_class = get_class(str(target))
+        with quietly():  # Hydra logs its own account of a failed import
+            sampler_class = get_class(str(target))
     except (ImportError, ValueError, HydraException):
         sampler_class = None
     if not isinstance(sampler_class, type) or not issubclass(sampler_class, optuna.samplers.BaseSampler):
         raise refuse("sampler._target_", target, f"is not an Optuna sampler: choose one with {SAMPLER_CHOICES}")
-    # null keys keep the sampler's own defaults
-    settings = {k: v for k, v in OmegaConf.to_container(sampler_cfg, resolve=True).items() if v is not None}
-    try:
-        return instantiate(settings)
-    except Exception as e:
-        cause = e.__cause__ or e
-        raise refuse("sampler", settings, f"cannot be built: {type(cause).__name__}: {cause}") from e
+    typed(settings, SamplerSettings, "hydra.sweeper.sampler", open_keys=True)
+    check_target(settings, "hydra.sweeper.sampler")
+    if issubclass(sampler_class, optuna.samplers.GridSampler):
+        settings["search_space"] = grid_space(distributions)
+    return built_or_refused("hydra.sweeper.sampler", str(target), lambda: instantiate(settings))
+
+
+SPACE_FORMS = "choice(a, b, ...), range(start, stop[, step]), interval(low, high) or tag(log, interval(low, high))"
 
 
 def distribution(override: Override) -> BaseDistribution:
-    """The Optuna distribution of a ``choice``, ``range`` or ``interval`` sweep."""
+    """The Optuna distribution of a ``choice``, ``range`` or ``interval`` sweep; ConfigError for any other."""
     value = override.value()
-    if override.is_choice_sweep() or (override.is_range_sweep() and value.shuffle):
-        choices = list(override.sweep_iterator(transformer=Transformer.encode))
-        return CategoricalDistribution(choices)
-    if override.is_range_sweep():
-        assert isinstance(value, RangeSweep)
-        if any(isinstance(x, float) for x in (value.start, value.stop, value.step)):
-            # range's stop is excluded; Optuna's high is included
-            high = value.start + math.ceil((value.stop - value.start) / value.step - 1e-9 - 1) * value.step
-            return FloatDistribution(float(value.start), float(high), step=float(value.step))
-        high = value.start + (len(range(int(value.start), int(value.stop), int(value.step))) - 1) * int(value.step)
-        return IntDistribution(int(value.start), int(high), step=int(value.step))
-    if override.is_interval_sweep():
-        assert isinstance(value, IntervalSweep)
-        log_scale = "log" in value.tags
-        if isinstance(value.start, int) and isinstance(value.end, int):
-            return IntDistribution(value.start, value.end, log=log_scale)
-        return FloatDistribution(float(value.start), float(value.end), log=log_scale)
-    raise ConfigError(
-        f"{override.input_line} is not allowed in an Optuna search: give choice(...), range(...), "
-        "interval(...) or tag(log, interval(...))"
-    )
+    tags = set(getattr(value, "tags", ())) - ({"log"} if override.is_interval_sweep() else set())
+    try:
+        if isinstance(value, Glob):
+            raise ValueError("list a group's options with choice(...), not glob")
+        if tags:
+            raise ValueError(f"tag {', '.join(sorted(tags))} is not one it reads: only log, of an interval")
+        if override.is_choice_sweep() or (override.is_range_sweep() and value.shuffle):
+            return CategoricalDistribution(list(override.sweep_iterator(transformer=Transformer.encode)))
+        if override.is_range_sweep():
+            assert isinstance(value, RangeSweep)
+            start, stop, step = value.start, value.stop, value.step
+            count = math.ceil((stop - start) / step - 1e-9) if step else 0  # Optuna's high is included, stop is not
+            if count < 1:
+                raise ValueError("its step is 0" if not step else "the range holds no value")
+            low, high = sorted((start, start + (count - 1) * step))
+            if any(isinstance(x, float) for x in (start, stop, step)):
+                return FloatDistribution(float(low), float(high), step=float(abs(step)))
+            return IntDistribution(int(low), int(high), step=int(abs(step)))
+        assert isinstance(value, IntervalSweep)  # Hydra reads an interval's ends as floats
+        return FloatDistribution(value.start, value.end, log="log" in value.tags)
+    except (ValueError, ArithmeticError) as e:  # Optuna's own conditions: low <= high, low > 0 for log
+        raise ConfigError(
+            f"{override.input_line} is not allowed in an Optuna search ({str(e).rstrip('.')}): give {SPACE_FORMS}"
+        ) from None
 
 
 def key_exists(config: DictConfig, key: str) -> bool:
@@ -143,9 +138,10 @@ def key_exists(config: DictConfig, key: str) -> bool:
     return key in (OmegaConf.select(config, "hydra.runtime.choices") or {})
 
 
-def search_space(config: DictConfig, arguments: list[str]) -> tuple[dict[str, BaseDistribution], list[str]]:
+def search_space(
+    config: DictConfig, params: dict[str, str], arguments: list[str]
+) -> tuple[dict[str, BaseDistribution], list[str]]:
     """(distributions of the swept keys, fixed overrides) from hydra.sweeper.params and the command line."""
-    params = config.hydra.sweeper.params or {}
     lines = [f"{k}={v}" for k, v in params.items()] + list(arguments)
     try:
         parsed = OverridesParser.create().parse_overrides(lines)
@@ -179,13 +175,14 @@ def grid_space(distributions: dict[str, BaseDistribution]) -> dict[str, list[Any
     for key, dist in distributions.items():
         if isinstance(dist, CategoricalDistribution):
             grid[key] = list(dist.choices)
-        elif isinstance(dist, (IntDistribution, FloatDistribution)) and dist.step is not None and not dist.log:
+        elif isinstance(dist, (IntDistribution, FloatDistribution)) and dist.step is not None:
             count = int(round((dist.high - dist.low) / dist.step)) + 1
             grid[key] = [dist.low + i * dist.step for i in range(count)]
         else:
             raise ConfigError(
-                f"{key}={dist} is not allowed with hydra/sweeper/sampler=grid: a grid needs choice(...) or "
-                "range(...) values; use the tpe or random sampler for intervals"
+                f"{key} searched over the interval {dist.low} to {dist.high} is not allowed with "
+                "hydra/sweeper/sampler=grid: a grid needs choice(...) or range(...) values; use the tpe or random "
+                "sampler for intervals"
             )
     return grid
 
@@ -225,34 +222,69 @@ def plan_study(config: DictConfig, arguments: list[str], create: bool = False) -
     With ``create=False`` (the check before anything is written) a journal file that does not exist
     yet is not created.
     """
-    sweeper = config.hydra.sweeper
-    check_settings(sweeper)
+    sweeper = typed(config.hydra.sweeper, OptunaSweeperConf, "hydra.sweeper")
     pruner = make_pruner(sweeper.pruner, sweeper.pruner_args)
-    sampler = build_sampler(sweeper.sampler)
-    distributions, fixed = search_space(config, arguments)
-    n_trials = int(sweeper.n_trials)
-    if isinstance(sampler, functools.partial):
-        grid = grid_space(distributions)
-        sampler = sampler(search_space=grid)
-        n_trials = min(n_trials, math.prod(len(v) for v in grid.values()))
+    distributions, fixed = search_space(config, sweeper.params or {}, arguments)
+    sampler = build_sampler(config.hydra.sweeper.sampler, distributions)
+    n_trials = sweeper.n_trials
+    if isinstance(sampler, optuna.samplers.GridSampler):
+        n_trials = min(n_trials, math.prod(len(v) for v in grid_space(distributions).values()))
     study_name = sweeper.study_name or config.hydra.job.name
     storage_url = resolve_storage(sweeper.storage, OmegaConf.select(config, "paths.log_dir"), study_name)
     plan = StudyPlan(
         study_name=str(study_name),
         storage=storage_url,
-        direction=str(sweeper.direction),
+        direction=sweeper.direction,
         distributions=distributions,
         fixed=fixed,
         sampler=sampler,
         pruner=pruner,
         n_trials=n_trials,
-        n_jobs=int(sweeper.n_jobs),
+        n_jobs=sweeper.n_jobs,
         max_failure_rate=float(sweeper.max_failure_rate),
     )
     storage = open_storage(storage_url, create=create)
     if storage is not None:
         check_existing_study(plan, storage)
     return plan
+
+
+def space_values(distributions: dict[str, BaseDistribution]) -> list[dict[str, Any]]:
+    """Jobs' sampled values that between them hold every choice and both ends of every range of the space."""
+    ends = {
+        key: list(d.choices) if isinstance(d, CategoricalDistribution) else [d.low, d.high]
+        for key, d in distributions.items()
+    }
+    count = max((len(v) for v in ends.values()), default=0)
+    return [{key: values[i % len(values)] for key, values in ends.items()} for i in range(count)]
+
+
+def check_space(config: DictConfig, plan: StudyPlan, check_job: Callable[[DictConfig], Any]) -> None:
+    """Every value the search space can give a job, checked as the job's own config before the first trial: the
+    job's config composed as the launcher composes it, then ``check_job`` (the project's config check)."""
+    from hydra import compose
+
+    def refused(values: dict[str, Any]) -> ConfigError | None:
+        overrides = [*config.hydra.overrides.hydra, *plan.fixed, *(f"{k}={v}" for k, v in values.items())]
+        try:
+            check_job(compose(str(config.hydra.job.config_name), overrides, return_hydra_config=True))
+        except HydraException as e:  # a config group has no such option
+            return ConfigError(str(e).strip().splitlines()[0])
+        except ConfigError as e:
+            return e
+        return None
+
+    for values in space_values(plan.distributions):
+        error = refused(values)
+        if error is None:
+            continue
+        for key, value in values.items() if len(values) > 1 else ():  # the value refused on its own, if one is
+            alone = refused({key: value})
+            if alone is not None:
+                values, error = {key: value}, alone
+                break
+        given = " ".join(f"{k}={v}" for k, v in values.items())
+        raise ConfigError(f"the search space gives a job {given}, which is refused: {error}")
 
 
 def counts(trial: FrozenTrial) -> bool:
@@ -295,13 +327,30 @@ class StudySweep:
         )
 
     def sweep(self, arguments: list[str]) -> None:
+        """The study's trials up to n_trials; a user's error, and a full disk under the study's journal, end the
+        command in one ``Error:`` line (a job's error does when it stops the sweep)."""
         assert self.config is not None
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep's own lines say what Optuna's would
+        plan: StudyPlan | None = None
         try:
             plan = plan_study(self.config, arguments, create=True)
-            study = self.open_study(plan, open_storage(plan.storage, create=True))
-        except ConfigError as e:
+            self.run_study(plan)
+        except UserError as e:
             exit_with(e)
+        except OSError as e:
+            full = out_of_space(e)
+            if full is None or plan is None or (full.filename is None and "://" in plan.storage):
+                raise
+            exit_with(
+                OutputError(
+                    f"could not write {full.filename or plan.storage}: {full.strerror} (disk full or file size "
+                    "limit). Free some space and run the same command again: it resumes the study"
+                )
+            )
+
+    def run_study(self, plan: StudyPlan) -> None:
+        """Open (or resume) the study, run its trials in batches until it holds n_trials, write its best."""
+        study = self.open_study(plan, open_storage(plan.storage, create=True))
         self.fail_abandoned(study)
         done = sum(counts(t) for t in study.get_trials(deepcopy=False))
         log.info(
@@ -452,7 +501,10 @@ class StudySweep:
             trial.set_user_attr(ERROR_ATTR, f"the job returned {ret.return_value!r}, not a finite number")
             study.tell(trial, state=TrialState.FAIL)
             log.warning("Trial %d failed: the job returned %r, not a finite number", trial.number, ret.return_value)
-            return ValueError(f"trial {trial.number}: the job returned {ret.return_value!r}")
+            return ConfigError(
+                f"trial {trial.number}: the job returned {ret.return_value!r}, not a finite number to optimise "
+                "(optimized_metric names it: val/acc or val/loss)"
+            )
         study.tell(trial, values=value)
         return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from hydra.plugins.sweeper import Sweeper
@@ -25,8 +26,9 @@ class OptunaSweeper(Sweeper):
         self.sweep_impl.sweep(arguments)
 
 
-def check_multirun(config: DictConfig) -> None:
-    """Refuse, with a ConfigError, sweeper settings that cannot work, before anything is written."""
-    from hydra_plugins.mnist_lit_optuna_sweeper._sweep import plan_study
+def check_multirun(config: DictConfig, check_job: Callable[[DictConfig], Any]) -> None:
+    """Refuse, with a ConfigError, sweeper settings that cannot work and a search space that gives a job a value
+    that ``check_job`` (the config check every job makes) refuses, before anything is written."""
+    from hydra_plugins.mnist_lit_optuna_sweeper._sweep import check_space, plan_study
 
-    plan_study(config, list(config.hydra.overrides.task))
+    check_space(config, plan_study(config, list(config.hydra.overrides.task)), check_job)

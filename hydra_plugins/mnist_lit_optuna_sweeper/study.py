@@ -4,13 +4,14 @@ Hydra imports this module when it scans for plugins, so Optuna is imported insid
 
 A job of an ``optuna_study`` sweep finds in its own Hydra config (``HydraConfig.get().sweeper``)
 the storage, the study name and the number of the trial it runs; ``job_trial`` reopens that trial
-(an ``optuna.trial.Trial``), so that the job can report a metric every epoch and ask whether the
-trial should be pruned. A job that is pruned records the epoch as the trial's ``pruned_epoch``
-user attribute, ends normally, and the sweeper tells the study that the trial was pruned.
+(a ``JobTrial``), so that the job can report a metric every epoch and ask whether the trial should
+be pruned. A job that is pruned records the epoch as the trial's ``pruned_epoch`` user attribute,
+ends normally, and the sweeper tells the study that the trial was pruned.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,10 +77,41 @@ def open_storage(storage: str, create: bool = True) -> optuna.storages.BaseStora
         path.parent.mkdir(parents=True, exist_ok=True)
     elif not os.access(path, os.R_OK | os.W_OK):
         raise unopenable(storage, "the file cannot be read and written")
+    else:
+        check_journal(path)
     try:
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
     except Exception as e:
         raise unopenable(storage, f"{type(e).__name__}: {e}") from e
+
+
+def check_journal(path: Path) -> None:
+    """``path`` as Optuna's journal files are, or a ConfigError naming it (the file is left as it is): each line
+    one JSON operation, the last one whole. Read under the journal's own lock, which every writer holds while it
+    appends, so that a line being written is not taken for a cut one."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    lock = JournalFileSymlinkLock(str(path))
+    try:
+        lock.acquire()
+    except OSError as e:
+        raise unopenable(str(path), f"its lock file cannot be made ({e.strerror})") from None
+    try:
+        lines = path.read_bytes().splitlines(keepends=True)
+    finally:
+        lock.release()
+    for number, line in enumerate(lines, start=1):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if not line.endswith(b"\n") or not isinstance(entry, dict) or "op_code" not in entry:
+            what = "is cut short" if not line.endswith(b"\n") else "is not an entry of an Optuna journal"
+            raise ConfigError(
+                f"hydra.sweeper.storage={path} is not an Optuna journal file that can be used: its line {number} "
+                f"{what}. The file is left as it is: move it aside (or remove a cut last line), or give the study "
+                "another file with hydra.sweeper.storage=<file> or hydra.sweeper.study_name=<name>"
+            )
 
 
 def study_exists(storage: optuna.storages.BaseStorage, study_name: str) -> bool:
@@ -128,11 +160,33 @@ def make_pruner(name: str | None, pruner_args: Any) -> optuna.pruners.BasePruner
         raise ConfigError(f"hydra.sweeper.pruner_args={args} is not allowed: {e}") from e
 
 
-def job_trial(sweeper: DictConfig) -> optuna.trial.Trial | None:
+class JobTrial:
+    """The trial a job runs, reached through the storage's public methods from the job's own process: what
+    ``optuna.trial.Trial``'s report, should_prune and set_user_attr do with a trial of this process's asking.
+    (Not a dataclass: Hydra's plugin scan runs this module before it is in sys.modules.)"""
+
+    def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage, trial_id: int, number: int) -> None:
+        self.study, self.storage, self.trial_id, self.number = study, storage, trial_id, number
+
+    def report(self, value: float, step: int) -> None:
+        """The metric at ``step`` (an epoch from 1), kept for the pruner; a step reported before keeps its value."""
+        if step not in self.storage.get_trial(self.trial_id).intermediate_values:
+            self.storage.set_trial_intermediate_value(self.trial_id, step, float(value))
+
+    def should_prune(self) -> bool:
+        """What the study's pruner says of the trial's values so far."""
+        return self.study.pruner.prune(self.study, self.storage.get_trial(self.trial_id))
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        self.storage.set_trial_user_attr(self.trial_id, key, value)
+
+
+def job_trial(sweeper: DictConfig) -> JobTrial | None:
     """The trial this job runs (None outside an ``optuna_study`` sweep), with the sweep's pruner.
 
     ``sweeper`` is the job's ``HydraConfig.get().sweeper``; the sweeper set its ``storage``,
-    ``study_name`` and ``trial`` in the job's overrides.
+    ``study_name`` and ``trial`` in the job's overrides. The sweeper asked this trial (Study.ask) in its own
+    process, and Optuna gives another process no Trial of an existing trial, so the job uses the storage.
     """
     import optuna
 
@@ -145,8 +199,5 @@ def job_trial(sweeper: DictConfig) -> optuna.trial.Trial | None:
     study = optuna.load_study(
         study_name=str(sweeper.study_name), storage=storage, pruner=pruner, sampler=optuna.samplers.RandomSampler()
     )
-    # The sweeper asked this trial (Study.ask) in its own process; Optuna gives another process no Trial of an
-    # existing trial (ask only makes new ones, and an enqueued trial goes to whichever process asks first), so
-    # the job builds one from the trial's id, as Study.ask does, to call report and should_prune on it.
     trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name), number)
-    return optuna.trial.Trial(study, trial_id)
+    return JobTrial(study, storage, trial_id, number)

@@ -21,15 +21,12 @@ from mnist_lit.config.resolvers import PROJECT_ROOT, resumed_run
 from mnist_lit.config.schema import built_or_refused, check_target, in_range, plain, range_text, resolved, shown, typed
 from mnist_lit.config.settings import (
     DataSettings,
-    EvalSettings,
     OptimizerSettings,
     PathSettings,
-    PredictSettings,
     TrainerSettings,
     TrainSettings,
 )
 from mnist_lit.data.acquire import data_dir_error
-from mnist_lit.data.augment import AUGMENTATIONS
 from mnist_lit.data.datamodule import IDXDataModule
 from mnist_lit.errors import ConfigError, describe
 from mnist_lit.io.atomic import name_error, unwritable_reason
@@ -47,22 +44,15 @@ def check_config(cfg: DictConfig) -> L.LightningDataModule:
     values = resolved(cfg)
     typed(values, TrainSettings, "")
     typed(values["paths"], PathSettings, "paths")
-    check_module(values["module"])
+    check_group(values["module"], "module", L.LightningModule)
     check_group(values["data"], "data")  # the data module's own signature, before its values are used
     typed(cfg.data, DataSettings, "data", open_keys=True)
     typed(cfg.optimizer, OptimizerSettings, "optimizer", open_keys=True)
-    check_run_name(cfg.get("run_name"))
     check_trainer(cfg)
-    augment = OmegaConf.select(cfg, "data.augment", default=None)
-    if augment is not None and augment not in AUGMENTATIONS:
-        raise ConfigError(f"data.augment={augment!r} is not allowed: choose null (none), {' or '.join(AUGMENTATIONS)}")
     check_model(cfg.model)
     if is_fast_module(cfg):
-        steps = OmegaConf.select(cfg, "data.steps_per_fetch")
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-            raise ConfigError(f"data.steps_per_fetch={steps!r} is not allowed: it must be an integer in [1, inf)")
         check_fast_config(cfg)
-    datamodule = check_data(cfg)
+    datamodule = check_data(cfg)  # it refuses what it cannot read (a data.augment it does not know)
     check_groups(values, precision_for(cfg).precision)
     if cfg.get("ckpt_path"):
         check_resume(cfg)
@@ -99,11 +89,14 @@ MONITORED = ("val/loss", "val/acc")
 SCHEDULER_INTERVALS = ("step", "epoch")
 
 
-def check_group(node: Any, key: str, own_keys: tuple[str, ...] = ()) -> Any:
-    """A ``_target_`` group: its class's signature and type hints, and the ranges the project adds; its class."""
+def check_group(node: Any, key: str, base: type | None = None, own_keys: tuple[str, ...] = ()) -> Any:
+    """A ``_target_`` group: its class's signature and type hints, and the ranges the project adds; its class
+    (``base``: a subclass of it)."""
     if not isinstance(node, dict) or "_target_" not in node:
         raise ConfigError(f"{key}={shown(node)} is not allowed: it must be a group of settings with a _target_")
     cls = check_target(node, key, own_keys)
+    if base is not None and not (isinstance(cls, type) and issubclass(cls, base)):
+        raise ConfigError(f"{key}._target_={node['_target_']!r} is not allowed: it must name a {base.__name__}")
     for name in FOLDERS:  # a library writes into them only once training runs
         reason = isinstance(node.get(name), str) and unwritable_reason(Path(node[name]).expanduser())
         if reason:
@@ -113,16 +106,6 @@ def check_group(node: Any, key: str, own_keys: tuple[str, ...] = ()) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and not in_range(value, *bounds):
             raise ConfigError(f"{key}.{name}={shown(value)} is not allowed: it must be in {range_text(*bounds)}")
     return cls
-
-
-def check_module(node: Any) -> None:
-    """``module``: a LightningModule class (the project passes its arguments)."""
-    module = check_group(node, "module")
-    if not (isinstance(module, type) and issubclass(module, L.LightningModule)):
-        raise ConfigError(
-            f"module._target_={node['_target_']!r} is not allowed: it must name a LightningModule "
-            "(mnist_lit.lit_module.DigitClassifier, or perf=fast's)"
-        )
 
 
 def check_groups(values: dict[str, Any], precision: str) -> None:
@@ -149,16 +132,6 @@ def check_groups(values: dict[str, Any], precision: str) -> None:
     if values.get("logger"):
         check_group(values["logger"], "logger")
     check_group({**values["trainer"], "precision": precision}, "trainer")  # trainer.precision=auto, as it applies
-
-
-def check_run_name(name: Any) -> None:
-    """``run_name`` names one folder: not empty, no path separators, not ``.`` or ``..``."""
-    text = str(name) if name is not None else ""
-    if not text or text in (".", "..") or Path(text).name != text or "\\" in text:
-        raise ConfigError(
-            f"run_name={name!r} is not allowed: it names one folder of logs/runs/, so it must be a plain name "
-            "(letters, digits, _ - .), without / or \\"
-        )
 
 
 def check_trainer(cfg: DictConfig) -> None:
@@ -360,31 +333,3 @@ def command_config(name: str, **values: Any) -> DictConfig:
     for key in ("defaults", "hydra"):
         cfg.pop(key, None)
     return OmegaConf.merge(cfg, values)
-
-
-def _choice(cfg: DictConfig, key: str, allowed: tuple[str, ...]) -> None:
-    value = OmegaConf.select(cfg, key)
-    if value not in allowed:
-        raise ConfigError(f"{key}={value!r} is not allowed: choose one of {', '.join(allowed)}")
-
-
-def check_eval_config(cfg: DictConfig, splits: tuple[str, ...]) -> None:
-    """The evaluate.py config (conf/eval.yaml): a known split and positive counts; raises ConfigError."""
-    _choice(cfg, "split", splits)
-    typed(cfg, EvalSettings, "", open_keys=True)
-
-
-def check_predict_config(cfg: DictConfig, inverts: tuple[str, ...]) -> None:
-    """The predict config (conf/predict.yaml): a checkpoint, some images, sane options; raises ConfigError."""
-    if not cfg.get("ckpt_path"):
-        raise ConfigError("ckpt_path is missing: give ckpt_path=<run directory>/checkpoints/best.ckpt")
-    if not cfg.get("images"):
-        raise ConfigError("images is missing: give images=<an image file, a folder of images, or [a.png,b.jpg]>")
-    images = plain(cfg.images)  # its files are checked as they are read
-    if not isinstance(images, str) and not (isinstance(images, list) and all(isinstance(p, str) for p in images)):
-        raise ConfigError(
-            f"images={shown(images)} is not allowed: give a path of an image file or a folder of images, "
-            "or a list of such paths ([a.png,b.jpg])"
-        )
-    _choice(cfg, "invert", inverts)
-    typed(cfg, PredictSettings, "", open_keys=True)

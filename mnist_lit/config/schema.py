@@ -1,6 +1,6 @@
 """Settings declared once, checked once: the project's own keys in dataclasses (type, range, default), the groups
-that name a class by ``_target_`` against that class's signature. Both use the same two facts about a type: what
-value fits it (``fits``) and how to say it (``words``).
+that name a class by ``_target_`` against that class's signature. Both are checked by typeguard against the type
+hints of the declaration (``fits``), and said in words by ``type_text``.
 
 Hydra composes conf/ without the types, so that a wrong value on the command line reaches ``typed`` or
 ``check_target`` here and ends in the project's one-line ``Error:`` (Hydra's own type errors are a block of text).
@@ -8,31 +8,25 @@ Hydra composes conf/ without the types, so that a wrong value on the command lin
 
 from __future__ import annotations
 
-import collections.abc
 import contextlib
 import dataclasses
-import datetime
 import inspect
 import logging
 import math
-import os
 import types
 import typing
 import warnings
 from collections.abc import Iterator, Mapping
-from enum import Enum
 from typing import Any
 
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+from omegaconf.errors import OmegaConfBaseException
+from typeguard import CollectionCheckStrategy, ForwardRefPolicy, TypeCheckError, check_type
 
 from mnist_lit.errors import ConfigError, describe
 
-UNION = (typing.Union, types.UnionType)
-SEQUENCES = (list, tuple, set, collections.abc.Sequence, collections.abc.MutableSequence, collections.abc.Iterable)
-MAPPINGS = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
-PLAIN_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+PLAIN_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
 
 
 def setting(
@@ -56,75 +50,50 @@ def shape_keys(schema: type) -> list[str]:
     return [f.name for f in dataclasses.fields(schema) if f.metadata.get("shape")]
 
 
-def words(annotation: Any) -> str:
-    """A type in words: ``an integer or null``, ``one of 'min', 'max'``, ``a list of 2 (a number, a number)``."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if annotation is type(None) or annotation is None:
-        return "null"
-    if origin in UNION:
-        texts = list(dict.fromkeys(words(arg) for arg in args if arg is not type(None)))
-        return " or ".join(texts + (["null"] if type(None) in args else []))
-    if origin is typing.Literal:
-        return "one of " + ", ".join(shown(arg) for arg in args)
-    if origin is tuple and args and args[-1] is not Ellipsis:
-        return f"a list of {len(args)} ({', '.join(words(arg) for arg in args)})"
-    if origin in SEQUENCES or annotation in (list, tuple):
-        return "a list"
-    if origin in MAPPINGS or annotation is dict:
-        return "a mapping"
-    if annotation in PLAIN_WORDS:
-        return PLAIN_WORDS[annotation]
-    if isinstance(annotation, type) and issubclass(annotation, Enum):
-        return "one of " + ", ".join(str(m.value) for m in annotation)
-    if annotation is datetime.timedelta:
-        return "a duration"
-    if isinstance(annotation, type) and issubclass(annotation, os.PathLike):
-        return "a path"
-    return f"a {getattr(annotation, '__name__', str(annotation))}"
+def members(hint: Any) -> tuple[Any, ...]:
+    """The types a union joins (a type that is no union: itself)."""
+    return typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
 
 
-def fits(value: Any, annotation: Any) -> bool:
-    """Whether a plain config value can be what ``annotation`` declares: strict for plain types (no ``"7"`` for
-    7, no 1 for true); a group with its own ``_target_`` fits any class (its own signature is checked on its own);
-    what cannot be told from a value is left to the library."""
-    if annotation is Any or annotation is inspect.Parameter.empty or isinstance(annotation, (str, typing.ForwardRef)):
+def type_text(hint: Any) -> str:
+    """A type in words: ``an integer or null``, ``one of 'min', 'max'``; any other type as Python writes it."""
+    args = members(hint)
+    options = [repr(v) for a in args if typing.get_origin(a) is typing.Literal for v in typing.get_args(a)]
+    said = ["one of " + ", ".join(options)] if options else []
+    for a in args:
+        if typing.get_origin(a) is not typing.Literal:
+            said.append(PLAIN_WORDS.get(a) or (a.__name__ if isinstance(a, type) else str(a).replace("typing.", "")))
+    return " or ".join(dict.fromkeys(said))
+
+
+def fits(value: Any, hint: Any) -> bool:
+    """Whether a plain config value can be what ``hint`` declares (typeguard's check; a list for a tuple, as a
+    config holds no tuples). A group with its own ``_target_`` fits: its class's signature is checked on its own."""
+    items = value if isinstance(value, list) else [value]
+    if any(isinstance(item, Mapping) and "_target_" in item for item in items):
         return True
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if annotation is type(None) or annotation is None:
-        return value is None
-    if origin in UNION:
-        return any(fits(value, arg) for arg in args)
-    if origin is typing.Literal:
-        return any(value == arg and type(value) is type(arg) for arg in args)
-    if isinstance(value, Mapping) and "_target_" in value:
-        return origin is not None or isinstance(annotation, type) and annotation not in PLAIN_WORDS
-    if annotation in PLAIN_WORDS:
-        number = isinstance(value, (int, float) if annotation is float else annotation)
-        return number and (annotation is bool or not isinstance(value, bool))
-    if origin is tuple and args and args[-1] is not Ellipsis:
-        return isinstance(value, list) and len(value) == len(args) and all(map(fits, value, args))
-    if origin in SEQUENCES or annotation in (list, tuple):
-        return isinstance(value, list) and all(fits(v, args[0]) for v in value) if args else isinstance(value, list)
-    if origin in MAPPINGS or annotation is dict:
-        return isinstance(value, Mapping)
-    if annotation is datetime.timedelta:
-        return False  # a config holds no timedelta; Lightning's max_time also takes a string or a mapping
-    if isinstance(annotation, type):
-        if issubclass(annotation, os.PathLike):
-            return isinstance(value, str)
-        if issubclass(annotation, Enum):
-            return any(value == member.value for member in annotation)
-        return annotation is not collections.abc.Callable and isinstance(value, annotation)
-    return True  # a TypeVar, a Callable, a generic this check does not know: the library's own check
+    if isinstance(value, bool) and all(a in (int, float, type(None)) for a in members(hint)):
+        return False  # true is no number, though Python counts it as one
+    for candidate in [value, tuple(value)] if isinstance(value, list) else [value]:
+        try:
+            check_type(
+                candidate,
+                hint,
+                forward_ref_policy=ForwardRefPolicy.IGNORE,
+                collection_check_strategy=CollectionCheckStrategy.ALL_ITEMS,
+            )
+            return True
+        except TypeCheckError:
+            pass
+    return False
 
 
-def refused_type(key: str, value: Any, annotation: Any, who: str = "it must be") -> ConfigError:
+def refused_type(key: str, value: Any, hint: Any, who: str = "it must be") -> ConfigError:
     """``key=value is not allowed: <who> <the type in words>``, with how to quote a number meant as text."""
-    wants_text = annotation is str or str in typing.get_args(annotation)
-    hint = ""
-    if wants_text and isinstance(value, (int, float)) and not isinstance(value, bool):
-        hint = f" (for the name {value}, quote it: {key}=\"'{value}'\")"
-    return ConfigError(f"{key}={shown(value)} is not allowed: {who} {words(annotation)}{hint}")
+    hint_text = ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and fits(str(value), hint):
+        hint_text = f" (for the name {value}, quote it: {key}=\"'{value}'\")"
+    return ConfigError(f"{key}={shown(value)} is not allowed: {who} {type_text(hint)}{hint_text}")
 
 
 def range_text(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
@@ -153,57 +122,44 @@ def plain(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
-def resolved(cfg: DictConfig) -> dict[str, Any]:
-    """``cfg`` as plain values, every interpolation resolved (Hydra's own settings left out); ConfigError
-    naming the key whose interpolation fails (an unset environment variable, a missing key)."""
+def resolved(cfg: DictConfig, keys: Any = None) -> dict[str, Any]:
+    """``cfg`` (its ``keys``; all but Hydra's own settings by default) as plain values, every interpolation
+    resolved; ConfigError naming the key whose interpolation fails (an unset environment variable, a missing key)."""
     values: dict[str, Any] = {}
-    for key in cfg:
-        if key == "hydra":
-            values[key] = None
-            continue
+    for key in cfg if keys is None else keys:
         try:
-            values[key] = plain(cfg[key])
+            values[key] = None if key == "hydra" else plain(cfg[key])
         except OmegaConfBaseException as e:
-            where = e.full_key or key
-            raise ConfigError(f"{where} cannot be resolved: {describe(e)}") from None
+            raise ConfigError(f"{e.full_key or key} cannot be resolved: {describe(e)}") from None
     return values
 
 
 def typed(node: Any, schema: type, key: str, *, open_keys: bool = False) -> Any:
-    """``node`` checked against ``schema``: types, unknown keys (OmegaConf's structured config), ranges and the
-    schema's own ``__post_init__`` (conditions between keys); returns the schema's instance. Raises ConfigError
-    naming ``key.<setting>``, the value and what is allowed. ``open_keys``: keys the schema does not declare are
+    """``node`` checked against ``schema``: unknown keys, types, ranges, missing keys and the schema's own
+    ``__post_init__`` (conditions between keys); returns the schema's instance. Raises ConfigError naming
+    ``key.<setting>``, the value and what is allowed. ``open_keys``: keys the schema does not declare are
     passed through unchecked (an optimizer's own arguments)."""
     if not isinstance(node, Mapping | DictConfig):
         raise ConfigError(f"{key}={node!r} is not allowed: it must be a group of settings ({schema.__name__})")
     declared = {f.name: f for f in dataclasses.fields(schema)}
-    try:
-        values = {k: plain(node[k]) for k in node if not open_keys or k in declared}  # only these are resolved
-    except OmegaConfBaseException as e:
-        raise ConfigError(f"{e.full_key or key} cannot be resolved: {describe(e)}") from None
-    hints = typing.get_type_hints(schema)
-    prefix = f"{key}." if key else ""
+    values = resolved(node, [k for k in node if not open_keys or k in declared])  # only these are resolved
+    hints, prefix = typing.get_type_hints(schema), f"{key}." if key else ""
     for name, value in values.items():
-        if name in hints and not fits(value, hints[name]):
+        if name not in declared:
+            allowed = ", ".join(n for n in declared if not n.startswith("_"))
+            raise ConfigError(f"{prefix}{name} is not a setting of {key or 'this command'}: choose from {allowed}")
+        if not fits(value, hints[name]):
             raise refused_type(f"{prefix}{name}", value, hints[name])
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(schema), values)
-    except ConfigKeyError as e:
-        allowed = ", ".join(name for name in declared if not name.startswith("_"))
-        raise ConfigError(
-            f"{prefix}{e.key} is not a setting of {key or 'this command'}: choose from {allowed}"
-        ) from None
-    for name, f in declared.items():
-        if OmegaConf.is_missing(merged, name):
-            raise ConfigError(f"{prefix}{name} is missing: give {prefix}{name}=<{words(hints[name])}>")
-        value = merged[name]
-        if isinstance(value, str) and len(value) < f.metadata.get("min_length", 0):
+        if isinstance(value, str) and len(value) < declared[name].metadata.get("min_length", 0):
             raise ConfigError(f"{prefix}{name}={shown(value)} is not allowed: it must not be empty")
-        bounds = f.metadata.get("range")
+        bounds = declared[name].metadata.get("range")
         if bounds and not in_range(value, *bounds):
-            what = f"{words(hints[name])} in {range_text(*bounds)}"
+            what = f"{type_text(hints[name])} in {range_text(*bounds)}"
             raise ConfigError(f"{prefix}{name}={shown(value)} is not allowed: it must be {what}")
-    return schema(**OmegaConf.to_container(merged))  # runs the schema's __post_init__: conditions between keys
+    for name, f in declared.items():
+        if name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{prefix}{name} is missing: give {prefix}{name}=<{type_text(hints[name])}>")
+    return schema(**values)  # runs the schema's __post_init__: conditions between keys
 
 
 @contextlib.contextmanager
@@ -255,9 +211,8 @@ def check_target(node: Mapping[str, Any], key: str, own_keys: tuple[str, ...] = 
             raise ConfigError(
                 f"{key}.{name} is not a setting of {node['_target_']}: it takes {', '.join(named) or 'none'}"
             )
-        hint = hints.get(name, inspect.Parameter.empty)
-        if not fits(value, hint):
-            raise refused_type(f"{key}.{name}", value, hint, f"{node['_target_']} takes")
+        if name in hints and not fits(value, hints[name]):
+            raise refused_type(f"{key}.{name}", value, hints[name], f"{node['_target_']} takes")
         items = value if isinstance(value, list) else [value]
         for i, child in enumerate(items):
             if isinstance(child, Mapping) and "_target_" in child:

@@ -7,11 +7,13 @@ The networks declare theirs beside their code (``Config`` in each module of mnis
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal
 
 from mnist_lit.config.schema import setting
 from mnist_lit.errors import ConfigError
 
+Split = Literal["test", "val", "test_shifted"]  # what evaluate.py evaluates on
+Invert = Literal["auto", "always", "never"]  # predict inverts images with a light background: by their border
 FIGURE_IMAGES = 400  # the most images a report's figure shows: more would take minutes and gigabytes to draw
 
 
@@ -45,6 +47,14 @@ class TrainSettings:
     callbacks: Any = None
     logger: Any = None
     hydra: Any = None
+
+    def __post_init__(self) -> None:
+        name = self.run_name  # names one folder: not empty, no path separators, not . or ..
+        if not name or name in (".", "..") or "/" in name or "\\" in name:
+            raise ConfigError(
+                f"run_name={name!r} is not allowed: it names one folder of logs/runs/, so it must be a plain name "
+                "(letters, digits, _ - .), without / or \\"
+            )
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -84,7 +94,7 @@ class EvalSettings:
     run_dir: str | None = None
     ckpt_path: str | None = None
     ckpt_paths: list[str] | None = None
-    split: str = "test"
+    split: Split = "test"
     tta: bool = False
     report_dir: str | None = None
     misclassified: int = setting(low=1, high=FIGURE_IMAGES)
@@ -95,14 +105,21 @@ class EvalSettings:
 
 @dataclasses.dataclass(kw_only=True)
 class PredictSettings:
-    """conf/predict.yaml (``images`` is a path or a list of paths, checked when they are read)."""
+    """conf/predict.yaml (the files ``images`` names are checked when they are read)."""
 
     ckpt_path: str | None = None
-    invert: str = "auto"
+    images: str | list[str] | None = None  # an image file or a folder of images, or a list of them
+    invert: Invert = "auto"
     top_k: int = setting(low=1, high=10)
     min_confidence: float = setting(low=0, high=1)
     verbose: bool = False
     output: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.ckpt_path:
+            raise ConfigError("ckpt_path is missing: give ckpt_path=<run directory>/checkpoints/best.ckpt")
+        if not self.images:
+            raise ConfigError("images is missing: give images=<an image file, a folder of images, or [a.png,b.jpg]>")
 
 
 SERVE_BACKENDS = ("torch", "onnx")

@@ -15,6 +15,8 @@ KNOWN_WARNINGS = (
     r"The number of training batches \(\d+\) is smaller than the logging interval",
     # Under DDP: the epoch metrics are computed by torchmetrics, which reduces them across processes itself.
     r"It is recommended to use `self.log\('[^']+', \.\.\., sync_dist=True\)`",
+    # The run directory guard lets a run into a folder holding checkpoints only where they are its own (a resume).
+    r"Checkpoint directory .* exists and is not empty",
 )
 
 

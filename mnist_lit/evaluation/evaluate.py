@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import typing
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor
 
 from mnist_lit.checkpoints import load_checkpoint, load_classifier
-from mnist_lit.config.checks import check_eval_config
+from mnist_lit.config.schema import typed
+from mnist_lit.config.settings import EvalSettings, Split
 from mnist_lit.data.augment import shifted_images
 from mnist_lit.data.datamodule import ImageDataModule
 from mnist_lit.data.dataset import ImageSpec
@@ -28,7 +30,7 @@ from mnist_lit.io.readers import load_metrics, load_run_config
 log = logging.getLogger(__name__)
 
 # test_shifted: the official test images, each under a fixed, seeded shift, rotation, scale and stroke change.
-SPLITS = ("test", "val", "test_shifted")
+SPLITS = typing.get_args(Split)
 
 
 def locate_run(run_dir: str | None, ckpt_path: str | None) -> Run:
@@ -142,7 +144,7 @@ def ensemble_runs(ckpt_paths: list[str]) -> list[Run]:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate ``cfg.ckpt_path`` (or ``cfg.run_dir``'s best checkpoint, or ``cfg.ckpt_paths``) on ``cfg.split``."""
-    check_eval_config(cfg, SPLITS)
+    typed(cfg, EvalSettings, "", open_keys=True)
     ckpt_paths = cfg.get("ckpt_paths")
     if ckpt_paths:
         if cfg.run_dir or cfg.ckpt_path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import re
 import shutil
@@ -18,12 +19,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
 from filelock import FileLock, Timeout
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from mnist_lit.config.resolvers import resumed_run
@@ -38,6 +40,12 @@ LOCK_FILE = ".lock"  # held by the command writing into a run or sweep directory
 JOB_OUTPUTS = ("checkpoints", "metrics.json")
 # What a multirun leaves in its sweep directory.
 SWEEP_MARKERS = ("multirun.yaml", "summary.md", "summary.csv")
+LAST = "last"  # ckpt_path=last: the newest run of the same settings
+LAST_CHECKPOINT = Path("checkpoints", "last.ckpt")
+# Top-level keys that say where or how a run works, not what it trains: runs that differ only in these are one run.
+NOT_THE_RUN = ("ckpt_path", "paths", "threads", "keep_freed_memory", "evaluate_after_fit", "optimized_metric")
+
+log = logging.getLogger(__name__)
 
 
 def refuse_unwritable(key: str, directory: Path, shown: str) -> None:
@@ -62,28 +70,93 @@ def check_run_dir(run_dir: Path, shown: str, ckpt_path: str | None = None) -> No
         )
 
 
-def check_sweep_dir(sweep_dir: Path, shown: str) -> None:
-    """``sweep_dir`` must be writable and hold no earlier sweep."""
+def run_settings(config: DictConfig) -> dict[str, Any]:
+    """What defines a run: its settings as written (interpolations unresolved, so what Hydra gives each job, its
+    folder and launcher, stays out), without Hydra's own and those of ``NOT_THE_RUN``."""
+    values = OmegaConf.to_container(config, resolve=False)
+    return {key: value for key, value in values.items() if key not in ("hydra", *NOT_THE_RUN)}
+
+
+def holds_run_of(run_dir: Path, config: DictConfig) -> bool:
+    """Whether ``run_dir``'s ``.hydra/config.yaml`` (``save_run_config``'s) has the settings of ``config``."""
+    try:
+        saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException):
+        return False  # no saved config, or one that cannot be read: not a run of these settings
+    return isinstance(saved, DictConfig) and run_settings(saved) == run_settings(config)
+
+
+def resolve_last(config: DictConfig) -> None:
+    """``ckpt_path=last``: set ``ckpt_path`` to the ``last.ckpt`` of the newest run under ``<paths.log_dir>/runs``
+    with these settings (``run_settings``), before the run directory is chosen, so that the run resumes as with
+    that path given (the job's first lines name it)."""
+    if config.get("ckpt_path") != LAST:
+        return
+    if config.hydra.mode == RunMode.MULTIRUN:
+        raise ConfigError(
+            f"ckpt_path={LAST} is not allowed in a multirun: run the same command with hydra.sweep.dir=<the sweep's "
+            "folder> to go on with its jobs (each resumes from its own last.ckpt; finished jobs are kept)"
+        )
+    runs = Path(str(config.paths.log_dir)).expanduser().absolute() / "runs"
+    found = [ckpt.parents[1] for ckpt in runs.glob(f"**/{LAST_CHECKPOINT}") if holds_run_of(ckpt.parents[1], config)]
+    if not found:
+        raise ConfigError(
+            f"ckpt_path={LAST} found no run to resume: no folder under {runs} holds a {LAST_CHECKPOINT} and a "
+            f".hydra/config.yaml with this command's settings (all but {', '.join(NOT_THE_RUN)}). Leave ckpt_path out "
+            "to start a new run, or resume a run of other settings with ckpt_path=<run>/checkpoints/last.ckpt"
+        )
+    run = max(found, key=lambda run: (run / LAST_CHECKPOINT).stat().st_mtime_ns)
+    config.ckpt_path = str(run / LAST_CHECKPOINT)
+
+
+def earlier_overrides(sweep_dir: Path) -> list[str] | None:
+    """The command-line overrides of the sweep whose ``multirun.yaml`` (Hydra's) ``sweep_dir`` holds; None: none."""
+    try:
+        overrides = OmegaConf.select(OmegaConf.load(sweep_dir / "multirun.yaml"), "hydra.overrides.task")
+    except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException):
+        return None
+    return OmegaConf.to_container(overrides) if isinstance(overrides, ListConfig) else None
+
+
+def check_sweep_dir(sweep_dir: Path, shown: str, overrides: list[str] | None = None) -> bool:
+    """``sweep_dir`` must be writable and hold no earlier sweep, unless that sweep is this command's: its
+    ``multirun.yaml`` has these ``overrides`` (None: a sweeper that never goes on in place). True: it is."""
     refuse_unwritable("hydra.sweep.dir", sweep_dir, shown)
     if not sweep_dir.is_dir():
-        return
+        return False
     found = [name for name in SWEEP_MARKERS if (sweep_dir / name).exists()]
     found += sorted(p.name for p in sweep_dir.iterdir() if (p / ".hydra").is_dir())[:3]
-    if found:
-        raise ConfigError(
-            f"hydra.sweep.dir={shown} already holds an earlier sweep ({', '.join(found)}), which would be "
-            "overwritten: choose a new directory (the default is a new one per sweep)"
-        )
+    if not found:
+        return False
+    earlier = earlier_overrides(sweep_dir)
+    if overrides is not None and earlier == overrides:
+        return True
+    if overrides is None:
+        how = "an Optuna study resumes in a new directory: leave hydra.sweep.dir out"
+    else:
+        how = "or go on with that sweep by running its own command again"
+        how += f" (its overrides: {' '.join(earlier) or 'none'})" if earlier is not None else ""
+    raise ConfigError(
+        f"hydra.sweep.dir={shown} already holds an earlier sweep ({', '.join(found)}), which would be "
+        f"overwritten: choose a new directory (the default is a new one per sweep), {how}"
+    )
 
 
-def check_sweeper(config: DictConfig) -> None:
-    """The Optuna sweeper's settings (study, storage, search space), checked before the sweep directory is made."""
+def optuna_sweep(config: DictConfig) -> bool:
+    """Whether the multirun is the Optuna sweeper's, which resumes its study in a new sweep directory; the same
+    command of Hydra's basic sweeper again goes on in its sweep directory (``check_sweep_dir``)."""
     from hydra_plugins.mnist_lit_optuna_sweeper.config import SWEEPER_TARGET
 
-    if OmegaConf.select(config, "hydra.sweeper._target_", default=None) == SWEEPER_TARGET:
+    return OmegaConf.select(config, "hydra.sweeper._target_", default=None) == SWEEPER_TARGET
+
+
+def check_sweeper(config: DictConfig, check_job: Callable[[DictConfig], Any]) -> None:
+    """The Optuna sweeper's settings (study, storage, search space: each value its jobs can get, by
+    ``check_job``), checked before the sweep directory is made."""
+    if optuna_sweep(config):
         from hydra_plugins.mnist_lit_optuna_sweeper.optuna_sweeper import check_multirun
 
-        check_multirun(config)
+        check_multirun(config, check_job)
 
 
 def check_job_dirs(config: DictConfig, sweep_dir: Path) -> Path:
@@ -115,20 +188,24 @@ def check_job_dirs(config: DictConfig, sweep_dir: Path) -> Path:
 
 
 @contextlib.contextmanager
-def claimed_job_dir(job_dir: Path, sweep_dir: Path, ckpt_path: str | None = None) -> Iterator[None]:
-    """While a sweep's job runs: its folder is inside its sweep's, holds no other job's outputs, and is locked."""
+def claimed_job_dir(job_dir: Path, sweep_dir: Path, cfg: DictConfig) -> Iterator[bool]:
+    """While a sweep's job runs: its folder is inside its sweep's, holds no other job's outputs, and is locked.
+    Yields whether it holds this job's own outputs (its ``.hydra/config.yaml`` has the job's settings ``cfg``):
+    those of the same command run before in this sweep directory, which the job goes on with."""
     job, sweep = job_dir.resolve(), sweep_dir.resolve()
     if sweep not in job.parents:
         raise ConfigError(f"hydra.sweep.subdir puts this job's folder at {job}, outside hydra.sweep.dir={sweep}")
     lock = lock_directory(job, "hydra.sweep.subdir")
     try:
         found = [name for name in JOB_OUTPUTS if (job / name).exists()]
-        if found and resumed_run(ckpt_path) != job:
+        own = bool(found) and holds_run_of(job, cfg)
+        if found and not own and resumed_run(cfg.get("ckpt_path")) != job:
             raise ConfigError(
                 f"hydra.sweep.subdir: this job's folder {job} already holds another job's outputs "
-                f"({', '.join(found)}), which would be overwritten: include ${{hydra.job.num}} in hydra.sweep.subdir"
+                f"({', '.join(found)}) of other settings, which would be overwritten: include ${{hydra.job.num}} in "
+                "hydra.sweep.subdir, or choose a new hydra.sweep.dir"
             )
-        yield
+        yield own
     finally:
         lock.release()
 
@@ -217,12 +294,13 @@ class RunDirectoryGuard(Callback):
         self.made: Path | None = None  # the outermost folder this command made for its run
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if os.environ.get("LOCAL_RANK", "0") != "0":
-            return  # a DDP process that Lightning started inside the run that rank 0 has claimed
         fail_closed(lambda: self.claim_run(config))
 
     def claim_run(self, config: DictConfig) -> None:
-        """Check the run directory, then make and lock it."""
+        """Find the run that ``ckpt_path=last`` resumes; check the run directory, then make and lock it."""
+        resolve_last(config)
+        if os.environ.get("LOCAL_RANK", "0") != "0":
+            return  # a DDP process that Lightning started inside the run that rank 0 has claimed
         try:
             shown = str(config.hydra.run.dir)
         except OmegaConfBaseException as e:
@@ -255,19 +333,22 @@ class RunDirectoryGuard(Callback):
         fail_closed(lambda: self.claim_sweep(config))
 
     def claim_sweep(self, config: DictConfig) -> None:
-        """Check the sweeper, the job folders, the settings the jobs share and the sweep directory, then make and
+        """Check the job folders, the settings the jobs share, the sweeper and the sweep directory, then make and
         lock the directory."""
+        resolve_last(config)  # refused: a sweep goes on through its own directory
         shown = str(config.hydra.sweep.dir)
         sweep_dir = Path(os.path.normpath(Path(shown).expanduser().absolute()))
-        check_sweeper(config)
         first_job = check_job_dirs(config, sweep_dir)
         from mnist_lit.config.checks import check_config  # here: it loads torch, which a refused sweep need not
 
         check_config(as_job(config, first_job))  # the settings every job shares (each job checks its own)
-        check_sweep_dir(sweep_dir, shown)
+        check_sweeper(config, lambda job: check_config(as_job(job, first_job)))
+        overrides = None if optuna_sweep(config) else OmegaConf.to_container(config.hydra.overrides.task)
+        check_sweep_dir(sweep_dir, shown, overrides)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         self.lock = lock_directory(sweep_dir, "hydra.sweep.dir")
-        check_sweep_dir(sweep_dir, shown)
+        if check_sweep_dir(sweep_dir, shown, overrides):
+            log.info("Going on with the sweep in %s: finished jobs are kept, the others resume or start", sweep_dir)
 
     def __getstate__(self) -> dict[str, Any]:
         # Launchers pickle Hydra's callbacks for their job processes; a lock belongs to the process that took it.

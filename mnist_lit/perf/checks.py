@@ -36,6 +36,9 @@ def is_fast_module(cfg: DictConfig) -> bool:
 
 def check_fast_config(cfg: DictConfig) -> None:
     """Refuse Trainer flags and callbacks that the fast path cannot honour; raises ConfigError."""
+    steps = OmegaConf.select(cfg, "data.steps_per_fetch")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ConfigError(f"data.steps_per_fetch={steps!r} is not allowed: it must be an integer in [1, inf)")
     trainer = cfg.get("trainer") or {}
     clip = trainer.get("gradient_clip_val")
     if clip not in (None, 0, 0.0):

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from mnist_lit.errors import UserError, exit_with, report
 from mnist_lit.interrupts import when_interrupted
 from mnist_lit.io.atomic import write_text
-from mnist_lit.io.run_dir import job_error
+from mnist_lit.io.run_dir import job_error, optuna_sweep
 from mnist_lit.sweeps.summary import ERROR_FILE, Job, describe, differing_keys, label, write_summary
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,9 @@ class SweepSummaryCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
-        when_interrupted(lambda line: self.interrupted(sweep_dir, line))
+        # An Optuna study resumes in a new sweep directory (its sweeper says so); a grid sweep goes on in its own.
+        again = "" if optuna_sweep(config) else f"hydra.sweep.dir={sweep_dir}"
+        when_interrupted(lambda line: self.interrupted(sweep_dir, line, again))
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if config.hydra.mode != RunMode.MULTIRUN:
@@ -64,13 +66,20 @@ class SweepSummaryCallback(Callback):
             log.info("Best of %d: %s (%s) val/acc %.4f", len(jobs), label(best), describe(best, keys), val_acc)
         failed = len(jobs) - len(done)
         log.info("Sweep summary (%d failed): %s", failed, sweep_dir / "summary.md")
+        here = [j for j in jobs if j.path is not None and sweep_dir.resolve() in j.path.resolve().parents]
+        if here and all(j.status == "failed" for j in here):  # an Optuna sweep goes on past failed trials
+            exit_with(
+                f"every job of this sweep failed, {len(here)} of {len(here)} ({label(here[0])}: {here[0].error}): "
+                f"see {sweep_dir / 'summary.md'}"
+            )
         if failed and config.hydra.sweeper.get("_target_") == BASIC_SWEEPER:
             exit_with(f"{failed} of the sweep's {len(jobs)} jobs failed: {sweep_dir / 'summary.md'} lists each error")
 
     @classmethod
-    def interrupted(cls, sweep_dir: Path, line: str) -> str:
+    def interrupted(cls, sweep_dir: Path, line: str, again: str = "") -> str:
         """Once Ctrl-C or SIGTERM has stopped the multirun: each job it left unfinished gets ``line`` as its
-        error.txt (the summary lists it as failed with that line), and the summary is written; what to say."""
+        error.txt (the summary lists it as failed with that line), and the summary is written; what to say
+        (``again``: the override with which the same command goes on with the sweep)."""
         jobs_left = [
             job_dir
             for job_dir in sorted(p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml"))
@@ -86,9 +95,10 @@ class SweepSummaryCallback(Callback):
                 "writes it, listing the unfinished jobs as failed"
             )
         stopped = ", ".join(d.name for d in jobs_left) or "none"
+        go_on = f"; the same command with {again} goes on with the jobs not finished" if again else ""
         return (
             f"{sweep_dir / 'summary.md'} lists the {len(jobs)} jobs that started, with {stopped} as interrupted "
-            "(the jobs not started are not in it)"
+            f"(the jobs not started are not in it){go_on}"
         )
 
     @staticmethod

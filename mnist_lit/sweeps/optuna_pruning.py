@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 class OptunaPruning(L.Callback):
     """Reports ``monitor`` to an Optuna trial after each validation (step = the epoch, from 1); stops a pruned fit.
 
-    Only public Optuna API: ``Trial.report``, ``Trial.should_prune``, ``Trial.set_user_attr``. Under DDP
-    rank 0 reports and decides, and every rank stops.
+    ``trial`` is the sweeper's ``JobTrial`` (``report``, ``should_prune``, ``set_user_attr``, as an Optuna
+    ``Trial`` has them). Under DDP rank 0 reports and decides, and every rank stops.
     """
 
     def __init__(self, trial: Any, monitor: str, pruner: str) -> None:

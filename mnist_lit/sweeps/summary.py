@@ -156,9 +156,11 @@ def trial_status(trial: Any) -> tuple[str, str | None]:
     return "failed", attrs.get("error") or "interrupted: its command stopped before the job ended"
 
 
-def study_jobs(study: tuple[str, str], seen: set[int], sweep_dir: Path, finished: bool) -> list[Job]:
-    """The study's trials that are not jobs of ``sweep_dir``: read from the job directory each records, if any."""
+def study_jobs(study: tuple[str, str], seen: dict[int, Job], sweep_dir: Path, finished: bool) -> list[Job]:
+    """The study's trials that are not jobs of ``sweep_dir`` (``seen``): read from the job directory each records,
+    if any. A job of ``seen`` that ended but whose trial failed (the job returned no value to optimise) is failed."""
     import optuna
+    from optuna.trial import TrialState
 
     from hydra_plugins.mnist_lit_optuna_sweeper.study import open_storage, study_exists
 
@@ -172,6 +174,8 @@ def study_jobs(study: tuple[str, str], seen: set[int], sweep_dir: Path, finished
     jobs = []
     for trial in optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False):
         if trial.number in seen:
+            if seen[trial.number].status == "ok" and trial.state == TrialState.FAIL:
+                seen[trial.number].status, seen[trial.number].error = trial_status(trial)
             continue
         job_dir = Path(trial.user_attrs.get("job_dir") or sweep_dir / "-")
         if (job_dir / ".hydra" / "overrides.yaml").is_file():
@@ -194,7 +198,7 @@ def read_sweep(sweep_dir: Path, finished: bool = True) -> list[Job]:
     jobs = [read_job(d, finished) for d in job_dirs if d != sweep_dir]
     study = next((j.study for j in jobs if j.study is not None), None)
     if study is not None:
-        jobs += study_jobs(study, {j.trial for j in jobs if j.trial is not None}, sweep_dir, finished)
+        jobs += study_jobs(study, {j.trial: j for j in jobs if j.trial is not None}, sweep_dir, finished)
     done = [j for j in jobs if j.status == "ok"]
     # Ties go to the smaller network, then to the higher test accuracy.
     done.sort(key=lambda j: (-j.val_acc, j.figures.get("parameters") or 0, -(j.figures.get("test/acc") or 0)))

@@ -77,7 +77,7 @@ def run_without_checkpoints(evaluated_run: dict, tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     "values, expected",
     [
-        ({"split": "foo"}, "split='foo' is not allowed: choose one of test, val"),
+        ({"split": "foo"}, "split='foo' is not allowed: it must be one of 'test', 'val'"),
         ({"run_dir": None}, "run_dir and ckpt_path are both missing"),
         ({"misclassified": 0}, "misclassified=0 is not allowed"),
         ({"run_dir": "{bare}"}, "has no checkpoints/best.ckpt"),
@@ -170,7 +170,7 @@ def test_the_report_shows_augmented_samples_only_for_augmented_runs(runs, tmp_pa
         ({"ckpt_paths": ["ONE"]}, "give two or more checkpoints"),
         ({"ckpt_paths": ["ONE", "TWO"], "run_dir": "RUN"}, "ckpt_paths is an ensemble of its own"),
         ({"run_dir": "RUN", "tta": "maybe"}, "tta='maybe' is not allowed: it must be true or false"),
-        ({"run_dir": "RUN", "split": "shifted"}, "choose one of test, val, test_shifted"),
+        ({"run_dir": "RUN", "split": "shifted"}, "it must be one of 'test', 'val', 'test_shifted'"),
     ],
 )
 def test_bad_ensemble_and_tta_input_is_rejected(runs, values, expected):
