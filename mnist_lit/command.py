@@ -26,10 +26,13 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import hydra
+from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.errors import OverrideParseException
+from hydra.core.override_parser.types import Override
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
+from omegaconf.errors import OmegaConfBaseException
 
 from mnist_lit.config import resolvers
 from mnist_lit.errors import ConfigError, UserError, exit_with, not_utf8
@@ -39,6 +42,8 @@ from mnist_lit.io.atomic import name_error
 F = TypeVar("F", bound=Callable[..., Any])
 CONF = resolvers.PROJECT_ROOT / "conf"
 GRAMMAR = "https://hydra.cc/docs/advanced/override_grammar/basic/"
+# Hydra's flags that choose another config than the command's own
+CONFIG_FLAGS = ("--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd")
 
 
 def left_to_hydra() -> bool:
@@ -93,9 +98,10 @@ def own_output() -> None:
             setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115  (open for as long as the command runs)
 
 
-def check_command_line(argv: list[str], overrides: bool) -> None:
+def check_command_line(argv: list[str], config: str | None) -> None:
     """The working directory and the command line in UTF-8 (the names a command prints and writes must be text), and
-    (``overrides``: Hydra's) each override one that Hydra's grammar reads; ConfigError otherwise."""
+    (``config``: the command's Hydra config) each override one that Hydra's grammar reads, each group's option one
+    that the group has; ConfigError otherwise."""
     cwd = not_utf8(os.getcwd())
     if cwd is not None:
         raise ConfigError(
@@ -109,20 +115,21 @@ def check_command_line(argv: list[str], overrides: bool) -> None:
                 f"{shown} is not allowed: it is not UTF-8 text, and the names this command prints and writes must "
                 "be. Rename the file or folder"
             )
-    if overrides:
-        check_overrides(argv)
+    if config is not None:
+        check_options(config, argv, check_overrides(argv))
 
 
-def check_overrides(arguments: list[str]) -> None:
+def check_overrides(arguments: list[str]) -> list[Override]:
     """The command line's overrides (``key=value``, sweeps such as ``choice(...)`` included) read by Hydra's
     grammar before Hydra reads them (its own account is a block of text): ConfigError for one it cannot read, with
-    Hydra's reason where a sweep expression is wrong, or else how to quote the value."""
+    Hydra's reason where a sweep expression is wrong, or else how to quote the value. Returns them, parsed."""
     parser = OverridesParser.create()
+    parsed = []
     for arg in arguments:
         if "=" not in arg or arg.startswith("-"):
             continue  # Hydra's own flags (-m, --cfg job, ...)
         try:
-            parser.parse_overrides([arg])
+            parsed += parser.parse_overrides([arg])
         except OverrideParseException as e:
             key, _, value = arg.partition("=")
             why = str(e.__cause__)  # a sweep expression that Hydra reads but refuses: choice(), interval(0.5)
@@ -132,6 +139,34 @@ def check_overrides(arguments: list[str]) -> None:
                     f"inside the shell's: '{key}=\"{value}\"'"
                 )
             raise ConfigError(f"{arg} cannot be read: {why} ({GRAMMAR})") from None
+    return parsed
+
+
+def unknown_option(error: MissingConfigException) -> ConfigError | None:
+    """Hydra's account of a config group given an option it does not have (a block of text that lists the group's
+    options) as the one line that names them; None for another missing config."""
+    if not error.options or not error.missing_cfg_file:
+        return None
+    group, _, option = error.missing_cfg_file.rpartition("/")
+    return ConfigError(f"{group}={option} is not allowed: choose one of {', '.join(error.options)}")
+
+
+def check_options(config: str, argv: list[str], overrides: list[Override]) -> None:
+    """Each ``group=option`` of the command line names an option of its group: conf/<``config``>.yaml composed as
+    Hydra composes it, with the command line's overrides except its sweeps (each sweeper checks its own values).
+    ConfigError for an unknown option; any other error is left to Hydra, which composes the same config next."""
+    if not overrides or any(arg.split("=")[0] in CONFIG_FLAGS for arg in argv):
+        return  # nothing to compose, or another config than the command's own: Hydra reads it
+    lines = [o.input_line for o in overrides if not o.is_sweep_override() and o.input_line]
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            compose(config, lines, return_hydra_config=True)
+    except MissingConfigException as e:
+        refusal = unknown_option(e)
+        if refusal is not None:
+            raise refusal from None
+    except (HydraException, OmegaConfBaseException):
+        pass
 
 
 def command(interrupted: str, config: str | None = None) -> Callable[[F], F]:
@@ -164,7 +199,7 @@ def command(interrupted: str, config: str | None = None) -> Callable[[F], F]:
             if not args and not kwargs:  # the command line's, which Hydra or argparse reads next
                 own_output()
                 try:
-                    check_command_line(sys.argv[1:], overrides=config is not None)
+                    check_command_line(sys.argv[1:], config)
                 except ConfigError as e:
                     exit_with(e)
             return run(*args, **kwargs)

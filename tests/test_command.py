@@ -61,7 +61,7 @@ def test_each_command_does_its_work_in_a_fresh_interpreter(synthetic, trained, t
     assert "2 jobs: 2 finished, 0 failed" in (sweep / "summary.md").read_text()
 
 
-@pytest.mark.parametrize("command", ["train.py", "evaluate.py", "mnist_lit.predict"])
+@pytest.mark.parametrize("command", ["train.py", "evaluate.py", "mnist_lit.predict", "mnist_lit.serve"])
 def test_a_reader_that_has_gone_ends_the_command_quietly(command):
     """``python train.py --help | head -1``: the reader of stdout goes first, and the command ends as Unix tools do."""
     read, write = os.pipe()
@@ -102,3 +102,21 @@ def test_what_hydra_or_the_outputs_cannot_take_is_refused_saying_what_to_do(tmp_
         assert "dir: run dir ü" in done.stdout
     else:
         assert_refused(done, expected)
+
+
+@pytest.mark.parametrize(
+    "command, args, expected",
+    [
+        ("mnist_lit.serve", [os.fsdecode(b"ckpt_path=q\xff.ckpt")], "ckpt_path=q\\xff.ckpt is not allowed: it is not"),
+        ("train.py", ["model=nosuch"], "model=nosuch is not allowed: choose one of cnn, lenet5, mlp"),
+        (
+            "train.py",
+            ["-m", "hparams_search=cnn_optuna_quick", "hydra/sweeper/sampler=bogus"],
+            "hydra/sweeper/sampler=bogus is not allowed: choose one of grid, nsgaii, random, tpe",
+        ),
+    ],
+)
+def test_what_the_command_line_names_wrongly_is_refused_in_one_line(tmp_path, monkeypatch, command, args, expected):
+    monkeypatch.chdir(tmp_path)
+    assert_refused(run_cli(command, *args, check=False), expected)
+    assert list(tmp_path.iterdir()) == []

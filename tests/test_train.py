@@ -155,7 +155,7 @@ def test_ckpt_path_last_without_a_run_of_these_settings_is_refused_leaving_nothi
     [
         (["model=cnn", "model.kernel_size=9", "model.blocks=3"], "model.kernel_size=9 with model.blocks=3"),
         (["optimizer.lr=-1"], "optimizer.lr=-1"),
-        (["model=transformer"], "Could not find 'model/transformer'"),
+        (["model=transformer"], "model=transformer is not allowed: choose one of cnn, lenet5, mlp"),
         (["model.nonsense=3"], "nonsense"),
         (["keep_freed_memory=sometimes"], "keep_freed_memory='sometimes' is not allowed: it must be true or false"),
     ],

@@ -22,7 +22,8 @@ from mnist_lit.sweeps.summary import ERROR_FILE, Job, describe, differing_keys, 
 log = logging.getLogger(__name__)
 # Hydra's own sweeper, the grid of the command line's values: it raises a failed job's exception once its batch is
 # done, a traceback that would end the sweep. A job refused for its own values returns its UserError instead
-# (mnist_lit.command); it is recorded as failed here, the other jobs run, and the sweep ends with one line.
+# (mnist_lit.command). With either sweeper, a refused job is recorded as failed here in one line, the other jobs
+# run, and a sweep with a failed job ends with one line and status 2.
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
@@ -72,8 +73,10 @@ class SweepSummaryCallback(Callback):
                 f"every job of this sweep failed, {len(here)} of {len(here)} ({label(here[0])}: {here[0].error}): "
                 f"see {sweep_dir / 'summary.md'}"
             )
-        if failed and config.hydra.sweeper.get("_target_") == BASIC_SWEEPER:
-            exit_with(f"{failed} of the sweep's {len(jobs)} jobs failed: {sweep_dir / 'summary.md'} lists each error")
+        lost = [j for j in here if j.status == "failed"]  # a shared study's other trials are not this sweep's
+        if lost:
+            summary = sweep_dir / "summary.md"
+            exit_with(f"{len(lost)} of the sweep's {len(here)} jobs failed: {summary} lists each error")
 
     @classmethod
     def interrupted(cls, sweep_dir: Path, line: str, again: str = "") -> str:
