@@ -6,7 +6,8 @@ Ctrl-C and SIGTERM end in one line saying what was kept (mnist_lit.interrupts). 
 Hydra instead where Hydra deals with it: in a multirun Hydra records that job as failed and the sweep goes on
 (SystemExit would end the sweep; Hydra's grid sweeper gets the error as the job's return value, see
 mnist_lit.sweeps.callbacks); a run with a run directory guard (train.py) is ended by the guard, which first
-removes the folders the refused run made (mnist_lit.io.run_dir).
+removes the folders the refused run made (mnist_lit.io.run_dir). What Hydra cannot compose (an option that no
+config group has, an override it cannot apply) is bad input too: one ``Error:`` line, exit status 2.
 
 Before Hydra reads the command line: a closed stdout or stderr (``>&-``) becomes /dev/null, a reader of stdout
 that has gone (``| head``) ends the command quietly, and what Hydra or the outputs cannot take is refused in one
@@ -26,13 +27,10 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import hydra
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override
-from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from hydra.errors import CompactHydraException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
-from omegaconf.errors import OmegaConfBaseException
 
 from mnist_lit.config import resolvers
 from mnist_lit.errors import ConfigError, UserError, exit_with, not_utf8
@@ -42,8 +40,11 @@ from mnist_lit.io.atomic import name_error
 F = TypeVar("F", bound=Callable[..., Any])
 CONF = resolvers.PROJECT_ROOT / "conf"
 GRAMMAR = "https://hydra.cc/docs/advanced/override_grammar/basic/"
-# Hydra's flags that choose another config than the command's own
-CONFIG_FLAGS = ("--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd")
+# Hydra's documented switch: what it cannot compose is raised, not printed as a block of text and exit status 1.
+# Set (where the user has not) until a single run's job starts, so that the run's own errors show as Hydra shows
+# them; a sweep's failed job (which Hydra raises once its batch is done) ends the sweep like bad input.
+FULL_ERROR = "HYDRA_FULL_ERROR"
+raised_until_job: list[bool] = []  # whether this process set FULL_ERROR
 
 
 def left_to_hydra() -> bool:
@@ -98,10 +99,9 @@ def own_output() -> None:
             setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115  (open for as long as the command runs)
 
 
-def check_command_line(argv: list[str], config: str | None) -> None:
+def check_command_line(argv: list[str], overrides: bool) -> None:
     """The working directory and the command line in UTF-8 (the names a command prints and writes must be text), and
-    (``config``: the command's Hydra config) each override one that Hydra's grammar reads, each group's option one
-    that the group has; ConfigError otherwise."""
+    (``overrides``: Hydra's) each override one that Hydra's grammar reads and applies; ConfigError otherwise."""
     cwd = not_utf8(os.getcwd())
     if cwd is not None:
         raise ConfigError(
@@ -115,21 +115,21 @@ def check_command_line(argv: list[str], config: str | None) -> None:
                 f"{shown} is not allowed: it is not UTF-8 text, and the names this command prints and writes must "
                 "be. Rename the file or folder"
             )
-    if config is not None:
-        check_options(config, argv, check_overrides(argv))
+    if overrides:
+        check_overrides(argv)
 
 
-def check_overrides(arguments: list[str]) -> list[Override]:
+def check_overrides(arguments: list[str]) -> None:
     """The command line's overrides (``key=value``, sweeps such as ``choice(...)`` included) read by Hydra's
     grammar before Hydra reads them (its own account is a block of text): ConfigError for one it cannot read, with
-    Hydra's reason where a sweep expression is wrong, or else how to quote the value. Returns them, parsed."""
+    Hydra's reason where a sweep expression is wrong, or else how to quote the value; so for ``group=null``, which
+    Hydra cannot apply to a config group (it fails with a traceback)."""
     parser = OverridesParser.create()
-    parsed = []
     for arg in arguments:
         if "=" not in arg or arg.startswith("-"):
             continue  # Hydra's own flags (-m, --cfg job, ...)
         try:
-            parsed += parser.parse_overrides([arg])
+            (override,) = parser.parse_overrides([arg])
         except OverrideParseException as e:
             key, _, value = arg.partition("=")
             why = str(e.__cause__)  # a sweep expression that Hydra reads but refuses: choice(), interval(0.5)
@@ -139,34 +139,49 @@ def check_overrides(arguments: list[str]) -> list[Override]:
                     f"inside the shell's: '{key}=\"{value}\"'"
                 )
             raise ConfigError(f"{arg} cannot be read: {why} ({GRAMMAR})") from None
-    return parsed
+        group = override.key_or_group
+        if not override.is_delete() and override.value() is None and (CONF / group).is_dir():
+            raise ConfigError(f"{arg} is not allowed: a config group is left out with ~{group} (or {group}=[])")
 
 
-def unknown_option(error: MissingConfigException) -> ConfigError | None:
-    """Hydra's account of a config group given an option it does not have (a block of text that lists the group's
-    options) as the one line that names them; None for another missing config."""
-    if not error.options or not error.missing_cfg_file:
-        return None
-    group, _, option = error.missing_cfg_file.rpartition("/")
-    return ConfigError(f"{group}={option} is not allowed: choose one of {', '.join(error.options)}")
+def errors_as_set() -> None:
+    """Hydra goes back to showing errors as the user set it to."""
+    if raised_until_job:
+        raised_until_job.clear()
+        os.environ.pop(FULL_ERROR, None)
 
 
-def check_options(config: str, argv: list[str], overrides: list[Override]) -> None:
-    """Each ``group=option`` of the command line names an option of its group: conf/<``config``>.yaml composed as
-    Hydra composes it, with the command line's overrides except its sweeps (each sweeper checks its own values).
-    ConfigError for an unknown option; any other error is left to Hydra, which composes the same config next."""
-    if not overrides or any(arg.split("=")[0] in CONFIG_FLAGS for arg in argv):
-        return  # nothing to compose, or another config than the command's own: Hydra reads it
-    lines = [o.input_line for o in overrides if not o.is_sweep_override() and o.input_line]
-    try:
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            compose(config, lines, return_hydra_config=True)
-    except MissingConfigException as e:
-        refusal = unknown_option(e)
-        if refusal is not None:
-            raise refusal from None
-    except (HydraException, OmegaConfBaseException):
-        pass
+def composition_error(e: CompactHydraException) -> ConfigError:
+    """What Hydra could not compose, in one line; for an option that a config group does not have, the key, the
+    value and the options it has. (The command line's grammar is ``check_overrides``'.)"""
+    text = " ".join(line.strip() for line in str(e).split("\n\n")[0].splitlines() if line.strip())
+    missing = e.missing_cfg_file if isinstance(e, MissingConfigException) else None
+    if missing and "/" in missing:
+        group, _, name = missing.rpartition("/")
+        options = e.options or sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+        return ConfigError(f"{group}={name} is not allowed: choose from {', '.join(options)} ({text})")
+    return ConfigError(text)
+
+
+def composed_or_refused(hydra_main: Callable[..., Any]) -> Callable[..., Any]:
+    """``hydra_main`` (a ``hydra.main`` function), with what Hydra cannot compose from the command line ending in
+    one ``Error:`` line (what it cannot read is ``check_command_line``'s, before)."""
+
+    @functools.wraps(hydra_main)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if args or kwargs:  # a config given to the function: Hydra composes none
+            return hydra_main(*args, **kwargs)
+        try:
+            if FULL_ERROR not in os.environ:
+                os.environ[FULL_ERROR] = "1"
+                raised_until_job.append(True)
+            return hydra_main()
+        except (CompactHydraException, UserError) as e:  # a UserError here: a parallel sweep's failed job
+            exit_with(composition_error(e) if isinstance(e, CompactHydraException) else e)
+        finally:
+            errors_as_set()
+
+    return run
 
 
 def command(interrupted: str, config: str | None = None) -> Callable[[F], F]:
@@ -176,6 +191,8 @@ def command(interrupted: str, config: str | None = None) -> Callable[[F], F]:
     def wrap(main: F) -> F:
         @functools.wraps(main)  # Hydra names the job and its log file after ``main``'s own file
         def run(*args: Any, **kwargs: Any) -> Any:
+            if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN:
+                errors_as_set()  # a single run's config is composed
             try:
                 try:
                     return main(*args, **kwargs)
@@ -192,14 +209,14 @@ def command(interrupted: str, config: str | None = None) -> Callable[[F], F]:
                 raise
 
         if config is not None:
-            run = hydra.main(version_base="1.3", config_path=str(CONF), config_name=config)(run)
+            run = composed_or_refused(hydra.main(version_base="1.3", config_path=str(CONF), config_name=config)(run))
 
         @functools.wraps(run)
         def started(*args: Any, **kwargs: Any) -> Any:
             if not args and not kwargs:  # the command line's, which Hydra or argparse reads next
                 own_output()
                 try:
-                    check_command_line(sys.argv[1:], config)
+                    check_command_line(sys.argv[1:], overrides=config is not None)
                 except ConfigError as e:
                     exit_with(e)
             return run(*args, **kwargs)

@@ -57,8 +57,9 @@ class EpochHistory(L.Callback):
         if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
             return
         record = self.record(trainer.current_epoch + 1)
-        if isinstance(trainer.logger, CurvesLogger) and "val/loss" in trainer.logger.steps:
-            record["step"] = trainer.logger.steps["val/loss"]  # where TensorBoard plots this validation
+        curves = next((logger for logger in trainer.loggers if isinstance(logger, CurvesLogger)), None)
+        if curves is not None and "val/loss" in curves.steps:
+            record["step"] = curves.steps["val/loss"]  # where the loggers plot this validation
         record.update(logged(trainer, "val"))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -90,7 +90,7 @@ class DigitClassifier(L.LightningModule):
         data: dict[str, Any] | None = None,
     ):
         super().__init__()
-        self.save_hyperparameters(logger=False)  # the full config goes to TensorBoard from training.py
+        self.save_hyperparameters(logger=False)  # the loggers get the run's describing keys from training.py
         self.spec = checkpoint_spec(dataset, data)
         self.net = build_network(model, self.spec.input_shape, self.spec.num_classes)
         if model.get("compile"):

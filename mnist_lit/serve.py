@@ -184,11 +184,14 @@ class DigitAPI(ls.LitAPI):
         self.settings, self.classes = settings, classes
 
     def setup(self, device: str) -> None:
+        torch.set_num_threads(self.settings.threads)
         if self.settings.backend == "onnx":
             import onnxruntime
 
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = self.settings.threads
             path = str(Path(self.settings.onnx_path).expanduser())
-            self.session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+            self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         else:
             self.model = load_classifier(self.settings.ckpt_path, device).eval()
 
@@ -303,6 +306,7 @@ def make_server(cfg: DictConfig, api_class: type[DigitAPI] = DigitAPI) -> tuple[
         middlewares=[gate],
         callbacks=[Announce(line)],
         disable_openapi_url=True,
+        fast_queue=True,  # ZeroMQ between the HTTP server and the inference worker, not a Manager's queues
     )
     return server, settings
 

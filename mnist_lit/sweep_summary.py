@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     with explained(f"{kept}: run the command again to bring them all up to date"):
         summary.write_summary(sweep_dir)
     print((sweep_dir / "summary.md").read_text(), end="")
-    print(f"\nWritten: {', '.join(str(sweep_dir / name) for name in summary.SUMMARY_FILES)}")
+    written = [*summary.SUMMARY_FILES, *([summary.FOLDS_FILE] if (sweep_dir / summary.FOLDS_FILE).exists() else [])]
+    print(f"\nWritten: {', '.join(str(sweep_dir / name) for name in written)}")
     return 0
 
 

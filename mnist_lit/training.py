@@ -24,7 +24,13 @@ from omegaconf import DictConfig
 from mnist_lit.config.checks import check_config, command_config
 from mnist_lit.config.schema import built_or_refused, plain
 from mnist_lit.display.progress import latest_checkpoint
-from mnist_lit.display.tensorboard import EVENT_FILES, sweep_params, write_curves_layout, write_run_summary
+from mnist_lit.display.tensorboard import (
+    EVENT_FILES,
+    run_hparams,
+    sweep_params,
+    write_curves_layout,
+    write_run_summary,
+)
 from mnist_lit.display.terminal import quiet_lightning
 from mnist_lit.evaluation.evaluate import evaluate
 from mnist_lit.history import EpochHistory
@@ -32,6 +38,7 @@ from mnist_lit.interrupts import explained, raise_pending, terminate
 from mnist_lit.io.atomic import library_writes, write_text
 from mnist_lit.io.readers import load_metrics
 from mnist_lit.io.run_dir import LAST_CHECKPOINT, claimed_job_dir, save_run_config
+from mnist_lit.loggers import built_logger, log_hyperparameters, log_run_files
 from mnist_lit.models.base import count_parameters, flops_per_image
 from mnist_lit.precision import AUTO, precision_for
 from mnist_lit.process.memory import configure_process
@@ -45,6 +52,11 @@ log = logging.getLogger(__name__)
 
 def find_callback(trainer: L.Trainer, kind: type) -> Any:
     return next((cb for cb in trainer.callbacks if isinstance(cb, kind)), None)
+
+
+def tensorboards(trainer: L.Trainer) -> list[TensorBoardLogger]:
+    """The trainer's TensorBoard loggers (logger=[...] may hold one among others)."""
+    return [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
 
 
 def build(
@@ -70,15 +82,17 @@ def build(
         for name, node in cfg.callbacks.items()
         if node is not None
     ] + list(extra_callbacks)
-    logger = (
-        built_or_refused("logger", cfg.logger._target_, lambda: instantiate(cfg.logger)) if cfg.get("logger") else False
-    )
+    # logger=[tensorboard,csv,mlflow]: one node each under logger (none: logger=[]); Lightning logs to each at the
+    # same steps
+    loggers = [
+        built_logger(f"logger.{name}", node) for name, node in (cfg.get("logger") or {}).items() if node is not None
+    ]
     # trainer.precision=auto is this project's, not Lightning's: it becomes a precision for this machine
     precision = precision_for(cfg).precision
     trainer = built_or_refused(
         "trainer",
         cfg.trainer._target_,
-        lambda: instantiate(cfg.trainer, callbacks=callbacks, logger=logger, precision=precision),
+        lambda: instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=precision),
     )
     return datamodule, model, trainer
 
@@ -199,8 +213,9 @@ def fit_and_test(
             log.warning("Warning: %s", precision.warning)
         if cfg.get("ckpt_path"):
             log.info("Resuming from %s", cfg.ckpt_path)
-        if isinstance(trainer.logger, TensorBoardLogger):
-            write_curves_layout(Path(trainer.logger.log_dir))
+        for logger in tensorboards(trainer):
+            write_curves_layout(Path(logger.log_dir))
+        log_hyperparameters(trainer.loggers, run_hparams(cfg, sweep_params(hydra_cfg)))
 
     started = time.perf_counter()
     with trainer_call():  # Lightning stops after the current batch; ResumeHint names the checkpoint to resume
@@ -251,11 +266,17 @@ def fit_and_test(
         if trainer.is_global_zero:
             write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
             written.append(run_dir / "metrics.json")
-            if isinstance(trainer.logger, TensorBoardLogger):
-                write_run_summary(Path(trainer.logger.log_dir), cfg, sweep_params(hydra_cfg), metrics)
-            if cfg.get("evaluate_after_fit") and test:
+            for logger in tensorboards(trainer):
+                write_run_summary(Path(logger.log_dir), cfg, sweep_params(hydra_cfg), metrics)
+            evaluated = bool(cfg.get("evaluate_after_fit") and test)
+            if evaluated:
                 # The same report as python evaluate.py run_dir=<this run>: best.ckpt on the test split.
                 evaluate(command_config("eval", run_dir=str(run_dir)))
+            # MLflow's copies, in the run directory's layout; metrics.json and the report stay what counts
+            files = {"metrics.json": run_dir / "metrics.json", **({"report": run_dir / "report"} if evaluated else {})}
+            if best_path:
+                files[f"checkpoints/{Path(best_path).name}"] = Path(best_path)
+            log_run_files(trainer.loggers, files)
             acc = metrics["test/acc"]
             shown = f"test/acc {acc:.4f}" if acc is not None else f"no test ({metrics['stop_reason']})"
             log.info("Run directory: %s  %s", run_dir, shown)

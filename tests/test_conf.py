@@ -1,5 +1,6 @@
 """The configs in conf/ as Hydra composes them: every preset passes the checks (and cnn_best_ema trains as its
-comment says), the sweep presets' grids and Optuna settings, the SLURM preset's sbatch script."""
+comment says), the sweep presets' grids and Optuna settings, cross-validation's folds, the SLURM preset's sbatch
+script."""
 
 from __future__ import annotations
 
@@ -45,6 +46,14 @@ def test_optuna_presets_maximise_validation_accuracy_with_a_seeded_tpe(preset, t
         composed(f"hparams_search={preset}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2").hydra.sweeper.n_jobs
         == 2
     )
+
+
+@pytest.mark.parametrize("data", ["mnist", "fashion_mnist", "image_folder", "csv"])
+def test_cv_kfold_sweeps_every_fold_and_every_data_set_takes_them(data):
+    cfg = composed(f"data={data}", "cv=kfold", "cv.folds=4", "cv.fold=3")
+    assert (cfg.data.folds, cfg.data.fold) == (4, 3)
+    assert cfg.hydra.sweeper.params["cv.fold"] == "range(0,4)"  # -m runs folds 0..3
+    assert (composed(f"data={data}").data.folds, composed(f"data={data}").data.fold) == (None, 0)  # cv=null
 
 
 def test_slurm_preset_makes_a_valid_sbatch_script(tmp_path, monkeypatch):

@@ -29,6 +29,7 @@ from tests.conftest import (
     ROOT,
     SPACE,
     TINY,
+    assert_refused,
     job_dirs,
     job_metrics,
     job_trials,
@@ -117,6 +118,9 @@ def test_settings_that_cannot_work_are_refused_naming_the_key(tmp_path):
     )
     (tmp_path / "file").write_text("")
     assert "cannot be opened" in refusal(tmp_path, f"hydra.sweeper.storage={tmp_path}/file/s.journal")
+    assert refusal(tmp_path, "cv=kfold", "hydra.sweeper.pruner=median").startswith(
+        "hydra.sweeper.pruner=median is not allowed with cross-validation (cv.fold swept)"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -264,7 +268,7 @@ def refused_sweep(synthetic: dict, tmp_path: Path, *overrides: str) -> str:
         ("data.batch_size=choice(32, -1)", "data.batch_size=-1, which is refused: data.batch_size=-1 is not allowed"),
         ("model.kernel_size=choice(9)", "model.kernel_size=9, which is refused: model.kernel_size=9 with model.b"),
         ("+model.bogus=choice(1, 2)", "+model.bogus=1, which is refused: model.bogus is not a setting of model"),
-        ("model=choice(cnn, nosuch)", "model=nosuch, which is refused: model=nosuch is not allowed: choose one of cnn"),
+        ("model=choice(cnn, nosuch)", "model=nosuch, which is refused: model=nosuch is not allowed: choose from cnn,"),
     ],
 )
 def test_each_value_of_the_search_space_is_checked_before_the_first_trial(synthetic, tmp_path, override, said):
@@ -403,3 +407,34 @@ def test_optuna_sweep_runs_n_trials_and_reports_the_best(synthetic, tmp_path):
     assert "Sampler: TPESampler" in done.stdout
     md = (tmp_path / "summary.md").read_text()
     assert f"Optuna's best trial: {results['best_value']:.4f}" in md and "3 jobs: 3 finished, 0 failed" in md
+
+
+def test_with_folds_each_trial_runs_every_fold_and_its_value_is_their_mean(synthetic, tmp_path):
+    storage, sweep_dir = tmp_path / "study.journal", tmp_path / "sweep"
+    folds = ("cv=kfold", "cv.folds=2", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2")  # one batch of 4 jobs
+    run_cli("train.py", *sweep_args(synthetic, storage, sweep_dir, *folds))
+    study = load_study(storage)
+    assert "cv.fold" not in study.trials[0].params  # not searched
+    by_trial: dict[int, dict[str, float]] = {}
+    for job in job_dirs(sweep_dir):
+        trial = yaml.safe_load((job / ".hydra" / "hydra.yaml").read_text())["hydra"]["sweeper"]["trial"]
+        fold = OmegaConf.load(job / ".hydra" / "config.yaml").cv.fold
+        by_trial.setdefault(trial, {})[fold] = job_metrics(job)["val/acc"]
+    assert sorted(by_trial) == [0, 1] and all(sorted(f) == [0, 1] for f in by_trial.values())
+    for trial in study.trials:
+        assert trial.state == TrialState.COMPLETE
+        assert trial.value == pytest.approx(sum(by_trial[trial.number].values()) / 2)
+    assert len(summary_rows(sweep_dir)) == 4
+
+
+@pytest.mark.parametrize("folds", [0, 1])
+def test_too_few_folds_end_in_the_grid_sweeps_one_line(synthetic, tmp_path, folds):
+    base = ("-m", *synthetic_overrides(synthetic), "cv=kfold", f"cv.folds={folds}", f"hydra.sweep.dir={tmp_path / 's'}")
+    optuna_search = ("hparams_search=cnn_optuna_quick", f"hydra.sweeper.storage={tmp_path / 'study.journal'}")
+    lines = []
+    for search in ((), optuna_search):  # the basic sweeper's grid, then the Optuna study
+        done = run_cli("train.py", *base, *search, check=False)
+        assert_refused(done, f"cv.folds={folds} (data.folds) is not allowed: k-fold cross-validation needs an integer")
+        lines.append([line for line in done.stderr.splitlines() if line.startswith("Error: ")])
+    assert lines[0] == lines[1]
+    assert list(tmp_path.iterdir()) == []

@@ -224,6 +224,7 @@ def test_bad_settings_are_refused(servers):
         ({"ckpt_path": ckpt, "backend": "onnx"}, "onnx_path is missing"),
         ({"ckpt_path": ckpt, "backend": "onnx", "onnx_path": ckpt}, "is not an ONNX export"),
         ({"ckpt_path": ckpt, "batch_timeout": 0.5, "timeout": 0.1}, "batch_timeout=0.5 is not allowed"),
+        ({"ckpt_path": ckpt, "threads": 0}, "threads=0 is not allowed"),
     ]
     for values, expected in cases:
         with pytest.raises(ConfigError, match=expected):

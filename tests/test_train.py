@@ -131,9 +131,10 @@ def test_ckpt_path_last_resumes_the_newest_run_of_the_same_settings(synthetic, t
     kept = {folder: snapshot(folder) for folder in (older, other)}
 
     (tmp_path / "armed").unlink()
-    # optimized_metric only names what train() returns: it is not a setting of the run
-    done = run_cli("train.py", *common, "ckpt_path=last", "optimized_metric=val/acc")
+    # optimized_metric only names what train() returns, and the loggers record the run: neither is a setting of it
+    done = run_cli("train.py", *common, "ckpt_path=last", "optimized_metric=val/acc", "logger=[tensorboard,csv]")
     assert f"Resuming from {run / 'checkpoints' / 'last.ckpt'}" in done.stdout
+    assert (run / "metrics.csv").is_file()
     assert "Epoch 1/2" not in done.stdout and "Epoch 2/2" in done.stdout
     assert [r["epoch"] for r in json.loads((run / "metrics.json").read_text())["history"]] == [1, 2]
     assert sorted((logs / "runs" / "mlp_h16_s42").iterdir()) == sorted([run, older])  # in place: no new folder
@@ -150,12 +151,41 @@ def test_ckpt_path_last_without_a_run_of_these_settings_is_refused_leaving_nothi
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_fold_resumes_only_as_that_fold_of_its_folds(synthetic, tmp_path):
+    logs = tmp_path / "logs"
+    common = [*synthetic_overrides(synthetic), f"paths.log_dir={logs}", "model.hidden=16",
+              "callbacks.early_stopping.patience=100"]  # fmt: skip
+    folds = ["cv=kfold", "cv.folds=3"]
+    run_cli("train.py", *common, *folds, "cv.fold=1", "trainer.max_epochs=1")
+    (run,) = (logs / "runs" / "mlp_h16_s42").iterdir()
+    last = run / "checkpoints" / "last.ckpt"
+    kept = snapshot(run)
+    for other, said in [
+        ([*folds, "cv.fold=2"], "cv.fold=2 (data.fold): it was trained with cv.fold=1"),
+        (["cv=kfold", "cv.folds=4", "cv.fold=1"], "cv.folds=4 (data.folds): it was trained with cv.folds=3"),
+        ([], "cv.folds=null (data.folds): it was trained with cv.folds=3"),  # the val_fraction split
+    ]:
+        done = run_cli("train.py", *common, *other, f"ckpt_path={last}", "trainer.max_epochs=2", check=False)
+        assert_refused(done, f"ckpt_path='{last}' cannot be resumed with {said}")
+        assert "Resume with cv=kfold cv.folds=3 cv.fold=1" in done.stderr
+        assert snapshot(run) == kept, other
+    # ckpt_path=last: a run of another fold is another run; this fold's is found (and has no epoch left)
+    done = run_cli("train.py", *common, *folds, "cv.fold=2", "trainer.max_epochs=1", "ckpt_path=last", check=False)
+    assert_refused(done, "ckpt_path=last found no run to resume")
+    done = run_cli("train.py", *common, *folds, "cv.fold=1", "trainer.max_epochs=1", "ckpt_path=last", check=False)
+    assert_refused(done, f"ckpt_path='{last}' already holds 1 completed epochs")
+    assert snapshot(run) == kept and list(run.parent.iterdir()) == [run]
+    done = run_cli("train.py", *common, *folds, "cv.fold=1", "trainer.max_epochs=2", f"ckpt_path={last}")
+    assert f"Resuming from {last}" in done.stdout
+    assert [r["epoch"] for r in json.loads((run / "metrics.json").read_text())["history"]] == [1, 2]
+
+
 @pytest.mark.parametrize(
     "overrides, expected",
     [
         (["model=cnn", "model.kernel_size=9", "model.blocks=3"], "model.kernel_size=9 with model.blocks=3"),
         (["optimizer.lr=-1"], "optimizer.lr=-1"),
-        (["model=transformer"], "model=transformer is not allowed: choose one of cnn, lenet5, mlp"),
+        (["model=transformer"], "Could not find 'model/transformer'"),
         (["model.nonsense=3"], "nonsense"),
         (["keep_freed_memory=sometimes"], "keep_freed_memory='sometimes' is not allowed: it must be true or false"),
     ],

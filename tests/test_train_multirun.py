@@ -1,12 +1,24 @@
 """``python train.py -m``: a grid sweep runs every combination in its own directory, also through submitit's local
-launcher; the same command again in its sweep directory keeps the finished jobs and goes on with the others."""
+launcher; the same command again in its sweep directory keeps the finished jobs and goes on with the others; a
+cross-validation (``cv=kfold``) runs every fold of the training images."""
 
 from __future__ import annotations
 
+import csv
+import statistics
+from collections import Counter
 from unittest import mock
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import metadata
 
 from mnist_lit import training
 from tests.conftest import (
+    N_TRAIN,
     TINY,
     armed_interrupt,
     assert_refused,
@@ -102,3 +114,53 @@ def test_the_same_multirun_again_keeps_its_finished_jobs_and_goes_on_with_the_ot
     assert_refused(other, f"hydra.sweep.dir={sweep} already holds an earlier sweep")
     assert "or go on with that sweep by running its own command again (its overrides: data=synthetic" in other.stderr
     assert snapshot(sweep) == kept
+
+
+def session_start(job_dir):
+    """The HParams session a run's events declare: its group's name and its hyperparameters."""
+    events = EventAccumulator(str(job_dir), size_guidance={"tensors": 0})
+    events.Reload()
+    content = events.SummaryMetadata(metadata.SESSION_START_INFO_TAG).plugin_data.content
+    return metadata.parse_session_start_info_plugin_data(content)
+
+
+def test_a_kfold_sweep_validates_on_each_fold_and_summarises_their_mean(synthetic, tmp_path):
+    sweep = ("cv=kfold", "cv.folds=3", "model.hidden=8", f"hydra.sweep.dir={tmp_path}")
+    done = run_cli("train.py", "-m", *synthetic_overrides(synthetic), *sweep, *TINY)
+    jobs = job_dirs(tmp_path)
+    assert [j.name for j in jobs] == ["0_mlp_h8_s42_fold0", "1_mlp_h8_s42_fold1", "2_mlp_h8_s42_fold2"]
+    # Each job's data, built from its saved config: the validation sets partition the training images.
+    folds, val_labels = Counter(), []
+    for job in jobs:
+        dm = instantiate(OmegaConf.load(job / ".hydra" / "config.yaml").data)
+        splits = dm.splits()
+        pool = Counter(image.numpy().tobytes() for image in dm.read()[0].images)
+        val = Counter(image.numpy().tobytes() for image in splits["val"].images)
+        assert val + Counter(image.numpy().tobytes() for image in splits["train"].images) == pool
+        folds += val
+        val_labels.append(torch.bincount(splits["val"].labels, minlength=10))
+    assert folds == pool and folds.total() == N_TRAIN  # disjoint, together every training image
+    per_class = torch.stack(val_labels)
+    assert (per_class.max(dim=0).values - per_class.min(dim=0).values).max() <= 1
+    # The summary: the folds' mean and sample standard deviation, from the jobs' metrics.json.
+    metrics = [job_metrics(j) for j in jobs]
+    with open(tmp_path / "folds.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    for key in ("val/acc", "test/acc"):
+        assert float(row[f"{key} mean"]) == pytest.approx(statistics.fmean(m[key] for m in metrics))
+        assert float(row[f"{key} std"]) == pytest.approx(statistics.stdev(m[key] for m in metrics))
+    assert row["folds"] == "3" and sorted(r["cv.fold"] for r in summary_rows(tmp_path)) == ["0", "1", "2"]
+    mean = statistics.fmean(m["val/acc"] for m in metrics)
+    assert f"Cross-validation, 3 folds: val/acc {mean:.4f} ± " in (tmp_path / "summary.md").read_text()
+    assert f"Cross-validation, 3 folds: val/acc {mean:.4f}" in done.stdout
+    # TensorBoard's HParams tab: the folds are one session group, each with its fold.
+    sessions = [session_start(j) for j in jobs]
+    assert {s.group_name for s in sessions} == {tmp_path.name}
+    assert [s.hparams["cv.fold"].number_value for s in sessions] == [0, 1, 2]
+
+
+def test_more_folds_than_a_class_has_images_are_refused_before_the_sweep(synthetic, tmp_path):
+    sweep = ("cv=kfold", "cv.folds=51", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    done = run_cli("train.py", "-m", *synthetic_overrides(synthetic), *sweep, *TINY, check=False)
+    assert_refused(done, "cv.folds=51 (data.folds) is not allowed: class '0' has only 50 training images")
+    assert list(tmp_path.iterdir()) == []

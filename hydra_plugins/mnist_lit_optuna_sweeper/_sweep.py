@@ -9,10 +9,14 @@ is configured, and tells the study each job's result. Each job finds its trial t
 overrides of its Hydra config, ``hydra.sweeper.storage``, ``hydra.sweeper.study_name`` and
 ``hydra.sweeper.trial`` (the trial's number), which work the same for jobs run in this process
 (basic launcher), in worker processes (joblib) or on other machines (submitit); see ``study.py``.
+
+A cross-validation (``cv=kfold``, which sweeps ``cv.fold``) is not searched: each trial runs as one job
+per fold, all in the same batch, and the study is told the mean of their results.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -28,7 +32,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob, IntervalSweep, Override, RangeSweep, Transformer
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
-from hydra.errors import HydraException, MissingConfigException
+from hydra.errors import CompactHydraException, HydraException
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -50,8 +54,9 @@ from hydra_plugins.mnist_lit_optuna_sweeper.study import (
     resolve_storage,
     study_exists,
 )
-from mnist_lit.command import unknown_option
+from mnist_lit.command import composition_error
 from mnist_lit.config.schema import built_or_refused, check_target, plain, quietly, typed
+from mnist_lit.config.settings import FOLD_KEY
 from mnist_lit.errors import ConfigError, OutputError, UserError, exit_with
 from mnist_lit.interrupts import explain
 from mnist_lit.io.atomic import out_of_space, write_text
@@ -75,6 +80,7 @@ class StudyPlan:
     n_trials: int
     n_jobs: int
     max_failure_rate: float
+    folds: tuple[Any, ...] = ()  # the values of cv.fold each trial runs a job with (none: one job a trial)
 
 
 def refuse(key: str, value: Any, what: str) -> ConfigError:
@@ -227,6 +233,12 @@ def plan_study(config: DictConfig, arguments: list[str], create: bool = False) -
     sweeper = typed(config.hydra.sweeper, OptunaSweeperConf, "hydra.sweeper")
     pruner = make_pruner(sweeper.pruner, sweeper.pruner_args)
     distributions, fixed = search_space(config, sweeper.params or {}, arguments)
+    folds = tuple(grid_space({FOLD_KEY: distributions.pop(FOLD_KEY)})[FOLD_KEY]) if FOLD_KEY in distributions else ()
+    if folds and sweeper.pruner is not None:
+        raise refuse(
+            "pruner", sweeper.pruner, f"is not allowed with cross-validation ({FOLD_KEY} swept): a trial's folds "
+            "would report one curve between them. Give hydra.sweeper.pruner=null",
+        )  # fmt: skip
     sampler = build_sampler(config.hydra.sweeper.sampler, distributions)
     n_trials = sweeper.n_trials
     if isinstance(sampler, optuna.samplers.GridSampler):
@@ -244,6 +256,7 @@ def plan_study(config: DictConfig, arguments: list[str], create: bool = False) -
         n_trials=n_trials,
         n_jobs=sweeper.n_jobs,
         max_failure_rate=float(sweeper.max_failure_rate),
+        folds=folds,
     )
     storage = open_storage(storage_url, create=create)
     if storage is not None:
@@ -270,8 +283,8 @@ def check_space(config: DictConfig, plan: StudyPlan, check_job: Callable[[DictCo
         overrides = [*config.hydra.overrides.hydra, *plan.fixed, *(f"{k}={v}" for k, v in values.items())]
         try:
             check_job(compose(str(config.hydra.job.config_name), overrides, return_hydra_config=True))
-        except MissingConfigException as e:  # a config group has no such option
-            return unknown_option(e) or ConfigError(str(e).strip().splitlines()[0])
+        except CompactHydraException as e:  # a config group has no such option, a key none such
+            return composition_error(e)
         except HydraException as e:
             return ConfigError(str(e).strip().splitlines()[0])
         except ConfigError as e:
@@ -444,10 +457,13 @@ class StudySweep:
         return values + plan.fixed + where
 
     def run_batch(self, study: optuna.Study, plan: StudyPlan, trials: list[optuna.trial.Trial]) -> None:
-        """Launch one batch and tell the study how each job ended; an interrupted batch's trials are failed."""
-        overrides = [self.overrides(plan, t) for t in trials]
-        for trial, lines in zip(trials, overrides, strict=True):
-            log.info("Trial %d: %s", trial.number, " ".join(lines[: len(plan.distributions)]))
+        """Launch one batch (a job per trial, or per trial and fold) and tell the study how each trial's jobs ended;
+        an interrupted batch's trials are failed."""
+        folds = [[f"{FOLD_KEY}={fold}"] for fold in plan.folds] or [[]]
+        overrides = [self.overrides(plan, t) + fold for t in trials for fold in folds]
+        for trial in trials:
+            shown = " ".join(self.overrides(plan, trial)[: len(plan.distributions)])
+            log.info("Trial %d: %s%s", trial.number, shown, f" ({len(folds)} folds)" if plan.folds else "")
         try:
             returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
         except BaseException:
@@ -465,13 +481,13 @@ class StudySweep:
             raise
         self.job_idx += len(returns)
         failures = []
-        for trial, ret in zip(trials, returns, strict=True):
-            error = self.tell(study, trial, ret)
+        for i, trial in enumerate(trials):
+            error = self.tell(study, trial, self.one_result(returns[i * len(folds) : (i + 1) * len(folds)]))
             if error is not None:
                 failures.append(error)
-        if failures and len(failures) / len(returns) > plan.max_failure_rate:
+        if failures and len(failures) / len(trials) > plan.max_failure_rate:
             stop = (
-                f"{len(failures)} of {len(returns)} jobs failed, more than hydra.sweeper.max_failure_rate="
+                f"{len(failures)} of {len(trials)} trials failed, more than hydra.sweeper.max_failure_rate="
                 f"{plan.max_failure_rate} allows, and the sweep stopped"
             )
             bug = next((e for e in failures if not isinstance(e, UserError)), None)
@@ -492,6 +508,22 @@ class StudySweep:
             if isinstance(number, int):
                 started[number] = str(saved.parent.parent)
         return started
+
+    @staticmethod
+    def one_result(returns: list[JobReturn]) -> JobReturn:
+        """A trial's jobs (one per fold) as one: the first that failed or returned no number, else the first with
+        the mean of their returns as its own."""
+        values = []
+        for ret in returns:
+            if len(returns) == 1 or ret.status != JobStatus.COMPLETED:
+                return ret
+            try:
+                values.append(float(ret.return_value))
+            except (TypeError, ValueError):
+                return ret
+        mean = copy.copy(returns[0])
+        mean.return_value = sum(values) / len(values)
+        return mean
 
     @staticmethod
     def tell(study: optuna.Study, trial: optuna.trial.Trial, ret: JobReturn) -> BaseException | None:

@@ -6,8 +6,12 @@ and what a class named by ``_target_`` takes is its own signature (``mnist_lit.c
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +30,7 @@ from mnist_lit.config.settings import (
     TrainerSettings,
     TrainSettings,
 )
-from mnist_lit.data.acquire import data_dir_error
+from mnist_lit.data.acquire import data_dir_error, file_digest
 from mnist_lit.data.datamodule import IDXDataModule
 from mnist_lit.errors import ConfigError, describe
 from mnist_lit.io.atomic import name_error, unwritable_reason
@@ -56,6 +60,7 @@ def check_config(cfg: DictConfig) -> L.LightningDataModule:
     check_groups(values, precision_for(cfg).precision)
     if cfg.get("ckpt_path"):
         check_resume(cfg)
+    check_folds(datamodule)  # last: it reads the data and logs the split, which a refused resume must not
     return datamodule  # built once: training uses it
 
 
@@ -129,9 +134,34 @@ def check_groups(values: dict[str, Any], precision: str) -> None:
                 f"callbacks.{name}.monitor={shown(node['monitor'])} is not allowed: the module logs "
                 f"{' and '.join(MONITORED)} at the end of each validation; choose one of them"
             )
-    if values.get("logger"):
-        check_group(values["logger"], "logger")
+    loggers = values.get("logger") or {}
+    if not isinstance(loggers, dict):
+        raise ConfigError(f"logger={shown(loggers)} is not allowed: it must be a group of loggers")
+    for name, node in loggers.items():
+        if node is not None:  # logger.<name>=null switches a logger off
+            check_group(node, f"logger.{name}")
+            check_logger_usable(node, f"logger.{name}")
     check_group({**values["trainer"], "precision": precision}, "trainer")  # trainer.precision=auto, as it applies
+
+
+def check_logger_usable(node: dict[str, Any], key: str) -> None:
+    """A logger's library is installed (wandb is not among the requirements), and an MLflow tracking server
+    (``tracking_uri=http://...``) answers within seconds: MLflow's own client retries for minutes."""
+    if node["_target_"] == "lightning.pytorch.loggers.WandbLogger" and importlib.util.find_spec("wandb") is None:
+        raise ConfigError(f"{key} needs wandb, which is not installed: pip install wandb (or choose another logger)")
+    uri = str(node.get("tracking_uri") or "")
+    if urllib.parse.urlsplit(uri).scheme not in ("http", "https"):
+        return
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1", timeout=3).close()
+    except urllib.error.HTTPError:
+        pass  # it answers (a server that wants credentials gets them from MLflow's client)
+    except (OSError, ValueError) as e:
+        raise ConfigError(
+            f"{key}.tracking_uri={uri!r} cannot be reached ({describe(e)}): start the MLflow tracking server it "
+            "names, or choose another store (without MLFLOW_TRACKING_URI set, the default is a SQLite file in the "
+            "log directory)"
+        ) from None
 
 
 def check_trainer(cfg: DictConfig) -> None:
@@ -206,6 +236,19 @@ def check_data(cfg: DictConfig) -> L.LightningDataModule:
     return datamodule
 
 
+def check_folds(datamodule: L.LightningDataModule) -> None:
+    """k-fold cross-validation (``cv=kfold``): whether every fold can hold each class only the labels say, so the
+    data is read here, before a sweep's first job, where it is at hand (the data module keeps it for training);
+    data still to be downloaded is checked by the data module as it reads it."""
+    if getattr(datamodule, "folds", None) is None:
+        return
+    if isinstance(datamodule, IDXDataModule):
+        raw = datamodule.dataset.raw_dir(datamodule.data_dir.expanduser())
+        if not all((raw / n).is_file() and file_digest(raw / n) == md5 for n, md5 in datamodule.checksums.items()):
+            return
+    datamodule.splits()
+
+
 def check_resume(cfg: DictConfig) -> None:
     """``ckpt_path`` resumes this run: same architecture and sizes, same data split, optimizer and scheduler,
     finite weights that fit, epochs left to train."""
@@ -262,21 +305,28 @@ def check_resume(cfg: DictConfig) -> None:
 def check_resumed_data(cfg: DictConfig, dataset: str | None) -> None:
     """A resume keeps the data set and the training/validation split of its run (from the checkpoint's
     hyper-parameters and its run's .hydra/config.yaml, next to checkpoints/, where there is one): the IDX data
-    set's ``dataset``, a folder's ``root`` or a table's ``path``, the data module's ``_target_``."""
+    set's ``dataset``, a folder's ``root`` or a table's ``path``, the data module's ``_target_``, and a
+    cross-validation's folds and fold (``cv.folds``, ``cv.fold``; the fold counts only with folds)."""
     ckpt_path = cfg.ckpt_path
     trained: dict[str, Any] = {"dataset": dataset}
     run = resumed_run(ckpt_path)
     config_file = run / ".hydra" / "config.yaml" if run is not None else None
     if config_file is not None and config_file.exists():
         run_data = load_run_config(config_file, f"ckpt_path={ckpt_path!r}").data
-        keys = ("val_fraction", "split_seed", "_target_", "root", "path")
+        keys = ("val_fraction", "split_seed", "folds", "fold", "_target_", "root", "path")
         trained.update({key: run_data.get(key) for key in keys if key in run_data or key in cfg.data})
+        if trained.get("folds") is None and cfg.data.get("folds") is None:
+            trained.pop("fold", None)  # the val_fraction split: no fold is used
     for key, value in trained.items():
         if cfg.data.get(key) != value:
+            given, was, fix = f"data.{key}={cfg.data.get(key)}", f"data.{key}={value}", f"data.{key}={value}"
+            if key in ("folds", "fold"):
+                given, was = f"cv.{key}={shown(cfg.data.get(key))} (data.{key})", f"cv.{key}={shown(value)}"
+                folds = trained["folds"]
+                fix = f"cv=kfold cv.folds={folds} cv.fold={trained.get('fold')}" if folds is not None else "cv=null"
             raise ConfigError(
-                f"ckpt_path={ckpt_path!r} cannot be resumed with data.{key}={cfg.data.get(key)}: it was trained "
-                f"with data.{key}={value}, and the run would go on with other training and validation images. "
-                f"Resume with data.{key}={value}"
+                f"ckpt_path={ckpt_path!r} cannot be resumed with {given}: it was trained with {was}, and the run "
+                f"would go on with other training and validation images. Resume with {fix}"
             )
 
 

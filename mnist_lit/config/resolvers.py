@@ -7,6 +7,7 @@ neither torch nor Lightning.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from omegaconf import OmegaConf
 
@@ -53,6 +54,18 @@ def job_prefix(mode: object, num: object) -> str:
     return f"[job {num}] " if str(mode).endswith("MULTIRUN") and num is not None else ""
 
 
+def job_name(mode: object, output_dir: str, run_name: str) -> str:
+    """The name a logger gives the run: ``run_name`` (which names the run's folder in logs/runs/), for a multirun's
+    job the name of its own folder (``<job number>_<run_name>``), so that jobs of one ``run_name`` are told apart."""
+    return Path(output_dir).name if str(mode).endswith("MULTIRUN") else run_name
+
+
+def mlflow_artifacts(tracking_uri: str | None, folder: str) -> str | None:
+    """Where a new MLflow experiment keeps its runs' files: ``folder`` for a store this process writes itself (a
+    database or a folder), None for a tracking server (http, https), which keeps them where it is set up to."""
+    return None if urlsplit(str(tracking_uri or "")).scheme in ("http", "https") else folder
+
+
 OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
 OmegaConf.register_new_resolver("resume_dir", resume_dir, replace=True)
 # ${threads_per_job:${hydra:launcher.n_jobs}} in conf/train.yaml: the joblib launcher has n_jobs,
@@ -61,3 +74,7 @@ OmegaConf.register_new_resolver("threads_per_job", threads_per_job, replace=True
 OmegaConf.register_new_resolver("parallel_jobs", parallel_jobs, replace=True)
 # conf/hydra/default.yaml puts ${job_prefix:...} before every terminal line of a job.
 OmegaConf.register_new_resolver("job_prefix", job_prefix, replace=True)
+# conf/logger/mlflow.yaml and wandb.yaml name the run ${job_name:${hydra:mode},${hydra:runtime.output_dir},${run_name}}
+OmegaConf.register_new_resolver("job_name", job_name, replace=True)
+# conf/logger/mlflow.yaml: ${mlflow_artifacts:${.tracking_uri},<folder>}
+OmegaConf.register_new_resolver("mlflow_artifacts", mlflow_artifacts, replace=True)

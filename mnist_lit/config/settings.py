@@ -12,6 +12,8 @@ from typing import Any, Literal
 from mnist_lit.config.schema import setting
 from mnist_lit.errors import ConfigError
 
+# conf/cv/kfold.yaml's swept key: a sweep's jobs that differ in it alone are the folds of one setting
+FOLD_KEY = "cv.fold"
 Split = Literal["test", "val", "test_shifted"]  # what evaluate.py evaluates on
 Invert = Literal["auto", "always", "never"]  # predict inverts images with a light background: by their border
 FIGURE_IMAGES = 400  # the most images a report's figure shows: more would take minutes and gigabytes to draw
@@ -46,6 +48,7 @@ class TrainSettings:
     trainer: Any = None
     callbacks: Any = None
     logger: Any = None
+    cv: Any = None  # conf/cv/: k-fold cross-validation, its folds the data module's (data.folds, data.fold)
     hydra: Any = None
 
     def __post_init__(self) -> None:
@@ -140,6 +143,7 @@ class ServeSettings:
     timeout: float = setting(low=0, high=3600, low_open=True)  # seconds a request may wait for the model
     max_body: int = setting(low=1, high=100_000_000)  # bytes
     max_queue: int = setting(low=1)  # requests waiting or being answered at once; more get 503
+    threads: int = setting(low=1)  # the model's threads in the inference worker
     hydra: Any = None
 
     def __post_init__(self) -> None:

@@ -104,6 +104,8 @@ class CSVDataModule(ImageDataModule):
         pin_memory: bool = False,
         on_device: bool = False,
         augment: str | None = None,
+        folds: int | None = None,
+        fold: int = 0,
     ) -> None:
         if not path:
             raise ConfigError("data.path is missing: give data.path=<a CSV of label,pixel0,...,pixel783 rows>")
@@ -116,7 +118,7 @@ class CSVDataModule(ImageDataModule):
             raise ConfigError(f"data.std={list(std)} is not allowed: it must be > 0")
         super().__init__(
             data_dir, batch_size, eval_batch_size, val_fraction, split_seed, num_workers, pin_memory, on_device,
-            augment, mean, std,
+            augment, mean, std, folds, fold,
         )  # fmt: skip
         self.path = Path(path).expanduser()
         self.test_path = Path(test_path).expanduser() if test_path else None

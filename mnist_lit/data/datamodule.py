@@ -24,6 +24,7 @@ from mnist_lit.data.acquire import ensure_dataset, idx_count
 from mnist_lit.data.augment import build_augmentation
 from mnist_lit.data.dataset import ImageSpec, load_dataset
 from mnist_lit.data.mnist import DATASET as MNIST
+from mnist_lit.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,20 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[Tensor, Tenso
     return permutation[n_val:], permutation[:n_val]
 
 
+def fold_indices(labels: Tensor, folds: int, fold: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Stratified k-fold cross-validation: (train, val) index tensors, ``val`` being fold ``fold`` of ``folds``.
+
+    A seeded permutation of the images, ordered by class (a stable sort keeps each class in permuted order), is
+    dealt out to the folds in turn: the folds partition the images, and each holds every class's images to within
+    one of the same count. Every fold of one ``seed`` comes from the same partition.
+    """
+    permutation = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    by_class = permutation[torch.sort(labels[permutation], stable=True).indices]
+    in_fold = torch.zeros(len(labels), dtype=torch.bool)
+    in_fold[by_class[fold::folds]] = True
+    return (~in_fold).nonzero().squeeze(1), in_fold.nonzero().squeeze(1)
+
+
 def channel_statistics(images: Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and standard deviation of uint8 images (N, C, H, W), of pixel / 255, in float64."""
     total = torch.zeros(images.shape[1], dtype=torch.float64)
@@ -91,7 +106,9 @@ def channel_statistics(images: Tensor, chunk: int = 4096) -> tuple[tuple[float, 
 
 class ImageDataModule(L.LightningDataModule):
     """What every data set of the project shares: a training pool split by a seeded permutation into training and
-    validation images, a test set apart, all held in memory as uint8 (N, C, H, W) tensors.
+    validation images (or, with ``folds``, into that many stratified folds, ``fold`` validated on and the others
+    trained on: k-fold cross-validation, conf/cv/kfold.yaml), a test set apart, all held in memory as uint8
+    (N, C, H, W) tensors.
 
     The data contract, what the networks and the evaluation read: ``image_size``, ``channels``,
     ``num_classes``, ``class_names`` and ``spec()`` (those with the normalisation, per-channel mean and
@@ -115,13 +132,25 @@ class ImageDataModule(L.LightningDataModule):
         augment: str | None = None,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        folds: int | None = None,
+        fold: int = 0,
     ) -> None:
         super().__init__()
+        if folds is not None and (isinstance(folds, bool) or not isinstance(folds, int) or folds < 2):
+            raise ConfigError(
+                f"cv.folds={folds!r} (data.folds) is not allowed: k-fold cross-validation needs an integer >= 2 "
+                "(null: the val_fraction split)"
+            )
+        if folds is not None and (isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < folds):
+            raise ConfigError(
+                f"cv.fold={fold!r} (data.fold) is not allowed: with cv.folds={folds} it must be in 0..{folds - 1}"
+            )
         self.data_dir = Path(data_dir)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.val_fraction = val_fraction
         self.split_seed = split_seed
+        self.folds, self.fold = folds, fold
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.on_device = on_device
@@ -168,13 +197,32 @@ class ImageDataModule(L.LightningDataModule):
         """The train, val and test splits on the CPU: the data read once, the pool split by ``split_seed``."""
         if self.read_splits is None:
             pool, test = self.read()
-            train_idx, val_idx = split_indices(len(pool), self.val_fraction, self.split_seed)
+            if self.folds is None:
+                train_idx, val_idx = split_indices(len(pool), self.val_fraction, self.split_seed)
+                shown = ""
+            else:
+                self.check_folds(pool.labels)
+                train_idx, val_idx = fold_indices(pool.labels, self.folds, self.fold, self.split_seed)
+                shown = f" (fold {self.fold} of {self.folds})"
             self.read_splits = {"train": pool.subset(train_idx), "val": pool.subset(val_idx), "test": test}
             log.info(
-                "%d training, %d validation and %d test images (%s)",
-                len(train_idx), len(val_idx), len(test), self.test_source,
+                "%d training, %d validation%s and %d test images (%s)",
+                len(train_idx), len(val_idx), shown, len(test), self.test_source,
             )  # fmt: skip
         return self.read_splits
+
+    def check_folds(self, labels: Tensor) -> None:
+        """Every fold must hold an image of each class the pool has: no more folds than its smallest class's images."""
+        counts = torch.bincount(labels)
+        present = counts.nonzero().squeeze(1)
+        smallest = int(present[counts[present].argmin()])
+        count = int(counts[smallest])
+        if count < self.folds:
+            fix = f"choose cv.folds={count} or fewer" if count >= 2 else "leave cross-validation out (cv=null)"
+            raise ConfigError(
+                f"cv.folds={self.folds} (data.folds) is not allowed: class {self.class_names[smallest]!r} has only "
+                f"{count} training images, so some folds would validate without it; {fix}"
+            )
 
     def spec(self) -> ImageSpec:
         """The images' size, channels, classes and normalisation: what the network is built for."""
@@ -256,11 +304,13 @@ class IDXDataModule(ImageDataModule):
         mirrors: Sequence[str] | None = None,
         checksums: Mapping[str, str] | None = None,
         augment: str | None = None,
+        folds: int | None = None,
+        fold: int = 0,
     ) -> None:
         self.dataset = load_dataset(dataset)
         super().__init__(
             data_dir, batch_size, eval_batch_size, val_fraction, split_seed, num_workers, pin_memory, on_device,
-            augment, mean=(self.dataset.mean,), std=(self.dataset.std,),
+            augment, mean=(self.dataset.mean,), std=(self.dataset.std,), folds=folds, fold=fold,
         )  # fmt: skip
         self.mirrors = list(mirrors) if mirrors else None
         self.checksums = dict(checksums) if checksums else dict(self.dataset.files)

@@ -133,6 +133,8 @@ class ImageFolderDataModule(ImageDataModule):
         pin_memory: bool = False,
         on_device: bool = False,
         augment: str | None = None,
+        folds: int | None = None,
+        fold: int = 0,
     ) -> None:
         if not root:
             raise ConfigError("data.root is missing: give data.root=<a folder with one subfolder of images per class>")
@@ -151,7 +153,7 @@ class ImageFolderDataModule(ImageDataModule):
             raise ConfigError(f"data.std={list(std)} is not allowed: every value must be > 0")
         super().__init__(
             data_dir, batch_size, eval_batch_size, val_fraction, split_seed, num_workers, pin_memory, on_device,
-            augment, mean, std,
+            augment, mean, std, folds, fold,
         )  # fmt: skip
         self.root = Path(root).expanduser()
         self.test_root = Path(test_root).expanduser() if test_root else None

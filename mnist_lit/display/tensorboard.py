@@ -4,7 +4,9 @@ The HParams tab shows the first five hyperparameters and the first five metrics 
 experiment that a run declares, hyperparameters marked as differing first (then by name).
 Each run declares the keys that describe it, marking the keys its sweep varies, and the
 metrics in the order a reader compares runs by; every job of a sweep declares the same, so
-TensorBoard pointed at a sweep's directory shows the swept keys beside the accuracies.
+TensorBoard pointed at a sweep's directory shows the swept keys beside the accuracies. The folds of a
+cross-validation's setting (``cv=kfold``) are one session group, named in the column ``cv.group``: the
+tab shows the setting as one row, its metrics the mean across the folds, each fold a session of it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from torch.utils.tensorboard import SummaryWriter, summary
 from torch.utils.tensorboard.writer import FileWriter
 
+from mnist_lit.config.settings import FOLD_KEY
 from mnist_lit.display.tables import escape_markdown, markdown_table
 from mnist_lit.io.atomic import library_writes
 
@@ -36,7 +39,7 @@ EVENT_FILES = "events.out.tfevents.*"  # what TensorBoard names the files it wri
 # metrics.json facts shown as HParams columns beside the hyperparameters (a metric needs a scalar chart)
 RUN_FACTS = ("best_epoch", "epochs", "fit_seconds")
 # The keys that describe a run besides the model's and the optimizer's own
-DESCRIBING = ("data.batch_size", "trainer.precision", "seed")
+DESCRIBING = ("data.batch_size", "trainer.precision", "seed", "cv.folds", FOLD_KEY)
 # The Custom Scalars tab: train against validation on one chart each
 CURVES_LAYOUT = {
     "train vs val": {
@@ -189,6 +192,13 @@ def write_run_summary(run_dir: Path, cfg: DictConfig, swept: list[str], metrics:
     values = run_hparams(cfg, swept)
     facts = {f"run.{key}": metrics[key] for key in RUN_FACTS if isinstance(metrics.get(key), (int, float))}
     differing = {k for k in values if any(k == s or k.startswith(f"{s}.") for s in swept)}
+    # group_name: the run's own directory, so that two runs with the same values stay two rows; a setting's folds
+    # share one (its sweep's directory and the values that differ but the fold), so they are one row
+    group = run_dir.name
+    if FOLD_KEY in swept:
+        setting = " ".join(f"{k}={v}" for k, v in values.items() if k in differing and k != FOLD_KEY)
+        group = values["cv.group"] = f"{run_dir.parent.name} {setting}".strip()
+        differing.add("cv.group")
     step = int(metrics.get("epochs") or 0)
     writer = FileWriter(str(run_dir))
     infos = [_hparam_info(name, value, name in differing) for name, value in {**values, **facts}.items()]
@@ -197,8 +207,7 @@ def write_run_summary(run_dir: Path, cfg: DictConfig, swept: list[str], metrics:
     writer.add_summary(
         _hparams_summary(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=experiment))
     )
-    # group_name: the run's own directory, so that two runs with the same values stay two rows
-    writer.add_summary(_session_start({**values, **facts}, group_name=run_dir.name))
+    writer.add_summary(_session_start({**values, **facts}, group_name=group))
     best = next((r for r in metrics.get("history", []) if r.get("epoch") == metrics.get("best_epoch")), None)
     if best is not None and "step" in best:
         best_writer = FileWriter(str(run_dir / BEST_RUN))

@@ -15,6 +15,9 @@ KNOWN_WARNINGS = (
     r"The number of training batches \(\d+\) is smaller than the logging interval",
     # Under DDP: the epoch metrics are computed by torchmetrics, which reduces them across processes itself.
     r"It is recommended to use `self.log\('[^']+', \.\.\., sync_dist=True\)`",
+    # logger=csv writes metrics.csv into the run directory, which holds the run's own files by then; only a
+    # metrics.csv there is replaced (a resumed run's: it starts again at the resumed epoch).
+    r"Experiment logs directory .* exists and is not empty",
     # The run directory guard lets a run into a folder holding checkpoints only where they are its own (a resume).
     r"Checkpoint directory .* exists and is not empty",
 )

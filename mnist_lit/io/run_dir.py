@@ -42,8 +42,9 @@ JOB_OUTPUTS = ("checkpoints", "metrics.json")
 SWEEP_MARKERS = ("multirun.yaml", "summary.md", "summary.csv")
 LAST = "last"  # ckpt_path=last: the newest run of the same settings
 LAST_CHECKPOINT = Path("checkpoints", "last.ckpt")
-# Top-level keys that say where or how a run works, not what it trains: runs that differ only in these are one run.
-NOT_THE_RUN = ("ckpt_path", "paths", "threads", "keep_freed_memory", "evaluate_after_fit", "optimized_metric")
+# Top-level keys that say where or how a run works, not what it trains: runs that differ only in these are one run
+# (the loggers record a run; a resume may add or drop one).
+NOT_THE_RUN = ("ckpt_path", "paths", "threads", "keep_freed_memory", "evaluate_after_fit", "optimized_metric", "logger")
 
 log = logging.getLogger(__name__)
 

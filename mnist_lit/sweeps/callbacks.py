@@ -17,7 +17,16 @@ from mnist_lit.errors import UserError, exit_with, report
 from mnist_lit.interrupts import when_interrupted
 from mnist_lit.io.atomic import write_text
 from mnist_lit.io.run_dir import job_error, optuna_sweep
-from mnist_lit.sweeps.summary import ERROR_FILE, Job, describe, differing_keys, label, write_summary
+from mnist_lit.sweeps.summary import (
+    ERROR_FILE,
+    Job,
+    describe,
+    differing_keys,
+    fold_groups,
+    fold_verdict,
+    label,
+    write_summary,
+)
 
 log = logging.getLogger(__name__)
 # Hydra's own sweeper, the grid of the command line's values: it raises a failed job's exception once its batch is
@@ -65,6 +74,9 @@ class SweepSummaryCallback(Callback):
             best = done[0]
             val_acc = best.figures.get("val/acc")
             log.info("Best of %d: %s (%s) val/acc %.4f", len(jobs), label(best), describe(best, keys), val_acc)
+        groups = fold_groups(jobs)
+        if groups:
+            log.info("%s", fold_verdict(groups, keys))
         failed = len(jobs) - len(done)
         log.info("Sweep summary (%d failed): %s", failed, sweep_dir / "summary.md")
         here = [j for j in jobs if j.path is not None and sweep_dir.resolve() in j.path.resolve().parents]

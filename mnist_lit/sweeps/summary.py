@@ -3,9 +3,12 @@
 Reads each job directory of a Hydra multirun (``.hydra/overrides.yaml``, ``metrics.json``, and
 ``error.txt`` for a job that raised) and writes ``summary.csv``, ``summary.md`` and
 ``accuracy_vs_parameters.png`` into the sweep directory. Jobs are ranked by validation accuracy:
-the test set is reported, never used to choose. The jobs of an Optuna study
-(``hydra/sweeper=optuna_study``) come with every other trial of their study: those of earlier or
-concurrent commands, from the job directories the study records, and the trials no job finished.
+the test set is reported, never used to choose. The jobs of a cross-validation (``cv=kfold``) that
+differ only by their fold (``cv.fold``) are one setting's folds: ``folds.csv`` and a table of summary.md
+give each setting's mean and standard deviation across its folds, best mean validation accuracy first.
+The jobs of an Optuna study (``hydra/sweeper=optuna_study``) come with every other trial of their
+study: those of earlier or concurrent commands, from the job directories the study records, and the
+trials no job finished.
 """
 
 from __future__ import annotations
@@ -13,18 +16,21 @@ from __future__ import annotations
 import csv
 import io
 import math
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from PIL import Image
 
+from mnist_lit.config.settings import FOLD_KEY
 from mnist_lit.display.tables import markdown_table
 from mnist_lit.errors import ConfigError, UserError
 from mnist_lit.io.owned import Owned
 from mnist_lit.io.readers import FileProblem, JobFileError, kind_of, load_job, read_text, read_yaml
 
 SUMMARY_FILES = ("summary.csv", "summary.md", "accuracy_vs_parameters.png")
+FOLDS_FILE = "folds.csv"  # a cross-validation's settings, each one's folds together: written where there are folds
 # What marks these files as this project's: summary.md's title and the sentence after its counts, the plot's metadata.
 SUMMARY_TITLE = "# Sweep summary: "
 SUMMARY_MARK = "Ranked by the best epoch's validation accuracy; test accuracy is shown, never used to choose."
@@ -206,6 +212,89 @@ def read_sweep(sweep_dir: Path, finished: bool = True) -> list[Job]:
     return done + rest
 
 
+@dataclass
+class Folds:
+    """The jobs of one setting that differ only by their fold (cv=kfold), and their figures across the folds."""
+
+    setting: dict[str, str]  # the jobs' overrides but the fold
+    jobs: list[Job]
+    trial: int | None = None  # the Optuna trial whose folds they are
+
+    def figures(self, column: str) -> tuple[float | None, float | None]:
+        """(mean, sample standard deviation) of ``column`` over the finished folds; None where too few have it."""
+        values = [j.figures[column] for j in self.jobs if j.status == "ok" and finite(j.figures.get(column))]
+        mean = statistics.fmean(values) if values else None
+        return mean, statistics.stdev(values) if len(values) > 1 else None
+
+
+def finite(value: Any) -> bool:
+    """Whether ``value`` is a finite number (not a bool, not None)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def fold_groups(jobs: list[Job]) -> list[Folds]:
+    """The settings of a cross-validation, each with its folds' jobs: best mean val/acc first (none: no folds)."""
+    groups: dict[tuple[Any, ...], Folds] = {}
+    for job in jobs:
+        if FOLD_KEY in job.overrides:
+            setting = {k: v for k, v in job.overrides.items() if k != FOLD_KEY}
+            key = (job.study, job.trial, *sorted(setting.items()))
+            groups.setdefault(key, Folds(setting, [], job.trial)).jobs.append(job)
+    for group in groups.values():
+        group.jobs.sort(key=lambda j: j.num)
+    return sorted(groups.values(), key=lambda g: -(g.figures("val/acc")[0] or -math.inf))
+
+
+# folds.csv's and the summary's fold table's last columns: (column, figure, which of its mean and deviation)
+FOLD_COLUMNS = (
+    ("val/acc mean", "val/acc", 0), ("val/acc std", "val/acc", 1),
+    ("test/acc mean", "test/acc", 0), ("test/acc std", "test/acc", 1),
+)  # fmt: skip
+
+
+def fold_table(groups: list[Folds], keys: list[str], raw: bool = False) -> tuple[list[str], list[list[str]]]:
+    """The fold table's header and rows, one row per setting; ``raw`` keeps numbers unrounded (for folds.csv)."""
+    keys = [k for k in keys if k != FOLD_KEY]
+    trials = any(g.trial is not None for g in groups)
+    header = ["rank", *(["trial"] if trials else []), *keys, "folds", *(c for c, _, _ in FOLD_COLUMNS), "jobs"]
+    rows = []
+    for rank, group in enumerate(groups, start=1):
+        cells = []
+        for _, column, which in FOLD_COLUMNS:
+            value = group.figures(column)[which]
+            cells.append("" if value is None else str(value) if raw else number(value, ".4f"))
+        done = sum(j.status == "ok" for j in group.jobs)
+        rows.append(
+            [
+                str(rank),
+                *([str(group.trial) if group.trial is not None else ""] if trials else []),
+                *(group.setting.get(k, "") for k in keys),
+                f"{done} of {len(group.jobs)}" if done < len(group.jobs) else str(done),
+                *cells,
+                " ".join(str(j.num) for j in group.jobs),
+            ]
+        )
+    return header, rows
+
+
+def fold_verdict(groups: list[Folds], keys: list[str]) -> str:
+    """The setting with the best mean validation accuracy across its folds, and its spread."""
+    best = groups[0]
+    (val, val_std), (test, test_std) = best.figures("val/acc"), best.figures("test/acc")
+    if val is None:
+        return "Cross-validation: no fold finished, so there is no best setting."
+    done = sum(j.status == "ok" for j in best.jobs)
+    which = f"{done} folds"
+    if len(groups) > 1:
+        shown = " ".join(f"{k}={best.setting[k]}" for k in keys if k != FOLD_KEY and k in best.setting)
+        trial = f"trial {best.trial}, " if best.trial is not None else ""
+        which = f"best mean of {len(groups)} settings: {trial}{shown or 'its overrides in folds.csv'} ({which})"
+    return (
+        f"Cross-validation, {which}: val/acc {number(val, '.4f')} ± {number(val_std, '.4f')}, "
+        f"test/acc {number(test, '.4f')} ± {number(test_std, '.4f')} (mean ± standard deviation across the folds)."
+    )
+
+
 def differing_keys(jobs: list[Job]) -> tuple[list[str], dict[str, str]]:
     """(override keys whose values differ between jobs, the overrides every job shares)."""
     # A study's trials without a job directory have only their sampled values: they do not count here.
@@ -309,6 +398,9 @@ def markdown(sweep_dir: Path, jobs: list[Job]) -> str:
         "",
         verdict(jobs, keys),
     ]
+    groups = fold_groups(jobs)
+    if groups:
+        parts[-1:-1] = [fold_verdict(groups, keys), ""]
     if study is not None:
         here = sum(j.path is not None and j.path.parent.resolve() == sweep_dir.resolve() for j in jobs)
         parts += [
@@ -321,6 +413,9 @@ def markdown(sweep_dir: Path, jobs: list[Job]) -> str:
         parts += ["", optuna_line(optuna)]
     if common:
         parts += ["", "Every job: " + " ".join(f"`{k}={v}`" for k, v in common.items())]
+    if groups:
+        parts += ["", "Each setting's folds: mean and standard deviation across them", ""]
+        parts += [markdown_table(*fold_table(groups, keys)), "Every job, one fold each:"]
     parts += ["", markdown_table(header, rows)]
     return "\n".join(parts)
 
@@ -347,6 +442,14 @@ def csv_text(jobs: list[Job]) -> str:
     writer.writerow([*header, "overrides"])
     for job, row in zip(jobs, rows, strict=True):
         writer.writerow([*row, " ".join(f"{k}={v}" for k, v in job.overrides.items())])
+    return buffer.getvalue()
+
+
+def folds_csv_text(groups: list[Folds], keys: list[str]) -> str:
+    """folds.csv: the fold table, numbers unrounded."""
+    header, rows = fold_table(groups, keys, raw=True)
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows([header, *rows])
     return buffer.getvalue()
 
 
@@ -379,8 +482,9 @@ def plot(jobs: list[Job], path: Path | BinaryIO) -> None:
 
 
 def is_own_summary_file(path: Path) -> bool:
-    """Whether ``path`` (one of SUMMARY_FILES) was written by this project: summary.md by its title and the
-    sentence every summary has, summary.csv by its whole header line, the plot by the mark in its metadata."""
+    """Whether ``path`` (one of SUMMARY_FILES, or FOLDS_FILE) was written by this project: summary.md by its title
+    and the sentence every summary has, summary.csv and folds.csv by their whole header lines, the plot by the mark
+    in its metadata."""
     if path.name == "accuracy_vs_parameters.png":
         try:
             with Image.open(path) as image:
@@ -399,13 +503,16 @@ def is_own_summary_file(path: Path) -> bool:
     if path.name == "summary.md":
         return text.startswith(SUMMARY_TITLE) and SUMMARY_MARK in text.partition("\n\n")[2].partition("\n")[0]
     header = next(csv.reader(io.StringIO(text.partition("\n")[0])), [])
+    if path.name == FOLDS_FILE:
+        tail = [*(column for column, _, _ in FOLD_COLUMNS), "jobs"]
+        return header[:1] == ["rank"] and "folds" in header and header[-len(tail) :] == tail
     middle = ["trial", "status"] if header[2:3] == ["trial"] else ["status"]
     tail = [*(column for column, _, _ in FIGURES), "directory", "error", "overrides"]
     return header[:2] == ["rank", "job"] and header[2 : 2 + len(middle)] == middle and header[-len(tail) :] == tail
 
 
 # Each file of the summary, replaced only where it is this command's own.
-SUMMARY = {name: Owned(f"a {name} this command wrote", is_own_summary_file) for name in SUMMARY_FILES}
+SUMMARY = {name: Owned(f"a {name} this command wrote", is_own_summary_file) for name in (*SUMMARY_FILES, FOLDS_FILE)}
 
 
 def check_summary_files(sweep_dir: Path) -> None:
@@ -419,7 +526,8 @@ def check_summary_files(sweep_dir: Path) -> None:
 
 
 def write_summary(sweep_dir: Path, finished: bool = True) -> list[Job]:
-    """Write summary.csv, summary.md and the plot into ``sweep_dir``; returns the jobs, best first.
+    """Write summary.csv, summary.md, the plot (and, for a cross-validation, folds.csv) into ``sweep_dir``; returns the
+    jobs, best first.
 
     Earlier files of the summary are replaced; files of the same names that are not (a user's own) are refused.
     """
@@ -431,4 +539,8 @@ def write_summary(sweep_dir: Path, finished: bool = True) -> list[Job]:
         f.write(markdown(sweep_dir, jobs))
     with SUMMARY["accuracy_vs_parameters.png"].written(sweep_dir / "accuracy_vs_parameters.png", "wb") as f:
         plot(jobs, f)
+    groups = fold_groups(jobs)
+    if groups:
+        with SUMMARY[FOLDS_FILE].written(sweep_dir / FOLDS_FILE) as f:
+            f.write(folds_csv_text(groups, differing_keys(jobs)[0]))
     return jobs

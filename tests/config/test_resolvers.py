@@ -30,3 +30,15 @@ def test_runs_and_sweeps_started_in_the_same_second_get_their_own_directories():
     dirs = [(c.hydra.run.dir, c.hydra.sweep.dir) for c in (first, second)]
     assert dirs[0][0] != dirs[1][0] and dirs[0][1] != dirs[1][1]
     assert Path(dirs[0][0]).parent == Path(dirs[1][0]).parent  # same run name, different time stamps
+
+
+def test_mlflow_keeps_its_files_beside_a_local_store_and_leaves_a_servers_to_the_server(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    local = composed("logger=mlflow").logger.mlflow
+    log_dir = composed().paths.log_dir
+    assert (local.tracking_uri, local.artifact_location) == (f"sqlite:///{log_dir}/mlflow.db", f"{log_dir}/mlartifacts")
+    server = composed("logger=mlflow", "logger.mlflow.tracking_uri=http://host:5000").logger.mlflow
+    assert server.artifact_location is None  # the server keeps them where it is set up to
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://host")  # MLflow's own variable, where it is set
+    server = composed("logger=mlflow").logger.mlflow
+    assert (server.tracking_uri, server.artifact_location) == ("https://host", None)

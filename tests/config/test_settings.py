@@ -23,4 +23,4 @@ def test_a_commands_settings_declare_its_config_files_keys(command, schema):
 
 
 def test_the_train_settings_declare_every_top_level_key_and_group():
-    assert set(compose_train("scheduler=onecycle")) == declared(TrainSettings)
+    assert set(compose_train("scheduler=onecycle", "cv=kfold")) == declared(TrainSettings)

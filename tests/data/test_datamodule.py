@@ -1,4 +1,5 @@
-"""The data module on synthetic IDX files: reading, splitting, normalisation, batching; the data contract: networks
+"""The data module on synthetic IDX files: reading, splitting (and k-fold cross-validation's folds), normalisation,
+batching; the data contract: networks
 built for the data module's images and classes, checkpoints that keep them as plain values, and runs and
 checkpoints saved before the contract, which still load as 28x28 grayscale with ten classes."""
 
@@ -10,7 +11,7 @@ import yaml
 
 from mnist_lit.checkpoints import load_checkpoint, load_classifier
 from mnist_lit.config.checks import command_config
-from mnist_lit.data.datamodule import MNISTDataModule, split_indices
+from mnist_lit.data.datamodule import MNISTDataModule, fold_indices, split_indices
 from mnist_lit.data.dataset import ImageSpec
 from mnist_lit.data.mnist import DATASET as MNIST
 from mnist_lit.errors import ConfigError
@@ -47,6 +48,48 @@ def test_split_is_deterministic_and_seeded(synthetic):
     c = make_dm(synthetic, split_seed=8)
     assert torch.equal(a.val_set.images, b.val_set.images)
     assert not torch.equal(a.val_set.images, c.val_set.images)
+
+
+def test_folds_partition_the_pool_stratified_by_class_and_seeded(synthetic):
+    pool, test = make_dm(synthetic).read()
+    folds = [fold_indices(pool.labels, 3, fold, 42) for fold in range(3)]
+    vals = [val for _, val in folds]
+    assert sorted(torch.cat(vals).tolist()) == list(range(N_TRAIN))  # disjoint, together the whole pool
+    for train, val in folds:
+        assert sorted(torch.cat([train, val]).tolist()) == list(range(N_TRAIN))
+    per_class = torch.stack([torch.bincount(pool.labels[val], minlength=10) for val in vals])
+    assert (per_class.max(dim=0).values - per_class.min(dim=0).values).max() <= 1
+    assert max(map(len, vals)) - min(map(len, vals)) <= 1
+    assert torch.equal(fold_indices(pool.labels, 3, 1, 42)[1], vals[1])
+    assert not torch.equal(fold_indices(pool.labels, 3, 1, 7)[1], vals[1])
+    # The data module validates on its fold and trains on the others; the test set stays apart.
+    dm = make_dm(synthetic, folds=3, fold=1)
+    assert torch.equal(dm.val_set.images, pool.images[vals[1]]) and torch.equal(
+        dm.train_set.labels, pool.labels[folds[1][0]]
+    )
+    assert torch.equal(dm.test_set.images, test.images)
+
+
+@pytest.mark.parametrize(
+    "folds, fold, expected",
+    [
+        (1, 0, r"cv.folds=1 \(data.folds\) is not allowed: k-fold cross-validation needs an integer >= 2"),
+        (3.0, 0, r"cv.folds=3.0 \(data.folds\) is not allowed"),
+        (3, 3, r"cv.fold=3 \(data.fold\) is not allowed: with cv.folds=3 it must be in 0..2"),
+        (3, -1, r"cv.fold=-1 \(data.fold\) is not allowed"),
+    ],
+)
+def test_fold_settings_that_cannot_work_are_refused(synthetic, folds, fold, expected):
+    with pytest.raises(ConfigError, match=expected):
+        MNISTDataModule(data_dir=str(synthetic["data_dir"]), folds=folds, fold=fold)
+
+
+def test_more_folds_than_a_class_has_images_are_refused(synthetic):
+    with pytest.raises(
+        ConfigError,
+        match=r"cv.folds=51 \(data.folds\) is not allowed: class '0' has only 50 training images.*cv.folds=50 or fewer",
+    ):
+        make_dm(synthetic, folds=51)
 
 
 def test_batches_are_normalised_uint8_gathered(synthetic):

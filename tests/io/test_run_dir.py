@@ -4,19 +4,22 @@ or holding an earlier sweep; a refused command leaves every file as it was."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from mnist_lit.errors import ConfigError
-from mnist_lit.io.run_dir import LOCK_FILE, check_sweep_dir
+from mnist_lit.io.run_dir import LOCK_FILE, check_sweep_dir, claimed_job_dir, resolve_last
 from tests.conftest import (
     LONG_NAME,
     ROOT,
     assert_refused,
+    compose_train,
     figures,
     make_job,
     run_cli,
@@ -183,3 +186,34 @@ def test_a_sweep_whose_shared_settings_are_refused_makes_no_sweep_directory(synt
                    "seed=1,2", check=False)  # fmt: skip
     assert_refused(done, "optimizer.lr=-1 is not allowed")
     assert not (tmp_path / "sweeps").exists()
+
+
+def test_each_fold_is_a_run_of_its_own_for_ckpt_path_last_and_a_job_of_its_own_for_a_sweep(tmp_path):
+    def fold(k: int, *overrides: str):
+        return compose_train("cv=kfold", f"cv.fold={k}", f"paths.log_dir={tmp_path}", *overrides)
+
+    runs = tmp_path / "runs" / "mlp_h128_s42"
+    for k, name in ((0, "older"), (1, "newer")):  # a run of each fold, as training leaves it
+        (runs / name / ".hydra").mkdir(parents=True)
+        cfg = fold(k)
+        saved = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+        (runs / name / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(saved))
+        (runs / name / "checkpoints").mkdir()
+        (runs / name / "checkpoints" / "last.ckpt").write_bytes(b"")
+        (runs / name / "metrics.json").write_text("{}")
+    os.utime(runs / "older" / "checkpoints" / "last.ckpt", (0, 0))
+    for k, name in ((0, "older"), (1, "newer")):
+        cfg = fold(k, "ckpt_path=last")
+        resolve_last(cfg)
+        assert cfg.ckpt_path == str(runs / name / "checkpoints" / "last.ckpt")
+    for other in (fold(2, "ckpt_path=last"), fold(0, "cv.folds=4", "ckpt_path=last")):
+        with pytest.raises(ConfigError, match="ckpt_path=last found no run to resume"):
+            resolve_last(other)
+    # The same multirun again: a job's folder is its own only for its own fold.
+    with claimed_job_dir(runs / "newer", tmp_path, fold(1)) as own:
+        assert own
+    with (
+        pytest.raises(ConfigError, match="already holds another job's outputs"),
+        claimed_job_dir(runs / "newer", tmp_path, fold(0)),
+    ):
+        pass

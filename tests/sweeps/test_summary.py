@@ -1,8 +1,10 @@
-"""A sweep's summary on hand-made job directories: ranking, failed and running jobs, its own files replaced only."""
+"""A sweep's summary on hand-made job directories: ranking, failed and running jobs, a cross-validation's folds,
+its own files replaced only."""
 
 from __future__ import annotations
 
 import csv
+import statistics
 from pathlib import Path
 
 import pytest
@@ -13,8 +15,8 @@ from mnist_lit.sweeps.summary import SUMMARY_FILES, read_sweep, write_summary
 from tests.conftest import figures, make_job, one_job_sweep, snapshot
 
 
-def rows(sweep: Path) -> list[dict]:
-    with open(sweep / "summary.csv", newline="") as f:
+def rows(sweep: Path, name: str = "summary.csv") -> list[dict]:
+    with open(sweep / name, newline="") as f:
         return list(csv.DictReader(f))
 
 
@@ -78,3 +80,36 @@ def test_unreadable_job_files_are_listed_as_failed_jobs(tmp_path):
     assert jobs[0].status == "ok"
     assert jobs[1].status == "failed" and jobs[1].error.startswith("metrics.json cannot be read")
     assert jobs[2].status == "failed" and jobs[2].error.startswith("overrides.yaml cannot be read")
+
+
+def test_folds_of_each_setting_give_their_mean_and_standard_deviation(tmp_path):
+    accuracies = {"16": [(0.90, 0.89), (0.92, 0.90), (0.94, 0.91)], "32": [(0.95, 0.93), (0.97, 0.94), (0.96, 0.95)]}
+    num = 0
+    for filters, folds in accuracies.items():
+        for fold, (val, test) in enumerate(folds):
+            overrides = ["cv=kfold", f"model.filters={filters}", f"cv.fold={fold}"]
+            make_job(tmp_path, num, overrides, metrics=figures(val, test, 1000))
+            num += 1
+    make_job(tmp_path, num, ["cv=kfold", "model.filters=64", "cv.fold=0"], error="ConfigError: bad")
+    write_summary(tmp_path)
+    table = rows(tmp_path, "folds.csv")
+    assert [(r["rank"], r["model.filters"], r["folds"], r["jobs"]) for r in table] == [
+        ("1", "32", "3", "3 4 5"),
+        ("2", "16", "3", "0 1 2"),
+        ("3", "64", "0 of 1", "6"),
+    ]
+    assert "cv.fold" not in table[0]
+    for row in table[:2]:
+        folds = accuracies[row["model.filters"]]
+        for i, column in enumerate(("val/acc", "test/acc")):
+            values = [pair[i] for pair in folds]
+            assert float(row[f"{column} mean"]) == pytest.approx(statistics.fmean(values))
+            assert float(row[f"{column} std"]) == pytest.approx(statistics.stdev(values))
+    assert table[2]["val/acc mean"] == ""
+    md = (tmp_path / "summary.md").read_text()
+    assert "Cross-validation, best mean of 3 settings: model.filters=32 (3 folds): val/acc 0.9600 ± 0.0100" in md
+    assert "| 1 | 32 | 3 | 0.9600 | 0.0100 | 0.9400 | 0.0100 | 3 4 5 |" in md
+    write_summary(tmp_path)  # its own folds.csv: replaced
+    (tmp_path / "folds.csv").write_text("rank,mine\n")
+    with pytest.raises(UserError, match="it holds folds.csv that this command did not write"):
+        write_summary(tmp_path)
