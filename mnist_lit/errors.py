@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import NoReturn
 
@@ -33,6 +34,16 @@ def describe(error: BaseException, limit: int = 200) -> str:
         line = line[: limit - 3] + "..."
     name = type(error).__name__
     return f"{name}: {line}" if line else name
+
+
+def not_utf8(text: str) -> str | None:
+    """``text`` with each byte that is not UTF-8 shown as ``\\xff``, where it holds such bytes (Python reads file names
+    and the command line with surrogateescape); None where it is UTF-8 text."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode(errors="backslashreplace")
+    return None
 
 
 def report(error: UserError | str) -> None:

@@ -34,7 +34,7 @@ from mnist_lit.config.settings import Invert, PredictSettings
 from mnist_lit.data.csv_table import read_pixels
 from mnist_lit.data.dataset import ImageSpec
 from mnist_lit.data.image_folder import fitted
-from mnist_lit.errors import ConfigError
+from mnist_lit.errors import ConfigError, not_utf8
 from mnist_lit.evaluation.inference import classify, inference_device
 from mnist_lit.interrupts import watch
 from mnist_lit.io.owned import Owned
@@ -65,6 +65,9 @@ def find_images(images: str | Sequence[str]) -> list[Path]:
             raise ConfigError(f"images: {str(entry)!r} is not allowed: no such file or folder")
     if not found:
         raise ConfigError(f"images={images!r} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+    named = next((shown for shown in map(not_utf8, map(str, found)) if shown is not None), None)
+    if named is not None:  # a folder's: the command line's own are refused as the command starts
+        raise ConfigError(f"images: {named} is not allowed: its name is not UTF-8 text, as the predictions' must be")
     return found
 
 

@@ -24,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(
             f"sweep_dir={str(sweep_dir)!r} is not a directory: give a sweep's directory, e.g. logs/sweeps/<time>"
         )
+    if (sweep_dir / ".hydra").is_dir():
+        raise ConfigError(
+            f"sweep_dir={str(sweep_dir)!r} is not allowed: it is one run's folder (it has .hydra/), not a sweep's: "
+            "give the folder of a multirun (python train.py -m ...), e.g. logs/sweeps/<time>"
+        )
     if not any(sweep_dir.glob("**/.hydra/overrides.yaml")):
         raise ConfigError(
             f"sweep_dir={str(sweep_dir)!r} holds no job directory (none has .hydra/overrides.yaml): "

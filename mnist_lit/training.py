@@ -24,12 +24,18 @@ from omegaconf import DictConfig
 from mnist_lit.config.checks import check_config, command_config
 from mnist_lit.config.schema import built_or_refused, plain
 from mnist_lit.display.progress import latest_checkpoint
-from mnist_lit.display.tensorboard import run_hparams, sweep_params, write_curves_layout, write_run_summary
+from mnist_lit.display.tensorboard import (
+    EVENT_FILES,
+    run_hparams,
+    sweep_params,
+    write_curves_layout,
+    write_run_summary,
+)
 from mnist_lit.display.terminal import quiet_lightning
 from mnist_lit.evaluation.evaluate import evaluate
 from mnist_lit.history import EpochHistory
 from mnist_lit.interrupts import explained, raise_pending, terminate
-from mnist_lit.io.atomic import write_text
+from mnist_lit.io.atomic import library_writes, write_text
 from mnist_lit.io.readers import load_metrics
 from mnist_lit.io.run_dir import LAST_CHECKPOINT, claimed_job_dir, save_run_config
 from mnist_lit.loggers import built_logger, log_hyperparameters, log_run_files
@@ -160,17 +166,19 @@ def train(cfg: DictConfig) -> float | None:
     quiet_lightning()
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    if hydra_cfg.mode == RunMode.MULTIRUN:
-        with claimed_job_dir(run_dir, Path(hydra_cfg.sweep.dir), cfg) as own:
-            # The same command run before in this sweep directory: a finished job is kept, an unfinished one resumes.
-            if own and (run_dir / "metrics.json").exists():
-                return recorded_result(cfg, run_dir, hydra_cfg.sweep.dir)
-            if own and (run_dir / LAST_CHECKPOINT).is_file():
-                cfg.ckpt_path = str(run_dir / LAST_CHECKPOINT)
-            (run_dir / ERROR_FILE).unlink(missing_ok=True)  # what an earlier attempt's failure left
-            save_run_config(cfg)  # before the checks: a refused job's folder still says what it was
-            return fit_and_test(cfg, hydra_cfg, run_dir, check_config(cfg))
-    return fit_and_test(cfg, hydra_cfg, run_dir, check_config(cfg))
+    with library_writes(run_dir / EVENT_FILES):  # TensorBoard's and Lightning's own writes, the one line of a full disk
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            with claimed_job_dir(run_dir, Path(hydra_cfg.sweep.dir), cfg) as own:
+                # The same command run before in this sweep directory: a finished job is kept, an unfinished one
+                # resumes.
+                if own and (run_dir / "metrics.json").exists():
+                    return recorded_result(cfg, run_dir, hydra_cfg.sweep.dir)
+                if own and (run_dir / LAST_CHECKPOINT).is_file():
+                    cfg.ckpt_path = str(run_dir / LAST_CHECKPOINT)
+                (run_dir / ERROR_FILE).unlink(missing_ok=True)  # what an earlier attempt's failure left
+                save_run_config(cfg)  # before the checks: a refused job's folder still says what it was
+                return fit_and_test(cfg, hydra_cfg, run_dir, check_config(cfg))
+        return fit_and_test(cfg, hydra_cfg, run_dir, check_config(cfg))
 
 
 def recorded_result(cfg: DictConfig, run_dir: Path, sweep_dir: str) -> float | None:

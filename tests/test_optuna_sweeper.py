@@ -4,6 +4,7 @@ refusals. Tiny trials on the synthetic data; the real CLI where the command is t
 from __future__ import annotations
 
 import json
+import re
 import resource
 import signal
 import subprocess
@@ -267,7 +268,7 @@ def refused_sweep(synthetic: dict, tmp_path: Path, *overrides: str) -> str:
         ("data.batch_size=choice(32, -1)", "data.batch_size=-1, which is refused: data.batch_size=-1 is not allowed"),
         ("model.kernel_size=choice(9)", "model.kernel_size=9, which is refused: model.kernel_size=9 with model.b"),
         ("+model.bogus=choice(1, 2)", "+model.bogus=1, which is refused: model.bogus is not a setting of model"),
-        ("model=choice(cnn, nosuch)", "model=nosuch, which is refused: In 'train': Could not find 'model/nosuch'"),
+        ("model=choice(cnn, nosuch)", "model=nosuch, which is refused: model=nosuch is not allowed: choose from cnn,"),
     ],
 )
 def test_each_value_of_the_search_space_is_checked_before_the_first_trial(synthetic, tmp_path, override, said):
@@ -286,6 +287,24 @@ def test_a_sweep_whose_every_trial_failed_exits_saying_so(synthetic, tmp_path):
     )
     assert [t.state for t in load_study(storage).trials] == [TrialState.FAIL]
     assert [r["status"] for r in summary_rows(sweep_dir)] == ["failed"]  # the study's, though the job ended
+
+
+def test_a_job_refused_for_its_own_values_is_one_line_the_others_run_and_the_sweep_ends_with_status_2(
+    synthetic, tmp_path
+):
+    # kernel 9 with 3 blocks is refused; the space's ends (kernel 3 with 3 blocks, kernel 9 with 1) are not
+    storage, sweep_dir = tmp_path / "study.journal", tmp_path / "sweep"
+    grid = ["hydra/sweeper/sampler=grid", "~hydra.sweeper.sampler.n_startup_trials", "hydra.sweeper.params=null"]
+    space = ["model.kernel_size=choice(3, 9)", "model.blocks=choice(3, 1)", "model.filters=2", "model.dense=8"]
+    args = ["-m", *synthetic_overrides(synthetic), "hparams_search=cnn_optuna_quick", *grid, *space, *TINY,
+            f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
+    done = run_cli("train.py", *args, check=False)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
+    assert done.returncode == 2 and "Traceback" not in done.stderr and len(errors) == 2, done.stderr
+    assert re.match(r"Error: job \d \(model.kernel_size=9 model.blocks=3 ", errors[0]), errors[0]  # the grid's order
+    assert "): model.kernel_size=9 with model.blocks=3" in errors[0]
+    assert errors[1] == f"Error: 1 of the sweep's 4 jobs failed: {sweep_dir / 'summary.md'} lists each error"
+    assert sorted(t.state.name for t in load_study(storage).trials) == ["COMPLETE"] * 3 + ["FAIL"]  # the whole grid
 
 
 def test_a_full_disk_under_the_journal_ends_in_one_line(synthetic, tmp_path):

@@ -4,6 +4,7 @@ Kaggle's test.csv, and your own images (a folder, a CSV) trained, evaluated, pre
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 
 import numpy as np
@@ -21,7 +22,14 @@ from mnist_lit.evaluation.evaluate import evaluate
 from mnist_lit.evaluation.inference import classify
 from mnist_lit.export import export_onnx
 from mnist_lit.predict import find_images, predict_images, prepare
-from tests.conftest import run_cli, synthetic_digits, synthetic_overrides, train_in_process
+from tests.conftest import (
+    assert_refused,
+    digit_image,
+    run_cli,
+    synthetic_digits,
+    synthetic_overrides,
+    train_in_process,
+)
 from tests.data.test_csv_table import write_csv as write_table
 from tests.data.test_image_folder import CLASSES, write_folder
 
@@ -92,12 +100,34 @@ def test_find_images_takes_files_folders_and_lists(tmp_path):
         ({"ckpt_path": "a.ckpt", "images": "x.png", "top_k": 11}, "top_k=11 is not allowed"),
         ({"ckpt_path": "a.ckpt", "images": "x.png", "min_confidence": 1.5}, "min_confidence=1.5 is not allowed"),
         ({"ckpt_path": "a.ckpt", "images": "x.png", "verbose": "yes"}, "verbose='yes' is not allowed"),
+        ({"ckpt_path": "a.ckpt", "images": 5}, "images=5 is not allowed: it must be a string or list[str]"),
+        ({"ckpt_path": "a.ckpt", "images": [["x.png"]]}, "images=[['x.png']] is not allowed: it must be a string or"),
     ],
 )
 def test_bad_input_is_rejected_with_a_clear_message(values, expected):
     with pytest.raises(ConfigError) as error:
         predict_images(command_config("predict", **values))
     assert expected in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("x" * 300 + ".png", "is 304 bytes long, more than the 255 a name can have"),  # no such file can exist
+        ("pixels.npy", "not a readable image"),  # NaN and infinity, in a format that is no image
+        (os.fsdecode(b"d\xff.png"), "its name is not UTF-8 text"),  # a folder's file: printed and in the CSV
+    ],
+)
+def test_files_that_prediction_cannot_take_are_refused_in_one_line(trained, tmp_path, name, expected):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    if name.endswith(".npy"):
+        np.save(folder / name, np.array([[np.nan, np.inf], [0, 1]], dtype=np.float32))
+    elif len(name) < 255:
+        Image.fromarray(digit_image()).save(folder / name)
+    images = folder / name if name.endswith(".npy") or len(name) > 255 else folder
+    done = run_predict(f"ckpt_path={trained / 'checkpoints' / 'best.ckpt'}", f"images={images}", check=False)
+    assert_refused(done, expected)
 
 
 def test_cli_rejects_bad_input_without_a_traceback(tmp_path):

@@ -32,7 +32,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob, IntervalSweep, Override, RangeSweep, Transformer
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
-from hydra.errors import HydraException
+from hydra.errors import CompactHydraException, HydraException
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -54,11 +54,13 @@ from hydra_plugins.mnist_lit_optuna_sweeper.study import (
     resolve_storage,
     study_exists,
 )
+from mnist_lit.command import composition_error
 from mnist_lit.config.schema import built_or_refused, check_target, plain, quietly, typed
 from mnist_lit.config.settings import FOLD_KEY
 from mnist_lit.errors import ConfigError, OutputError, UserError, exit_with
 from mnist_lit.interrupts import explain
 from mnist_lit.io.atomic import out_of_space, write_text
+from mnist_lit.io.run_dir import job_error
 
 log = logging.getLogger(__name__)
 SAMPLER_CHOICES = "hydra/sweeper/sampler=tpe|random|grid|nsgaii"
@@ -281,7 +283,9 @@ def check_space(config: DictConfig, plan: StudyPlan, check_job: Callable[[DictCo
         overrides = [*config.hydra.overrides.hydra, *plan.fixed, *(f"{k}={v}" for k, v in values.items())]
         try:
             check_job(compose(str(config.hydra.job.config_name), overrides, return_hydra_config=True))
-        except HydraException as e:  # a config group has no such option
+        except CompactHydraException as e:  # a config group has no such option, a key none such
+            return composition_error(e)
+        except HydraException as e:
             return ConfigError(str(e).strip().splitlines()[0])
         except ConfigError as e:
             return e
@@ -321,6 +325,18 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def told(study: optuna.Study, trial: optuna.trial.Trial | int, **outcome: Any) -> None:
+    """``study.tell(trial, **outcome)``. With the grid sampler, ask-and-tell raises RuntimeError once the grid's
+    last point is told (Optuna's documentation of GridSampler: it calls ``Study.stop``, which works only inside
+    ``optimize``); the trial is stored all the same, and the sweep stops at its n_trials (the grid's size)."""
+    try:
+        study.tell(trial, **outcome)
+    except RuntimeError:
+        sampler = study.sampler
+        if not (isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study)):
+            raise
 
 
 class StudySweep:
@@ -406,7 +422,7 @@ class StudySweep:
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             owner = trial.user_attrs.get("sweeper")
             if owner and owner.get("host") == host and not alive(int(owner.get("pid", 0))):
-                study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+                told(study, trial.number, state=TrialState.FAIL, skip_if_finished=True)
                 log.warning(
                     "Trial %d: its command (process %s) ended without finishing it: failed", trial.number, owner["pid"]
                 )
@@ -424,7 +440,7 @@ class StudySweep:
             before = sum(counts(t) for t in study.get_trials(deepcopy=False) if t.number < trial.number)
             if before >= plan.n_trials:
                 trial.set_user_attr("not_run", f"the study already held n_trials={plan.n_trials} trials")
-                study.tell(trial, state=TrialState.FAIL)
+                told(study, trial, state=TrialState.FAIL)
                 break
             trial.set_user_attr("sweeper", owner)
             trials.append(trial)
@@ -456,7 +472,7 @@ class StudySweep:
             for trial in trials:
                 if trial.number in started:
                     trial.set_user_attr("job_dir", started[trial.number])
-                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                told(study, trial, state=TrialState.FAIL, skip_if_finished=True)
             # Joins the command's one line on Ctrl-C or SIGTERM (mnist_lit.interrupts); an error shows its own.
             explain(
                 f"trial {', '.join(str(t.number) for t in trials)} marked failed in the study: "
@@ -470,11 +486,15 @@ class StudySweep:
             if error is not None:
                 failures.append(error)
         if failures and len(failures) / len(trials) > plan.max_failure_rate:
-            log.error(
-                "%d of %d trials failed, more than hydra.sweeper.max_failure_rate=%s allows: stopping the sweep",
-                len(failures), len(trials), plan.max_failure_rate,
-            )  # fmt: skip
-            raise failures[0]
+            stop = (
+                f"{len(failures)} of {len(trials)} trials failed, more than hydra.sweeper.max_failure_rate="
+                f"{plan.max_failure_rate} allows, and the sweep stopped"
+            )
+            bug = next((e for e in failures if not isinstance(e, UserError)), None)
+            if bug is not None:  # a job's own error: its traceback
+                log.error("%s", stop)
+                raise bug
+            raise ConfigError(f"{stop}: {failures[0]}")
 
     def started_jobs(self) -> dict[int, str]:
         """{trial number: job directory} of the jobs this sweep has started (each saves its Hydra config)."""
@@ -511,17 +531,15 @@ class StudySweep:
         output_dir = OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir") if ret.hydra_cfg else None
         if output_dir:  # where later summaries find the job's files
             trial.set_user_attr("job_dir", str(output_dir))
-        if ret.status != JobStatus.COMPLETED:
-            try:
-                ret.return_value  # noqa: B018  JobReturn's public way to the job's exception: it raises it
-            except Exception as e:
-                trial.set_user_attr(ERROR_ATTR, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-                study.tell(trial, state=TrialState.FAIL)
-                log.warning("Trial %d failed: %s: %s", trial.number, type(e).__name__, e)
-                return e
+        e = job_error(ret) if ret.status != JobStatus.COMPLETED else None
+        if e is not None:
+            trial.set_user_attr(ERROR_ATTR, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            told(study, trial, state=TrialState.FAIL)
+            log.warning("Trial %d failed: %s: %s", trial.number, type(e).__name__, e)
+            return e
         frozen = study.get_trials(deepcopy=False)[trial.number]
         if "pruned_epoch" in frozen.user_attrs:  # set by the job's pruning callback (study.py)
-            study.tell(trial, state=TrialState.PRUNED)
+            told(study, trial, state=TrialState.PRUNED)
             log.info("Trial %d pruned after epoch %s", trial.number, frozen.user_attrs["pruned_epoch"])
             return None
         value = ret.return_value
@@ -531,13 +549,13 @@ class StudySweep:
             value = math.nan
         if not math.isfinite(value):
             trial.set_user_attr(ERROR_ATTR, f"the job returned {ret.return_value!r}, not a finite number")
-            study.tell(trial, state=TrialState.FAIL)
+            told(study, trial, state=TrialState.FAIL)
             log.warning("Trial %d failed: the job returned %r, not a finite number", trial.number, ret.return_value)
             return ConfigError(
                 f"trial {trial.number}: the job returned {ret.return_value!r}, not a finite number to optimise "
                 "(optimized_metric names it: val/acc or val/loss)"
             )
-        study.tell(trial, values=value)
+        told(study, trial, values=value)
         return None
 
     def write_results(self, study: optuna.Study) -> None:

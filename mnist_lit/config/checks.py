@@ -12,6 +12,7 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -86,6 +87,8 @@ LIBRARY_RANGES: dict[str, dict[str, tuple[float | None, float | None, bool, bool
         "final_div_factor": (0, None, True, False),
     },
 }
+# Arguments of library classes that name a folder the class writes into (ModelCheckpoint's, the logger's).
+FOLDERS = ("dirpath", "save_dir", "default_root_dir")
 # What the module logs at the end of each validation: what early stopping and checkpoints can watch.
 MONITORED = ("val/loss", "val/acc")
 SCHEDULER_INTERVALS = ("step", "epoch")
@@ -99,6 +102,10 @@ def check_group(node: Any, key: str, base: type | None = None, own_keys: tuple[s
     cls = check_target(node, key, own_keys)
     if base is not None and not (isinstance(cls, type) and issubclass(cls, base)):
         raise ConfigError(f"{key}._target_={node['_target_']!r} is not allowed: it must name a {base.__name__}")
+    for name in FOLDERS:  # a library writes into them only once training runs
+        reason = isinstance(node.get(name), str) and unwritable_reason(Path(node[name]).expanduser())
+        if reason:
+            raise ConfigError(f"{key}.{name}={shown(node[name])} cannot be used: {reason}. Give a writable folder")
     for name, bounds in LIBRARY_RANGES.get(str(node["_target_"]), {}).items():
         value = node.get(name)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and not in_range(value, *bounds):
@@ -169,19 +176,24 @@ def check_trainer(cfg: DictConfig) -> None:
         )
 
 
-def _limit(cfg: DictConfig, key: str, batches: int) -> None:
-    """``trainer.limit_*_batches``: a fraction in (0, 1] or a count >= 1, and at least one batch either way."""
+def _limit(cfg: DictConfig, key: str, batches: int | None, stage: str) -> int | None:
+    """``trainer.limit_*_batches``: a fraction in (0, 1] or a count >= 1, and at least one batch of the ``batches``
+    (None: not known before the data is read) either way, which ``stage`` needs; returns the batches it keeps."""
     value = OmegaConf.select(cfg, key, default=1.0)
     number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not number or value <= 0 or (isinstance(value, float) and value > 1):
         raise ConfigError(
-            f"{key}={value!r} is not allowed: give a fraction of the epoch in (0, 1.0] or a number of batches >= 1"
+            f"{key}={value!r} is not allowed: give a fraction of the epoch in (0, 1.0] or a number of batches >= 1 "
+            f"({stage} needs at least one)"
         )
+    if batches is None:
+        return None
     if isinstance(value, float) and int(value * batches) < 1:
         raise ConfigError(
             f"{key}={value!r} leaves no batch: the epoch has {batches} batches, so a fraction must be at least "
             f"{1 / batches:.3g} (or give a number of batches, e.g. {key}=1)"
         )
+    return min(batches, value) if isinstance(value, int) else int(value * batches)
 
 
 def check_data(cfg: DictConfig) -> L.LightningDataModule:
@@ -209,8 +221,18 @@ def check_data(cfg: DictConfig) -> L.LightningDataModule:
             f"validation): choose a fraction that keeps at least one image on each side, e.g. 0.2"
         )
     fetch = data.batch_size * OmegaConf.select(cfg, "data.steps_per_fetch", default=1)
-    _limit(cfg, "trainer.limit_train_batches", -(-(images - val) // fetch))
-    _limit(cfg, "trainer.limit_val_batches", -(-val // data.eval_batch_size))
+    epoch = _limit(cfg, "trainer.limit_train_batches", -(-(images - val) // fetch), "training")
+    _limit(cfg, "trainer.limit_val_batches", -(-val // data.eval_batch_size), "the validation best.ckpt watches")
+    _limit(cfg, "trainer.limit_test_batches", None, "the test of best.ckpt after training")
+    interval = OmegaConf.select(cfg, "trainer.val_check_interval", default=None)
+    every = OmegaConf.select(cfg, "trainer.check_val_every_n_epoch", default=1)
+    if isinstance(interval, int) and not isinstance(interval, bool) and every is not None and interval > epoch:
+        raise ConfigError(  # Lightning would refuse it only once the fit has started
+            f"trainer.val_check_interval={interval} is not allowed: an epoch has {epoch} training batches here "
+            f"({images - val} images in batches of {fetch}, trainer.limit_train_batches="
+            f"{OmegaConf.select(cfg, 'trainer.limit_train_batches', default=1.0)}): give at most {epoch}, a fraction "
+            "of the epoch in (0, 1.0], or trainer.check_val_every_n_epoch=null to count batches across epochs"
+        )
     return datamodule
 
 

@@ -108,10 +108,10 @@ class EvalSettings:
 
 @dataclasses.dataclass(kw_only=True)
 class PredictSettings:
-    """conf/predict.yaml (``images`` is a path or a list of paths, checked when they are read)."""
+    """conf/predict.yaml (the files ``images`` names are checked when they are read)."""
 
     ckpt_path: str | None = None
-    images: Any = None
+    images: str | list[str] | None = None  # an image file or a folder of images, or a list of them
     invert: Invert = "auto"
     top_k: int = setting(low=1, high=10)
     min_confidence: float = setting(low=0, high=1)

@@ -28,12 +28,14 @@ from torch.utils.tensorboard.writer import FileWriter
 
 from mnist_lit.config.settings import FOLD_KEY
 from mnist_lit.display.tables import escape_markdown, markdown_table
+from mnist_lit.io.atomic import library_writes
 
 # The HParams tab's metrics, in this order, as (run relative to the run's own, tag): the test figures as
 # Lightning logged them, the best epoch's validation figures as one point in the sub-run ``best`` (beside
 # the validation curves, so the Scalars tab gets no chart of one point; see write_run_summary)
 HP_METRICS = (("best", "val/acc"), ("", "test/acc"), ("best", "val/loss"), ("", "test/loss"))
 BEST_RUN = "best"
+EVENT_FILES = "events.out.tfevents.*"  # what TensorBoard names the files it writes into a run's folder
 # metrics.json facts shown as HParams columns beside the hyperparameters (a metric needs a scalar chart)
 RUN_FACTS = ("best_epoch", "epochs", "fit_seconds")
 # The keys that describe a run besides the model's and the optimizer's own
@@ -227,7 +229,7 @@ def write_run_summary(run_dir: Path, cfg: DictConfig, swept: list[str], metrics:
 
 def log_report(run_dir: Path, report_dir: Path, split: str, text: str, step: int) -> None:
     """The confusion matrix, the misclassified grid and the classification report, beside the run's scalars."""
-    with SummaryWriter(str(run_dir)) as writer:
+    with library_writes(run_dir / EVENT_FILES), SummaryWriter(str(run_dir)) as writer:
         for name in ("confusion_matrix", "misclassified"):
             image = np.asarray(Image.open(report_dir / f"{name}.png").convert("RGB"))
             writer.add_image(f"{split}/{name}", image, step, dataformats="HWC")

@@ -19,6 +19,7 @@ from mnist_lit.config.schema import typed
 from mnist_lit.config.settings import EvalSettings, Split
 from mnist_lit.data.augment import shifted_images
 from mnist_lit.data.datamodule import ImageDataModule
+from mnist_lit.data.dataset import ImageSpec
 from mnist_lit.errors import ConfigError, describe
 from mnist_lit.evaluation.inference import inference_device, predict_batches
 from mnist_lit.evaluation.report import REPORT, write_report
@@ -70,20 +71,42 @@ def locate_run(run_dir: str | None, ckpt_path: str | None) -> Run:
             raise ConfigError(f"run_dir={run_dir!r} has no checkpoints/best.ckpt: {hint}")
     config = load_run_config(config_file, f"{key}={value!r}")
     checkpoint = load_checkpoint(ckpt, config.model.arch)
+    trained, run_data = checkpoint["hyper_parameters"].get("dataset", "mnist"), config.data.get("dataset")
+    if trained != run_data:
+        raise ConfigError(
+            f"{key}={value!r} is not allowed: {ckpt} was trained with data.dataset={trained}, but its run's "
+            f"{config_file} says data.dataset={run_data}: it is another run's. Give the run it was trained in"
+        )
     if (directory / "metrics.json").exists():
         load_metrics(directory / "metrics.json", f"{key}={value!r}")
     return Run(run_dir=directory, config=config, ckpt_path=ckpt, checkpoint=checkpoint)
 
 
-def load_data(run: Run) -> ImageDataModule:
-    """The run's own data module (same files, same seeded split), every split set up (the report shows all)."""
+def spec_text(image_size: int, channels: int, classes: tuple[str, ...]) -> str:
+    shown = ", ".join(classes[:3]) + (", ..." if len(classes) > 3 else "")
+    return f"{image_size}x{image_size} images of {channels} channel(s) in {len(classes)} classes ({shown})"
+
+
+def load_data(run: Run, data: DictConfig | None = None, models: list[tuple[Path, ImageSpec]] = ()) -> ImageDataModule:
+    """The data module to evaluate on, every split set up (the report shows all): ``data`` (a data=<choice> of the
+    command line), or the run's own (same files, same seeded split). Each of ``models`` (a checkpoint and its spec)
+    must take its images and classes; ConfigError before any file is read otherwise."""
+    named = "data" if data is not None else f"run_dir={str(run.run_dir)!r}"
     try:
-        datamodule = instantiate(run.config.data)
+        datamodule = instantiate(data if data is not None else run.config.data)
     except InstantiationException as e:  # the saved settings name no data module, or one it does not take
         raise ConfigError(
-            f"run_dir={str(run.run_dir)!r} is not allowed: the data settings of its .hydra/config.yaml do not "
-            f"build a data module ({describe(e)})"
+            f"{named} is not allowed: {'its' if data is not None else 'the'} data settings "
+            f"{'' if data is not None else 'of its .hydra/config.yaml '}do not build a data module ({describe(e)})"
         ) from e
+    have = (datamodule.image_size, datamodule.channels, tuple(datamodule.class_names))
+    for ckpt_path, spec in models:
+        takes = (spec.image_size, spec.channels, spec.class_names)
+        if takes != have:
+            raise ConfigError(
+                f"{named} is not allowed: {ckpt_path} takes {spec_text(*takes)}, the data has {spec_text(*have)}. "
+                "Give data=<the data set it was trained on>, or leave data out"
+            )
     datamodule.prepare_data()
     datamodule.setup()
     return datamodule
@@ -110,11 +133,11 @@ def ensemble_runs(ckpt_paths: list[str]) -> list[Run]:
     runs = [locate_run(None, str(path)) for path in ckpt_paths]
     first = runs[0].config.data
     for run in runs[1:]:
-        for key in ("val_fraction", "split_seed"):
+        for key in ("dataset", "root", "path", "val_fraction", "split_seed"):  # one data set, one validation split
             if run.config.data.get(key) != first.get(key):
                 raise ConfigError(
                     f"ckpt_paths: {run.ckpt_path} was trained with data.{key}={run.config.data.get(key)}, "
-                    f"{runs[0].ckpt_path} with {first.get(key)}: an ensemble needs one validation split"
+                    f"{runs[0].ckpt_path} with {first.get(key)}: an ensemble is evaluated on one data set and split"
                 )
     return runs
 
@@ -145,7 +168,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         )
         for member in members
     ]
-    datamodule = load_data(run)
+    specs = [(member.ckpt_path, model.spec) for member, (model, _) in zip(members, models, strict=True)]
+    datamodule = load_data(run, cfg.get("data"), specs)
     predictions = predict_batches(models, split_batches(datamodule, cfg.split), tta=cfg.tta)
     scores = score(predictions.labels, predictions.predicted, datamodule.num_classes)
     what = f"ensemble of {len(members)}" if len(members) > 1 else str(run.ckpt_path)

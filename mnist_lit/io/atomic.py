@@ -3,7 +3,8 @@
 Every file the project writes goes through ``atomic_file`` (``write_text`` for text), and a folder
 written whole (the evaluation report) through ``atomic_dir``. A reader (or a run killed at any moment,
 or a full disk) sees the previous file or folder or the new one, never part of one; the temporary one
-is removed when the write fails.
+is removed when the write fails. What libraries write themselves (TensorBoard's event files, Lightning's)
+is called inside ``library_writes``: a full disk ends in the same one line.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from mnist_lit.errors import OutputError
+from mnist_lit.errors import OutputError, UserError
 
 # A full disk, an exhausted quota, a file-size limit: the user can free space and run again.
 NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -29,8 +30,9 @@ def name_error(path: Path) -> str | None:
     """Why this system cannot hold a file or folder at ``path`` by its name alone (too long), or None."""
     limit = 255  # bytes of one name on Linux, macOS and Windows file systems
     for part in path.parts:
-        if len(part.encode()) > limit:
-            return f"the name {part[:20]}... is {len(part.encode())} bytes long, more than the {limit} a name can have"
+        size = len(os.fsencode(part))  # its bytes, whatever they are
+        if size > limit:
+            return f"the name {part[:20]}... is {size} bytes long, more than the {limit} a name can have"
     return None
 
 
@@ -88,6 +90,24 @@ def raise_no_space(error: BaseException, path: Path) -> None:
     full = out_of_space(error)
     if full is not None:
         raise no_space(full, path) from error
+
+
+@contextlib.contextmanager
+def library_writes(path: Path) -> Iterator[None]:
+    """Around what a library writes itself (``path``: TensorBoard's event files, written by its own thread, which
+    raises their error again in the caller's; Lightning's): a write that runs out of space ends in the OutputError
+    that ``atomic_file`` gives, and the thread's traceback is not printed."""
+    hook = threading.excepthook
+    threading.excepthook = lambda args: None if out_of_space(args.exc_value) else hook(args)
+    try:
+        yield
+    except UserError:
+        raise  # the atomic writer's own (a checkpoint's)
+    except Exception as e:
+        raise_no_space(e, path)
+        raise
+    finally:
+        threading.excepthook = hook
 
 
 @contextlib.contextmanager

@@ -270,14 +270,15 @@ def save_run_config(cfg: DictConfig) -> None:
         write_text(folder / name, OmegaConf.to_yaml(node))
 
 
-def job_error(job_return: JobReturn) -> BaseException:
-    """The exception a failed job raised (Hydra's own line about it is left out: the caller reports it)."""
+def job_error(job_return: JobReturn) -> BaseException | None:
+    """The exception a failed job raised, or the UserError a refused job of a grid sweep returned (mnist_lit.command);
+    None for a job that ran. Hydra's own line about a failed job is left out: the caller reports it."""
     with contextlib.redirect_stderr(io.StringIO()):
         try:
-            job_return.return_value  # noqa: B018  (a failed job's return_value raises its exception)
+            value = job_return.return_value  # a failed job's return_value raises its exception
         except Exception as e:
             return e
-    return RuntimeError("the job failed without an exception")  # pragma: no cover - Hydra stores every one
+    return value if isinstance(value, UserError) else None
 
 
 class RunDirectoryGuard(Callback):

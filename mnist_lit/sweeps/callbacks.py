@@ -8,15 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from mnist_lit.errors import UserError, exit_with
+from mnist_lit.errors import UserError, exit_with, report
 from mnist_lit.interrupts import when_interrupted
 from mnist_lit.io.atomic import write_text
-from mnist_lit.io.run_dir import optuna_sweep
+from mnist_lit.io.run_dir import job_error, optuna_sweep
 from mnist_lit.sweeps.summary import (
     ERROR_FILE,
     Job,
@@ -29,6 +29,11 @@ from mnist_lit.sweeps.summary import (
 )
 
 log = logging.getLogger(__name__)
+# Hydra's own sweeper, the grid of the command line's values: it raises a failed job's exception once its batch is
+# done, a traceback that would end the sweep. A job refused for its own values returns its UserError instead
+# (mnist_lit.command). With either sweeper, a refused job is recorded as failed here in one line, the other jobs
+# run, and a sweep with a failed job ends with one line and status 2.
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
 class SweepSummaryCallback(Callback):
@@ -49,17 +54,15 @@ class SweepSummaryCallback(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if config.hydra.mode != RunMode.MULTIRUN:
             return
-        if job_return.status == JobStatus.FAILED:
-            try:
-                job_return.return_value  # noqa: B018  (a failed job's return_value raises its exception)
-            except Exception as e:
-                error = e
-            else:  # pragma: no cover - Hydra stores the exception of every failed job
-                error = RuntimeError("the job failed without an exception")
+        error = job_error(job_return)
+        if error is not None:
             text = "".join(traceback.format_exception_only(type(error), error))
             text += "\n" + "".join(traceback.format_exception(type(error), error, error.__traceback__))
             write_text(Path(config.hydra.runtime.output_dir) / ERROR_FILE, text)
-            log.error("Job %s failed: %s", config.hydra.job.num, text.splitlines()[0])
+            if isinstance(error, UserError):
+                report(f"job {config.hydra.job.num} ({' '.join(job_return.overrides or [])}): {error}")
+            else:
+                log.error("Job %s failed: %s", config.hydra.job.num, text.splitlines()[0])
         self._write(Path(config.hydra.sweep.dir), finished=False)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -82,6 +85,10 @@ class SweepSummaryCallback(Callback):
                 f"every job of this sweep failed, {len(here)} of {len(here)} ({label(here[0])}: {here[0].error}): "
                 f"see {sweep_dir / 'summary.md'}"
             )
+        lost = [j for j in here if j.status == "failed"]  # a shared study's other trials are not this sweep's
+        if lost:
+            summary = sweep_dir / "summary.md"
+            exit_with(f"{len(lost)} of the sweep's {len(here)} jobs failed: {summary} lists each error")
 
     @classmethod
     def interrupted(cls, sweep_dir: Path, line: str, again: str = "") -> str:

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from mnist_lit.config.checks import check_config
 from mnist_lit.errors import ConfigError
 from mnist_lit.training import build
-from tests.conftest import compose_train, run_cli, set_value, synthetic_overrides, train_in_process
+from tests.conftest import ROOT, compose_train, run_cli, set_value, synthetic_overrides, train_in_process
 from tests.data.test_image_folder import write_folder
 
 
@@ -38,6 +38,10 @@ def config_with(synthetic, *overrides: str) -> DictConfig:
         ("trainer.limit_train_batches=-3", "trainer.limit_train_batches=-3 is not allowed"),
         ("trainer.limit_val_batches=0.001", "trainer.limit_val_batches=0.001 leaves no batch: the epoch has 1 batches"),
         ("trainer.limit_train_batches=0.01", "trainer.limit_train_batches=0.01 leaves no batch"),
+        # what Lightning refuses only late: after training, at the start of the fit, at the first checkpoint
+        ("+trainer.limit_test_batches=0", "(the test of best.ckpt after training needs at least one)"),
+        ("+trainer.val_check_interval=14", "val_check_interval=14 is not allowed: an epoch has 13 training batches"),
+        (f"callbacks.model_checkpoint.dirpath={ROOT / 'README.md'}", "README.md is a file, not a directory"),
         ("optimizer.lr=inf", "optimizer.lr=inf is not allowed"),
         ("trainer.precision=bogus", "trainer.precision='bogus' is not allowed: lightning.pytorch.Trainer takes one of"),
         ("run_name=a/b", "run_name='a/b' is not allowed: it names one folder"),

@@ -10,14 +10,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from mnist_lit.checkpoints import load_classifier
 from mnist_lit.config.checks import command_config
 from mnist_lit.data.augment import shifted_images, tta_views
 from mnist_lit.data.datamodule import normalize
+from mnist_lit.data.fashion_mnist import DATASET as FASHION_MNIST
 from mnist_lit.errors import ConfigError
 from mnist_lit.evaluation.evaluate import evaluate, load_data, locate_run
-from tests.conftest import N_TEST, N_TRAIN, REPORT_FILES, run_cli
+from tests.conftest import N_TEST, N_TRAIN, REPORT_FILES, assert_refused, run_cli
 
 
 def read_confusion(path: Path) -> list[list[int]]:
@@ -177,3 +179,44 @@ def test_bad_ensemble_and_tta_input_is_rejected(runs, values, expected):
     resolved = {k: [fill[p] for p in v] if isinstance(v, list) else fill.get(v, v) for k, v in values.items()}
     with pytest.raises(ConfigError, match=expected):
         evaluate(command_config("eval", **resolved))
+
+
+def run_saying(run: Path, target: Path, hyper_parameters: dict, data: dict) -> Path:
+    """A copy of ``run`` whose best.ckpt has these ``hyper_parameters`` and whose .hydra/config.yaml these ``data``
+    settings."""
+    shutil.copytree(run, target)
+    ckpt = target / "checkpoints" / "best.ckpt"
+    checkpoint = torch.load(ckpt, weights_only=True)
+    checkpoint["hyper_parameters"].update(hyper_parameters)
+    torch.save(checkpoint, ckpt)
+    config = OmegaConf.load(target / ".hydra" / "config.yaml")
+    config.data.update(data)
+    OmegaConf.save(config, target / ".hydra" / "config.yaml")
+    return target
+
+
+FASHION = {"dataset": "fashion_mnist", "data": FASHION_MNIST.spec.as_dict()}  # what a Fashion-MNIST run saves
+MISMATCHES = {  # the copy's checkpoint and data settings, the command line, what is refused (None: it evaluates)
+    "data that does not fit": ({}, {}, ["run_dir={run}", "data=fashion_mnist"], "(T-shirt/top, Trouser"),
+    "data that fits, not the run's": ({}, {"data_dir": "/nonexistent"}, ["run_dir={copy}", "data=synthetic"], None),
+    "an ensemble of two data sets": (FASHION, {"dataset": "fashion_mnist"}, ["ckpt_paths=[{best},{copy_best}]"],
+                                     "an ensemble is evaluated on one data set and split"),
+    "another run's checkpoint": (FASHION, {}, ["run_dir={copy}"], "data.dataset=mnist: it is another run's"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("hyper_parameters, data, args, expected", MISMATCHES.values(), ids=MISMATCHES.keys())
+def test_a_data_set_is_evaluated_when_it_fits_or_refused_never_ignored(
+    trained, reference, synthetic, tmp_path, hyper_parameters, data, args, expected
+):
+    copy = run_saying(trained, tmp_path / "copy", hyper_parameters, data)
+    best = "checkpoints/best.ckpt"
+    paths = {"run": trained, "copy": copy, "best": trained / best, "copy_best": copy / best}
+    searchpath = f"hydra.searchpath=[file://{synthetic['conf']}]"  # conf/data/synthetic.yaml, the run's data
+    args = [searchpath, *(arg.format(**paths) for arg in args), f"report_dir={tmp_path / 'report'}"]
+    done = run_cli("evaluate.py", *args, "tensorboard=false", check=expected is None)
+    if expected is not None:
+        assert_refused(done, expected)
+        assert not (tmp_path / "report").exists()
+    else:
+        assert read_report(tmp_path / "report")["accuracy"] == pytest.approx(reference["accuracy"])

@@ -66,3 +66,14 @@ def test_parallel_sweep_survives_a_failing_job(synthetic, tmp_path):
     assert {r["job"] for r in rows if r["status"] == "ok"} == {"1", "2"}
     assert "ConfigError: model.kernel_size=29" in rows[-1]["error"]
     assert "3 jobs: 2 finished, 1 failed." in (tmp_path / "summary.md").read_text()
+
+
+def test_a_grid_job_refused_for_its_own_value_is_one_line_and_the_others_run(synthetic, tmp_path):
+    done = run_cli("train.py", "-m", *synthetic_overrides(synthetic), "model=cnn", "model.filters=2", "model.dense=8",
+                   "model.kernel_size=29,3", *TINY, f"hydra.sweep.dir={tmp_path}", check=False)  # fmt: skip
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
+    assert done.returncode == 2 and "Traceback" not in done.stderr and len(errors) == 2, done.stderr
+    assert errors[0].startswith("Error: job 0 (") and " model.kernel_size=29 " in errors[0].split("): ")[0]
+    assert "): model.kernel_size=29 with model.blocks=2" in errors[0]
+    assert errors[1] == f"Error: 1 of the sweep's 2 jobs failed: {tmp_path / 'summary.md'} lists each error"
+    assert [r["status"] for r in summary_rows(tmp_path)] == ["ok", "failed"]
