@@ -145,7 +145,7 @@ def refused_plan(quick: DictConfig, key: str, value: Any) -> str:
         *(
             (key, value, f"hydra.sweeper.{key}={shown} is not allowed: it must be an integer")
             for key in ("n_trials", "n_jobs", "sampler.seed")
-            for value, shown in (("abc", "'abc'"), (1.5, "1.5"), (True, "True"))
+            for value, shown in (("abc", "'abc'"), (1.5, "1.5"), (True, "true"))
         ),
         ("sampler.seed", -1, "sampler.seed=-1 is not allowed: it must be an integer or null in [0, 4294967295]"),
         ("direction", ["maximize", "minimize"], "direction=['maximize', 'minimize'] is not allowed: choose minimize"),

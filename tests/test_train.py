@@ -160,14 +160,15 @@ def test_a_fold_resumes_only_as_that_fold_of_its_folds(synthetic, tmp_path):
     (run,) = (logs / "runs" / "mlp_h16_s42").iterdir()
     last = run / "checkpoints" / "last.ckpt"
     kept = snapshot(run)
-    for other, said in [
-        ([*folds, "cv.fold=2"], "cv.fold=2 (data.fold): it was trained with cv.fold=1"),
-        (["cv=kfold", "cv.folds=4", "cv.fold=1"], "cv.folds=4 (data.folds): it was trained with cv.folds=3"),
-        ([], "cv.folds=null (data.folds): it was trained with cv.folds=3"),  # the val_fraction split
-    ]:
+    for other, said, fix in [
+        ([*folds, "cv.fold=2"], "with cv.fold=2: it was trained with cv.fold=1", "cv.fold=1"),
+        (["cv=kfold", "cv.folds=4", "cv.fold=1"], "with cv.folds=4: it was trained with cv.folds=3", "cv.folds=3"),
+        ([], "with cv=null, with cv.fold=null: it was trained with cv.folds=3, with cv.fold=1",  # the 80/20 split
+         "cv=kfold cv.folds=3 cv.fold=1"),
+    ]:  # fmt: skip
         done = run_cli("train.py", *common, *other, f"ckpt_path={last}", "trainer.max_epochs=2", check=False)
-        assert_refused(done, f"ckpt_path='{last}' cannot be resumed with {said}")
-        assert "Resume with cv=kfold cv.folds=3 cv.fold=1" in done.stderr
+        assert_refused(done, f"ckpt_path='{last}' cannot be resumed {said}")
+        assert f"Resume with {fix} (" in done.stderr
         assert snapshot(run) == kept, other
     # ckpt_path=last: a run of another fold is another run; this fold's is found (and has no epoch left)
     done = run_cli("train.py", *common, *folds, "cv.fold=2", "trainer.max_epochs=1", "ckpt_path=last", check=False)

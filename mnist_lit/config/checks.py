@@ -249,85 +249,66 @@ def check_folds(datamodule: L.LightningDataModule) -> None:
     datamodule.splits()
 
 
+# What a resume keeps of its run's data: the data set and the data module, a folder's ``root`` or a table's ``path``,
+# the training/validation split and a cross-validation's folds (data.folds and data.fold follow cv.folds and cv.fold).
+SPLIT_KEYS = ("dataset", "_target_", "root", "path", "val_fraction", "split_seed", "folds", "fold")
+
+
+def kept_by_resume(model: Any, optimizer: dict, scheduler: bool, averaging: bool, data: dict) -> dict[str, Any]:
+    """What a resume goes on with as its run was trained, by the key the command line sets (True or False: with or
+    without the group): the weights' shapes, the optimizer (Lightning restores its state, its lr and other settings
+    included, so a new value would not be used), whether there is a scheduler and weight averaging (restored too),
+    and the training and validation images."""
+    kept = {f"model.{key}": value for key, value in network_shape(model).items()}
+    kept |= {f"optimizer.{key}": value for key, value in optimizer.items()}
+    kept |= {"scheduler": scheduler, "callbacks/averaging": averaging}
+    split = {key: data[key] for key in SPLIT_KEYS if key in data}
+    if split.get("folds") is None:
+        split.pop("fold", None)  # the val_fraction split: no fold is used
+    return kept | {f"cv.{k}" if k in ("folds", "fold") else f"data.{k}": v for k, v in split.items()}
+
+
+def said(key: str, value: Any) -> str:
+    """A kept setting as the command line sets it: ``with model.hidden=128``, ``without scheduler``."""
+    if isinstance(value, bool):
+        return f"{'with' if value else 'without'} {key}"
+    return "with " + (
+        "cv=null" if key == "cv.folds" and value is None else f"{key}={'null' if value is None else value}"
+    )
+
+
 def check_resume(cfg: DictConfig) -> None:
-    """``ckpt_path`` resumes this run: same architecture and sizes, same data split, optimizer and scheduler,
-    finite weights that fit, epochs left to train."""
-    ckpt_path = cfg.ckpt_path
-    named = f"ckpt_path={ckpt_path!r}"
-    checkpoint = load_checkpoint(ckpt_path, cfg.model.arch, resume=True)
+    """``ckpt_path`` resumes its run as it was trained (``kept_by_resume``: from the checkpoint and its run's
+    .hydra/config.yaml, next to checkpoints/, where there is one), from finite weights that fit, with epochs left."""
+    named = f"ckpt_path={cfg.ckpt_path!r}"
+    checkpoint = load_checkpoint(cfg.ckpt_path, cfg.model.arch, resume=True)
     saved = checkpoint["hyper_parameters"]
-    shape, wanted = network_shape(saved["model"]), network_shape(cfg.model)
-    different = [
-        f"model.{key}={wanted[key]!r} but the checkpoint has {value!r}"
-        for key, value in shape.items()
-        if value != wanted.get(key)
-    ]
-    if different:
-        fix = " ".join(f"model.{key}={value}" for key, value in shape.items())
-        raise ConfigError(
-            f"{named} cannot be resumed with these settings: {'; '.join(different)}. "
-            f"Resume with the checkpoint's sizes: {fix}"
-        )
-    load_classifier(ckpt_path, checkpoint=checkpoint)  # its weights fit the network its settings build
-    check_resumed_data(cfg, saved.get("dataset", "mnist"))
-    had, has = bool(saved.get("scheduler")), bool(cfg.get("scheduler"))
-    if had != has:
-        raise ConfigError(
-            f"{named} was trained {'with' if had else 'without'} a learning-rate scheduler, "
-            f"but {'this run sets one' if has else 'scheduler=null here'}: resume with the scheduler setting it was "
-            "trained with (see its run's .hydra/overrides.yaml)"
-        )
-    if "current_model_state" in checkpoint and not OmegaConf.select(cfg, "callbacks.averaging"):
-        # its weights are the average: resuming without averaging would train on from the average
-        raise ConfigError(
-            f"{named} was saved with weight averaging, but this run has none: resume with the "
-            "callbacks/averaging=... it was trained with (see its run's .hydra/overrides.yaml)"
-        )
-    # Lightning restores the optimizer's state from the checkpoint, its param_groups (lr, weight_decay, ...)
-    # included, so a new value would not be applied while .hydra/config.yaml would say it was.
-    optimizer, trained = plain(cfg.optimizer), dict(saved["optimizer"])
-    changed = [key for key in sorted({*optimizer, *trained}, key=str) if optimizer.get(key) != trained.get(key)]
+    data, run = {"dataset": saved.get("dataset", "mnist")}, resumed_run(cfg.ckpt_path)
+    if run is not None and (run / ".hydra" / "config.yaml").exists():
+        run_data = plain(load_run_config(run / ".hydra" / "config.yaml", named).data)
+        data |= {key: run_data.get(key) for key in SPLIT_KEYS if key in run_data or key in cfg.data}
+    averaged, asked = "current_model_state" in checkpoint, {key: plain(cfg.data.get(key)) for key in data}
+    trained = kept_by_resume(saved["model"], saved["optimizer"], bool(saved.get("scheduler")), averaged, data)
+    averaging = bool(OmegaConf.select(cfg, "callbacks.averaging"))
+    now = kept_by_resume(cfg.model, plain(cfg.optimizer), bool(cfg.get("scheduler")), averaging, asked)
+    changed = [key for key in {**trained, **now} if trained.get(key) != now.get(key)]
     if changed:
-        theirs = " ".join(f"optimizer.{key}={shown(trained.get(key))}" for key in changed)
+        given, theirs = (", ".join(said(key, kept.get(key)) for key in changed) for kept in (now, trained))
+        fix = " ".join(said(k, trained.get(k))[5:] for k in changed if not isinstance(trained.get(k), bool))
+        fix = ("cv=kfold " if trained.get("cv.folds") and not now.get("cv.folds") else "") + fix
         raise ConfigError(
-            f"{named} cannot be resumed with optimizer.{changed[0]}={shown(optimizer.get(changed[0]))}: it was "
-            f"trained with {theirs}, and a resume restores the checkpoint's optimizer state, its learning rate and "
-            f"other settings included, so the new value would not be used. Resume with {theirs}, or start a new run"
+            f"{named} cannot be resumed {given}: it was trained {theirs}, and a resume goes on as its run "
+            "was trained (the network's sizes, the optimizer's state and settings, the scheduler, weight averaging, "
+            f"the training and validation images). Resume with {fix or 'the same settings'} (its run's "
+            ".hydra/overrides.yaml lists them), or start a new run"
         )
+    load_classifier(cfg.ckpt_path, checkpoint=checkpoint)  # its weights fit the network its settings build
     done = checkpoint.get("epoch", -1) + 1
     if done >= cfg.trainer.max_epochs:
         raise ConfigError(
             f"{named} already holds {done} completed epochs and trainer.max_epochs="
             f"{cfg.trainer.max_epochs}: nothing is left to train. Give trainer.max_epochs={done + 1} or more"
         )
-
-
-def check_resumed_data(cfg: DictConfig, dataset: str | None) -> None:
-    """A resume keeps the data set and the training/validation split of its run (from the checkpoint's
-    hyper-parameters and its run's .hydra/config.yaml, next to checkpoints/, where there is one): the IDX data
-    set's ``dataset``, a folder's ``root`` or a table's ``path``, the data module's ``_target_``, and a
-    cross-validation's folds and fold (``cv.folds``, ``cv.fold``; the fold counts only with folds)."""
-    ckpt_path = cfg.ckpt_path
-    trained: dict[str, Any] = {"dataset": dataset}
-    run = resumed_run(ckpt_path)
-    config_file = run / ".hydra" / "config.yaml" if run is not None else None
-    if config_file is not None and config_file.exists():
-        run_data = load_run_config(config_file, f"ckpt_path={ckpt_path!r}").data
-        keys = ("val_fraction", "split_seed", "folds", "fold", "_target_", "root", "path")
-        trained.update({key: run_data.get(key) for key in keys if key in run_data or key in cfg.data})
-        if trained.get("folds") is None and cfg.data.get("folds") is None:
-            trained.pop("fold", None)  # the val_fraction split: no fold is used
-    for key, value in trained.items():
-        if cfg.data.get(key) != value:
-            given, was, fix = f"data.{key}={cfg.data.get(key)}", f"data.{key}={value}", f"data.{key}={value}"
-            if key in ("folds", "fold"):
-                given, was = f"cv.{key}={shown(cfg.data.get(key))} (data.{key})", f"cv.{key}={shown(value)}"
-                folds = trained["folds"]
-                fix = f"cv=kfold cv.folds={folds} cv.fold={trained.get('fold')}" if folds is not None else "cv=null"
-            raise ConfigError(
-                f"ckpt_path={ckpt_path!r} cannot be resumed with {given}: it was trained with {was}, and the run "
-                f"would go on with other training and validation images. Resume with {fix}"
-            )
 
 
 def check_model(model: DictConfig | dict[str, Any]) -> None:

@@ -113,8 +113,8 @@ def in_range(value: Any, low: float | None, high: float | None, low_open: bool, 
 
 
 def shown(value: Any) -> str:
-    """A value as the command line writes it: null for None, strings quoted."""
-    return "null" if value is None else repr(value)
+    """A value as the command line writes it: null for None, true and false, strings quoted."""
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else repr(value)
 
 
 def plain(value: Any) -> Any:
