@@ -13,6 +13,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import WeightAveraging
 
+from mnist_lit.config.schema import fits
+
 
 class LastEpochsAveraging(WeightAveraging):
     """The equal average of the weights at the end of each of the last ``epochs`` of ``trainer.max_epochs``.
@@ -25,7 +27,7 @@ class LastEpochsAveraging(WeightAveraging):
 
     def __init__(self, epochs: int, device: str | None = None, use_buffers: bool = True) -> None:
         super().__init__(device=device, use_buffers=use_buffers)  # no avg_fn: AveragedModel's equal average
-        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        if not fits(epochs, int) or epochs < 1:
             raise ValueError(f"epochs must be an integer >= 1, not {epochs!r}")
         self.epochs = epochs
         self.first_epoch = 0  # 0-based index of the first averaged epoch, from trainer.max_epochs in setup

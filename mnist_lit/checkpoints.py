@@ -39,7 +39,7 @@ def checkpoint_problem(checkpoint: Any, resume: bool = False) -> str | None:
         return "it holds no optimizer state (saved with weights only?), so it cannot be resumed"
     for key in ("epoch", "global_step"):
         value = checkpoint.get(key, 0)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        if not fits(value, int) or value < 0:
             return f"{key}={value!r} is not a count (an integer >= 0)"
     saved = checkpoint["hyper_parameters"]
     arguments = typing.get_type_hints(DigitClassifier.__init__)

@@ -91,7 +91,7 @@ def fits(value: Any, hint: Any) -> bool:
 def refused_type(key: str, value: Any, hint: Any, who: str = "it must be") -> ConfigError:
     """``key=value is not allowed: <who> <the type in words>``, with how to quote a number meant as text."""
     hint_text = ""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and fits(str(value), hint):
+    if fits(value, float) and fits(str(value), hint):
         hint_text = f" (for the name {value}, quote it: {key}=\"'{value}'\")"
     return ConfigError(f"{key}={shown(value)} is not allowed: {who} {type_text(hint)}{hint_text}")
 
@@ -102,11 +102,14 @@ def range_text(low: float | None, high: float | None, low_open: bool, high_open:
     return f"{lo}, {hi}"
 
 
+def finite(value: Any) -> bool:
+    """Whether ``value`` is a finite number: an int or a float, never a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def in_range(value: Any, low: float | None, high: float | None, low_open: bool, high_open: bool) -> bool:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return True  # null where the type allows it; the type itself is checked on its own
-    if not math.isfinite(value):
-        return False
+    if not finite(value):  # NaN and infinity are in no range; null (where allowed) and the rest: checked by type
+        return not isinstance(value, float)
     if low is not None and (value <= low if low_open else value < low):
         return False
     return high is None or (value < high if high_open else value <= high)

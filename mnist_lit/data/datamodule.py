@@ -20,6 +20,7 @@ import torchvision.datasets
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from mnist_lit.config.schema import fits
 from mnist_lit.data.acquire import ensure_dataset, idx_count
 from mnist_lit.data.augment import build_augmentation
 from mnist_lit.data.dataset import ImageSpec, load_dataset
@@ -136,12 +137,12 @@ class ImageDataModule(L.LightningDataModule):
         fold: int = 0,
     ) -> None:
         super().__init__()
-        if folds is not None and (isinstance(folds, bool) or not isinstance(folds, int) or folds < 2):
+        if folds is not None and (not fits(folds, int) or folds < 2):
             raise ConfigError(
                 f"cv.folds={folds!r} (data.folds) is not allowed: k-fold cross-validation needs an integer >= 2 "
                 "(null: the val_fraction split)"
             )
-        if folds is not None and (isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < folds):
+        if folds is not None and (not fits(fold, int) or not 0 <= fold < folds):
             raise ConfigError(
                 f"cv.fold={fold!r} (data.fold) is not allowed: with cv.folds={folds} it must be in 0..{folds - 1}"
             )

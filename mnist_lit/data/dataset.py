@@ -14,10 +14,12 @@ import os
 import pkgutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import Tensor
 
+from mnist_lit.config.schema import finite, fits
 from mnist_lit.errors import ConfigError
 
 # A source of the files besides torchvision's mirrors: fetch(raw folder, {file name: MD5}) writes them there.
@@ -80,17 +82,14 @@ class ImageSpec:
             raise ValueError(f"{', '.join(missing)} missing")
         size, channels = values["image_size"], values["channels"]
         names, mean, std = values["class_names"], values["mean"], values["std"]
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        if not fits(size, int) or size < 1:
             raise ValueError(f"image_size={size!r} is not a positive integer")
-        if channels not in (1, 3) or isinstance(channels, bool):
+        if not fits(channels, Literal[1, 3]):
             raise ValueError(f"channels={channels!r} is neither 1 nor 3")
-        if not isinstance(names, (list, tuple)) or len(names) < 2 or not all(isinstance(n, str) for n in names):
+        if not fits(names, tuple[str, ...]) or len(names) < 2:
             raise ValueError(f"class_names={names!r} is not a list of two or more names")
         for key, stats in (("mean", mean), ("std", std)):
-            numbers = isinstance(stats, (list, tuple)) and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in stats
-            )
-            if not numbers or len(stats) != channels:
+            if not isinstance(stats, (list, tuple)) or not all(map(finite, stats)) or len(stats) != channels:
                 raise ValueError(f"{key}={stats!r} is not a list of {channels} numbers (one per channel)")
         if not all(s > 0 for s in std):
             raise ValueError(f"std={std!r} is not positive")

@@ -13,8 +13,6 @@ import sys
 
 import torch
 
-from mnist_lit.errors import ConfigError
-
 log = logging.getLogger(__name__)
 
 # mallopt(3) parameters (glibc's malloc.h)
@@ -34,10 +32,8 @@ def keep_freed_memory(enabled: bool) -> bool:
     process keeps its peak memory until it exits, which training reaches anyway.
     Other platforms and C libraries are left as they are.
 
-    ``enabled`` is the config key ``keep_freed_memory``; returns whether the setting was applied.
+    ``enabled`` is the config key ``keep_freed_memory`` (checked by TrainSettings); returns whether it was applied.
     """
-    if not isinstance(enabled, bool):
-        raise ConfigError(f"keep_freed_memory={enabled!r} is not allowed: it must be true or false")
     if not enabled or not sys.platform.startswith("linux"):
         return False
     try:

@@ -51,11 +51,3 @@ def test_freed_memory_is_reused_instead_of_faulted_in_again():
     pages = 20 * 2**26 // 4096  # 16,384 a round
     assert default > pages // 2, default  # glibc's default: the pages come back from the kernel each time
     assert kept < pages // 4, kept  # at most a few rounds while the heap grows, then none
-
-
-def test_a_value_that_is_not_a_boolean_is_refused():
-    from mnist_lit.errors import ConfigError
-    from mnist_lit.process.memory import keep_freed_memory
-
-    with pytest.raises(ConfigError, match="keep_freed_memory='yes' is not allowed: it must be true or false"):
-        keep_freed_memory("yes")

@@ -1,19 +1,12 @@
-"""Threads and processes: the threads setting refused when it is not a count, DDP only where it can start its ranks,
-and a DDP run on the CPU."""
+"""Threads and processes: DDP only where it can start its ranks, and a DDP run on the CPU."""
 
 from __future__ import annotations
 
 import pytest
 
 from mnist_lit.errors import ConfigError
-from mnist_lit.process.parallel import check_ddp_launch, set_threads
+from mnist_lit.process.parallel import check_ddp_launch
 from tests.conftest import TINY, composed, job_metrics, run_process, synthetic_overrides
-
-
-@pytest.mark.parametrize("bad", [0, -1, 1.5, "two", True])
-def test_bad_threads_name_the_key_and_what_is_allowed(bad):
-    with pytest.raises(ConfigError, match=r"threads=.* is not allowed: it must be an integer >= 1, or null"):
-        set_threads(bad)
 
 
 def test_ddp_is_refused_in_a_local_multirun_but_not_in_a_run_or_under_slurm(monkeypatch):
