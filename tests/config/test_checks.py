@@ -48,7 +48,7 @@ def config_with(synthetic, *overrides: str) -> DictConfig:
         ("run_name=..", "run_name='..' is not allowed"),
         ("data.split_seed=-1", "data.split_seed=-1 is not allowed"),
         ("threads=0", "threads=0 is not allowed: it must be an integer or null in [1, inf)"),
-        ("threads=true", "threads=True is not allowed: it must be an integer or null"),
+        ("threads=true", "threads=true is not allowed: it must be an integer or null"),
         ("model.label_smoothing=1.5", "model.label_smoothing=1.5 is not allowed: it must be a number in [0, 1)"),
         ("model.label_smoothing=-0.1", "model.label_smoothing=-0.1 is not allowed"),
     ],
