@@ -294,8 +294,8 @@ def check_resume(cfg: DictConfig) -> None:
     changed = [key for key in {**trained, **now} if trained.get(key) != now.get(key)]
     if changed:
         given, theirs = (", ".join(said(key, kept.get(key)) for key in changed) for kept in (now, trained))
-        fix = " ".join(said(k, trained.get(k))[5:] for k in changed if not isinstance(trained.get(k), bool))
-        fix = ("cv=kfold " if trained.get("cv.folds") and not now.get("cv.folds") else "") + fix
+        pairs = [said(k, trained.get(k)).removeprefix("with ") for k in changed if not isinstance(trained.get(k), bool)]
+        fix = " ".join(["cv=kfold"] * bool(trained.get("cv.folds") and not now.get("cv.folds")) + pairs)
         raise ConfigError(
             f"{named} cannot be resumed {given}: it was trained {theirs}, and a resume goes on as its run "
             "was trained (the network's sizes, the optimizer's state and settings, the scheduler, weight averaging, "
