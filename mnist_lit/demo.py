@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import json
-import numbers
 import sys
 import threading
 from datetime import datetime
@@ -30,6 +29,7 @@ from PIL import Image, UnidentifiedImageError
 
 from mnist_lit.checkpoints import load_classifier
 from mnist_lit.command import command
+from mnist_lit.config.schema import fits
 from mnist_lit.errors import ConfigError, describe
 from mnist_lit.evaluation.inference import classify, inference_device
 from mnist_lit.io.atomic import atomic_file, unwritable_reason
@@ -229,7 +229,7 @@ def check_demo_config(cfg: DictConfig) -> Path | None:
     if not cfg.get("ckpt_path"):
         raise ConfigError("ckpt_path is missing: give ckpt_path=<run directory>/checkpoints/best.ckpt")
     port = cfg.get("port")
-    if not isinstance(port, numbers.Integral) or isinstance(port, bool) or not 0 <= port <= 65535:
+    if not fits(port, int) or not 0 <= port <= 65535:
         raise ConfigError(f"port={port!r} is not allowed: it must be an integer in [0, 65535] (0: any free port)")
     if not isinstance(cfg.get("host"), str) or not cfg.host:
         raise ConfigError(f"host={cfg.get('host')!r} is not allowed: give an address, e.g. host=127.0.0.1")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from torch import Tensor, nn
 
 from mnist_lit.checkpoints import load_checkpoint, load_classifier
 from mnist_lit.command import command
+from mnist_lit.config.schema import fits
 from mnist_lit.data.dataset import ImageDataset, ImageSpec, load_dataset
 from mnist_lit.errors import ConfigError
 from mnist_lit.interrupts import watch
@@ -110,7 +110,7 @@ def check_output(output: Any) -> Path:
 
 def check_count(count: Any) -> int:
     """``check_images``: a number of images, at least one."""
-    if not isinstance(count, numbers.Integral) or isinstance(count, bool) or count < 1:
+    if not fits(count, int) or count < 1:
         raise ConfigError(f"check_images={count!r} is not allowed: it must be an integer in [1, inf)")
     return int(count)
 

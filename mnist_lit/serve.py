@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import math
 import multiprocessing
 import os
 import signal
@@ -34,7 +33,7 @@ from torch import Tensor
 
 from mnist_lit.checkpoints import load_classifier
 from mnist_lit.command import command
-from mnist_lit.config.schema import typed
+from mnist_lit.config.schema import finite, typed
 from mnist_lit.config.settings import ServeSettings
 from mnist_lit.errors import ConfigError
 from mnist_lit.evaluation.inference import classify
@@ -89,7 +88,7 @@ def decode_pixels(body: bytes) -> Tensor:
     if not (isinstance(rows, list) and len(rows) == SIZE and all(isinstance(r, list) and len(r) == SIZE for r in rows)):
         raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, f"send {shape}")
     values = [v for row in rows for v in row]
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+    if not all(map(finite, values)):
         raise RequestError(HTTPStatus.UNPROCESSABLE_ENTITY, f"every value must be a finite number: send {shape}")
     pixels = np.asarray(values, dtype=np.float64).reshape(SIZE, SIZE)
     if pixels.min() < 0 or pixels.max() > 255:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from mnist_lit.config import resolvers  # noqa: F401  a run's saved config uses the project's resolvers
-from mnist_lit.config.schema import typed
+from mnist_lit.config.schema import finite, fits, typed
 from mnist_lit.config.settings import DataSettings
 from mnist_lit.errors import ConfigError, UserError, describe
 
@@ -93,8 +92,7 @@ def check_metrics(metrics: Any, path: Path) -> dict[str, Any]:
         value = metrics.get(key)
         if value is None:
             continue
-        number = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
-        if not number or not math.isfinite(value):
+        if not finite(value) or (integer and not fits(value, int)):
             what = "an integer" if integer else "a finite number"
             raise FileProblem(path, f"holds {key}={value!r}: it must be {what} or null")
     return metrics
@@ -214,7 +212,7 @@ def load_job(job_dir: Path) -> JobFiles:
                 raise FileProblem(path, f"holds {kind_of(saved)}, not Hydra's saved config (a mapping with hydra:)")
             job = hydra.get("job")
             num = job.get("num") if isinstance(job, dict) else None
-            if num is not None and (not isinstance(num, int) or isinstance(num, bool)):
+            if not fits(num, int | None):
                 raise FileProblem(path, f"holds hydra.job.num={num!r}, not a job number")
         name = "metrics.json"
         path = job_dir / "metrics.json"

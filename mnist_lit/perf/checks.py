@@ -7,6 +7,7 @@ from hydra.utils import get_class
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+from mnist_lit.config.schema import fits
 from mnist_lit.errors import ConfigError
 
 # Hooks Lightning calls per fetched batch or per optimizer step: under perf=fast a fetch holds
@@ -37,7 +38,7 @@ def is_fast_module(cfg: DictConfig) -> bool:
 def check_fast_config(cfg: DictConfig) -> None:
     """Refuse Trainer flags and callbacks that the fast path cannot honour; raises ConfigError."""
     steps = OmegaConf.select(cfg, "data.steps_per_fetch")
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+    if not fits(steps, int) or steps < 1:
         raise ConfigError(f"data.steps_per_fetch={steps!r} is not allowed: it must be an integer in [1, inf)")
     trainer = cfg.get("trainer") or {}
     clip = trainer.get("gradient_clip_val")
@@ -52,7 +53,7 @@ def check_fast_config(cfg: DictConfig) -> None:
     }
     for key, why in counted.items():
         value = trainer.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
+        if fits(value, int):
             raise refuse(f"trainer.{key}", value, why)
     max_steps = trainer.get("max_steps")
     if max_steps not in (None, -1):

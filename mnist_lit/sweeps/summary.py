@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 
 from PIL import Image
 
+from mnist_lit.config.schema import finite
 from mnist_lit.config.settings import FOLD_KEY
 from mnist_lit.display.tables import markdown_table
 from mnist_lit.errors import ConfigError, UserError
@@ -227,11 +228,6 @@ class Folds:
         return mean, statistics.stdev(values) if len(values) > 1 else None
 
 
-def finite(value: Any) -> bool:
-    """Whether ``value`` is a finite number (not a bool, not None)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def fold_groups(jobs: list[Job]) -> list[Folds]:
     """The settings of a cross-validation, each with its folds' jobs: best mean val/acc first (none: no folds)."""
     groups: dict[tuple[Any, ...], Folds] = {}
@@ -427,7 +423,7 @@ def optuna_line(path: Path) -> str:
     except FileProblem as e:
         return f"{path.name} cannot be read: the file {e.problem}."
     value = result.get("best_value") if isinstance(result, dict) else None
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+    if not finite(value):
         return f"{path.name} holds no best_value (a finite number): {kind_of(result)}."
     trial = f" (trial {result['best_trial']})" if "best_trial" in result else ""
     return f"Optuna's best trial: {value:.4f}{trial} with {result.get('best_params')}."
