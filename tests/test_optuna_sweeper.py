@@ -151,7 +151,7 @@ def refused_plan(quick: DictConfig, key: str, value: Any) -> str:
         ("direction", ["maximize", "minimize"], "direction=['maximize', 'minimize'] is not allowed: choose minimize"),
         ("max_failure_rate", 1.5, "max_failure_rate=1.5 is not allowed: it must be a number in [0, 1]"),
         ("sampler._target_", "optuna.Study", "_target_=optuna.Study is not an Optuna sampler: choose one with"),
-        ("sampler.bogus", 1, "sampler.bogus is not a setting of optuna.samplers.TPESampler: it takes"),
+        ("sampler.bogus", 1, "sampler.bogus is not a setting of optuna.samplers.TPESampler: choose from"),
     ],
 )
 def test_sweeper_settings_are_checked_against_their_declared_types(quick, key, value, said):
