@@ -118,25 +118,21 @@ def check_groups(values: dict[str, Any], precision: str) -> None:
         check_group(scheduler, "scheduler", own_keys=("interval",))
         if scheduler.get("interval", "step") not in SCHEDULER_INTERVALS:
             raise ConfigError(f"scheduler.interval={shown(scheduler['interval'])} is not allowed: choose step or epoch")
-    callbacks = values.get("callbacks") or {}
-    if not isinstance(callbacks, dict):
-        raise ConfigError(f"callbacks={shown(callbacks)} is not allowed: it must be a group of callbacks")
-    for name, node in callbacks.items():
-        if node is None:
-            continue  # callbacks.<name>=null switches a callback off
-        check_group(node, f"callbacks.{name}")
-        if node.get("monitor") is not None and node["monitor"] not in MONITORED:
-            raise ConfigError(
-                f"callbacks.{name}.monitor={shown(node['monitor'])} is not allowed: the module logs "
-                f"{' and '.join(MONITORED)} at the end of each validation; choose one of them"
-            )
-    loggers = values.get("logger") or {}
-    if not isinstance(loggers, dict):
-        raise ConfigError(f"logger={shown(loggers)} is not allowed: it must be a group of loggers")
-    for name, node in loggers.items():
-        if node is not None:  # logger.<name>=null switches a logger off
-            check_group(node, f"logger.{name}")
-            check_logger_usable(node, f"logger.{name}")
+    for group in ("callbacks", "logger"):
+        nodes = values.get(group) or {}
+        if not isinstance(nodes, dict):
+            raise ConfigError(f"{group}={shown(nodes)} is not allowed: it must be a group of {group} settings")
+        for name, node in nodes.items():
+            if node is None:
+                continue  # callbacks.<name>=null (logger.<name>=null) switches it off
+            check_group(node, f"{group}.{name}")
+            if group == "logger":
+                check_logger_usable(node, f"logger.{name}")
+            elif node.get("monitor") not in (None, *MONITORED):
+                raise ConfigError(
+                    f"callbacks.{name}.monitor={shown(node['monitor'])} is not allowed: the module logs "
+                    f"{' and '.join(MONITORED)} at the end of each validation; choose one of them"
+                )
     check_group({**values["trainer"], "precision": precision}, "trainer")  # trainer.precision=auto, as it applies
 
 

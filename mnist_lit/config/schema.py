@@ -155,9 +155,10 @@ def checked(
 ) -> dict[str, Any]:
     """``node``'s settings against what ``cls`` takes (a dataclass declaring them, or a class named by
     ``_target_``): every key a parameter (any key where ``cls`` takes ``**kwargs``, or with ``open_keys``), every
-    value of its type (typeguard), in its range (a declaration's ``setting``, or ``ranges``), nested ``_target_``
-    groups likewise, a declaration's keys without a default given. ``skip``: keys the project reads itself.
-    Returns the settings ``cls`` takes, resolved. ConfigError naming ``key.<name>``, the value and what is allowed."""
+    value of its type (typeguard) and in its range (a declaration's ``setting``, or ``ranges``), a class's nested
+    ``_target_`` groups likewise, a declaration's keys without a default given. ``skip``: keys the project reads
+    itself. Returns the settings ``cls`` takes, resolved. ConfigError naming ``key.<name>``, the value and what is
+    allowed."""
     if not isinstance(node, Mapping | DictConfig):
         raise ConfigError(f"{key}={shown(node)} is not allowed: it must be a group of settings")
     schema = dataclasses.is_dataclass(cls)
@@ -187,7 +188,8 @@ def checked(
         if name in ranges and not in_range(value, *ranges[name]):
             what = f"{type_text(hints[name]) + ' ' if name in hints else ''}in {range_text(*ranges[name])}"
             raise ConfigError(f"{prefix}{name}={shown(value)} is not allowed: it must be {what}")
-        for i, child in enumerate(value if isinstance(value, list) else [value]):
+        children = [] if schema else value if isinstance(value, list) else [value]  # a declaration's: on their own
+        for i, child in enumerate(children):
             if isinstance(child, Mapping) and "_target_" in child:
                 check_target(child, f"{prefix}{name}" + (f"[{i}]" if isinstance(value, list) else ""))
     for name, p in named.items():
