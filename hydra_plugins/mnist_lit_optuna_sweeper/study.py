@@ -122,20 +122,19 @@ def study_exists(storage: optuna.storages.BaseStorage, study_name: str) -> bool:
 
 
 def make_pruner(name: str | None, pruner_args: Any) -> optuna.pruners.BasePruner:
-    """The pruner ``hydra.sweeper.pruner`` names, built with ``hydra.sweeper.pruner_args`` (null: none)."""
-    import inspect
-
+    """The pruner ``hydra.sweeper.pruner`` names, built with ``hydra.sweeper.pruner_args`` (null: none), those
+    checked against the pruner's signature."""
     import optuna
-    from hydra.utils import get_class
+    from hydra.utils import instantiate
 
-    if isinstance(pruner_args, DictConfig):
-        pruner_args = OmegaConf.to_container(pruner_args, resolve=True)
-    if pruner_args is not None and not isinstance(pruner_args, dict):
+    from mnist_lit.config.schema import built_or_refused, check_target, plain
+
+    args = plain(pruner_args)
+    if args is not None and not isinstance(args, dict):
         raise ConfigError(
-            f"hydra.sweeper.pruner_args={pruner_args} is not allowed: give the pruner's keyword arguments, "
+            f"hydra.sweeper.pruner_args={args} is not allowed: give the pruner's keyword arguments, "
             "e.g. hydra.sweeper.pruner_args='{n_startup_trials: 5}', or null"
         )
-    args = dict(pruner_args or {})
     if name is None:
         if args:
             raise ConfigError(
@@ -146,18 +145,9 @@ def make_pruner(name: str | None, pruner_args: Any) -> optuna.pruners.BasePruner
     if name not in PRUNERS:
         allowed_names = " or ".join(PRUNERS)
         raise ConfigError(f"hydra.sweeper.pruner={name} is not allowed: choose null (no pruning), {allowed_names}")
-    pruner_class = get_class(PRUNERS[name])
-    allowed = [p for p in inspect.signature(pruner_class).parameters if p != "self"]
-    unknown = sorted(set(args) - set(allowed))
-    if unknown:
-        raise ConfigError(
-            f"hydra.sweeper.pruner_args={args} is not allowed: {pruner_class.__name__} has no "
-            f"{', '.join(unknown)}; it takes {', '.join(allowed)}"
-        )
-    try:
-        return pruner_class(**args)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"hydra.sweeper.pruner_args={args} is not allowed: {e}") from e
+    node = {"_target_": PRUNERS[name], **(args or {})}
+    check_target(node, "hydra.sweeper.pruner_args")
+    return built_or_refused("hydra.sweeper.pruner_args", PRUNERS[name], lambda: instantiate(node))
 
 
 class JobTrial:

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_lit.checkpoints import load_checkpoint, load_classifier
 from mnist_lit.config.resolvers import PROJECT_ROOT, resumed_run
-from mnist_lit.config.schema import built_or_refused, check_target, in_range, plain, range_text, resolved, shown, typed
+from mnist_lit.config.schema import built_or_refused, check_target, plain, resolved, shown, typed
 from mnist_lit.config.settings import (
     DataSettings,
     OptimizerSettings,
@@ -99,17 +99,13 @@ def check_group(node: Any, key: str, base: type | None = None, own_keys: tuple[s
     (``base``: a subclass of it)."""
     if not isinstance(node, dict) or "_target_" not in node:
         raise ConfigError(f"{key}={shown(node)} is not allowed: it must be a group of settings with a _target_")
-    cls = check_target(node, key, own_keys)
+    cls = check_target(node, key, own_keys, LIBRARY_RANGES.get(str(node["_target_"])))
     if base is not None and not (isinstance(cls, type) and issubclass(cls, base)):
         raise ConfigError(f"{key}._target_={node['_target_']!r} is not allowed: it must name a {base.__name__}")
     for name in FOLDERS:  # a library writes into them only once training runs
         reason = isinstance(node.get(name), str) and unwritable_reason(Path(node[name]).expanduser())
         if reason:
             raise ConfigError(f"{key}.{name}={shown(node[name])} cannot be used: {reason}. Give a writable folder")
-    for name, bounds in LIBRARY_RANGES.get(str(node["_target_"]), {}).items():
-        value = node.get(name)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and not in_range(value, *bounds):
-            raise ConfigError(f"{key}.{name}={shown(value)} is not allowed: it must be in {range_text(*bounds)}")
     return cls
 
 
@@ -122,25 +118,21 @@ def check_groups(values: dict[str, Any], precision: str) -> None:
         check_group(scheduler, "scheduler", own_keys=("interval",))
         if scheduler.get("interval", "step") not in SCHEDULER_INTERVALS:
             raise ConfigError(f"scheduler.interval={shown(scheduler['interval'])} is not allowed: choose step or epoch")
-    callbacks = values.get("callbacks") or {}
-    if not isinstance(callbacks, dict):
-        raise ConfigError(f"callbacks={shown(callbacks)} is not allowed: it must be a group of callbacks")
-    for name, node in callbacks.items():
-        if node is None:
-            continue  # callbacks.<name>=null switches a callback off
-        check_group(node, f"callbacks.{name}")
-        if node.get("monitor") is not None and node["monitor"] not in MONITORED:
-            raise ConfigError(
-                f"callbacks.{name}.monitor={shown(node['monitor'])} is not allowed: the module logs "
-                f"{' and '.join(MONITORED)} at the end of each validation; choose one of them"
-            )
-    loggers = values.get("logger") or {}
-    if not isinstance(loggers, dict):
-        raise ConfigError(f"logger={shown(loggers)} is not allowed: it must be a group of loggers")
-    for name, node in loggers.items():
-        if node is not None:  # logger.<name>=null switches a logger off
-            check_group(node, f"logger.{name}")
-            check_logger_usable(node, f"logger.{name}")
+    for group in ("callbacks", "logger"):
+        nodes = values.get(group) or {}
+        if not isinstance(nodes, dict):
+            raise ConfigError(f"{group}={shown(nodes)} is not allowed: it must be a group of {group} settings")
+        for name, node in nodes.items():
+            if node is None:
+                continue  # callbacks.<name>=null (logger.<name>=null) switches it off
+            check_group(node, f"{group}.{name}")
+            if group == "logger":
+                check_logger_usable(node, f"logger.{name}")
+            elif node.get("monitor") not in (None, *MONITORED):
+                raise ConfigError(
+                    f"callbacks.{name}.monitor={shown(node['monitor'])} is not allowed: the module logs "
+                    f"{' and '.join(MONITORED)} at the end of each validation; choose one of them"
+                )
     check_group({**values["trainer"], "precision": precision}, "trainer")  # trainer.precision=auto, as it applies
 
 

@@ -137,34 +137,6 @@ def resolved(cfg: DictConfig, keys: Any = None) -> dict[str, Any]:
     return values
 
 
-def typed(node: Any, schema: type, key: str, *, open_keys: bool = False) -> Any:
-    """``node`` checked against ``schema``: unknown keys, types, ranges, missing keys and the schema's own
-    ``__post_init__`` (conditions between keys); returns the schema's instance. Raises ConfigError naming
-    ``key.<setting>``, the value and what is allowed. ``open_keys``: keys the schema does not declare are
-    passed through unchecked (an optimizer's own arguments)."""
-    if not isinstance(node, Mapping | DictConfig):
-        raise ConfigError(f"{key}={node!r} is not allowed: it must be a group of settings ({schema.__name__})")
-    declared = {f.name: f for f in dataclasses.fields(schema)}
-    values = resolved(node, [k for k in node if not open_keys or k in declared])  # only these are resolved
-    hints, prefix = typing.get_type_hints(schema), f"{key}." if key else ""
-    for name, value in values.items():
-        if name not in declared:
-            allowed = ", ".join(n for n in declared if not n.startswith("_"))
-            raise ConfigError(f"{prefix}{name} is not a setting of {key or 'this command'}: choose from {allowed}")
-        if not fits(value, hints[name]):
-            raise refused_type(f"{prefix}{name}", value, hints[name])
-        if isinstance(value, str) and len(value) < declared[name].metadata.get("min_length", 0):
-            raise ConfigError(f"{prefix}{name}={shown(value)} is not allowed: it must not be empty")
-        bounds = declared[name].metadata.get("range")
-        if bounds and not in_range(value, *bounds):
-            what = f"{type_text(hints[name])} in {range_text(*bounds)}"
-            raise ConfigError(f"{prefix}{name}={shown(value)} is not allowed: it must be {what}")
-    for name, f in declared.items():
-        if name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{prefix}{name} is missing: give {prefix}{name}=<{type_text(hints[name])}>")
-    return schema(**values)  # runs the schema's __post_init__: conditions between keys
-
-
 @contextlib.contextmanager
 def quietly() -> Iterator[None]:
     """No warnings or notices while a class is imported or built: its account of a refusal is the ConfigError."""
@@ -178,48 +150,74 @@ def quietly() -> Iterator[None]:
         logging.disable(previous)
 
 
-def target_class(node: Mapping[str, Any], key: str) -> Any:
-    """The class (or function) that a group's ``_target_`` names; ConfigError naming ``key._target_`` if none."""
+def checked(
+    node: Any, cls: Any, key: str, *, skip: tuple[str, ...] = (), open_keys: bool = False, ranges: Any = None
+) -> dict[str, Any]:
+    """``node``'s settings against what ``cls`` takes (a dataclass declaring them, or a class named by
+    ``_target_``): every key a parameter (any key where ``cls`` takes ``**kwargs``, or with ``open_keys``), every
+    value of its type (typeguard) and in its range (a declaration's ``setting``, or ``ranges``), a class's nested
+    ``_target_`` groups likewise, a declaration's keys without a default given. ``skip``: keys the project reads
+    itself. Returns the settings ``cls`` takes, resolved. ConfigError naming ``key.<name>``, the value and what is
+    allowed."""
+    if not isinstance(node, Mapping | DictConfig):
+        raise ConfigError(f"{key}={shown(node)} is not allowed: it must be a group of settings")
+    schema = dataclasses.is_dataclass(cls)
+    init = cls.__init__ if isinstance(cls, type) else cls
+    parameters = {n: p for n, p in inspect.signature(init).parameters.items() if n != "self"}
+    named = {n: p for n, p in parameters.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    open_keys = open_keys or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    try:
+        hints = typing.get_type_hints(cls if schema else init)
+    except Exception:  # forward references to names only imported for type checkers: check what can be read
+        hints = {n: p.annotation for n, p in named.items() if not isinstance(p.annotation, str)}
+    bounds = {f.name: f.metadata for f in dataclasses.fields(cls)} if schema else {}
+    ranges = {**{n: m["range"] for n, m in bounds.items() if "range" in m}, **(ranges or {})}
+    owner, who = (key or "this command", "it must be") if schema else (node["_target_"], f"{node['_target_']} takes")
+    prefix = f"{key}." if key else ""
+    values = resolved(node, [k for k in node if k in named or not open_keys])  # only these are resolved
+    for name, value in values.items():
+        if name.startswith("_") or name in skip:
+            continue
+        if name not in named:
+            allowed = ", ".join(sorted(n for n in named if not n.startswith("_"))) or "none"
+            raise ConfigError(f"{prefix}{name} is not a setting of {owner}: choose from {allowed}")
+        if name in hints and not fits(value, hints[name]):
+            raise refused_type(f"{prefix}{name}", value, hints[name], who)
+        if isinstance(value, str) and len(value) < bounds.get(name, {}).get("min_length", 0):
+            raise ConfigError(f"{prefix}{name}={shown(value)} is not allowed: it must not be empty")
+        if name in ranges and not in_range(value, *ranges[name]):
+            what = f"{type_text(hints[name]) + ' ' if name in hints else ''}in {range_text(*ranges[name])}"
+            raise ConfigError(f"{prefix}{name}={shown(value)} is not allowed: it must be {what}")
+        children = [] if schema else value if isinstance(value, list) else [value]  # a declaration's: on their own
+        for i, child in enumerate(children):
+            if isinstance(child, Mapping) and "_target_" in child:
+                check_target(child, f"{prefix}{name}" + (f"[{i}]" if isinstance(value, list) else ""))
+    for name, p in named.items():
+        if schema and name not in values and p.default is p.empty:
+            raise ConfigError(f"{prefix}{name} is missing: give {prefix}{name}=<{type_text(hints[name])}>")
+    return {n: v for n, v in values.items() if n in named}
+
+
+def typed(node: Any, schema: type, key: str, *, open_keys: bool = False) -> Any:
+    """``node`` checked against the dataclass ``schema`` (``checked``) and built: its ``__post_init__`` checks
+    the conditions between keys. ``open_keys``: keys it does not declare pass unchecked (an optimizer's own)."""
+    return schema(**checked(node, schema, key, open_keys=open_keys))
+
+
+def check_target(node: Mapping[str, Any], key: str, skip: tuple[str, ...] = (), ranges: Any = None) -> Any:
+    """``node`` (a plain mapping with ``_target_``) against its class's signature (``checked``); returns the
+    class. ConfigError naming ``key._target_`` when it names no importable class."""
     target = node.get("_target_")
     try:
         if not isinstance(target, str) or "." not in target:
             raise ValueError("not a module.Class name")
         with quietly():  # Hydra logs its own account of a failed import
-            return get_class(target)
+            cls = get_class(target)
     except Exception as e:
         raise ConfigError(
             f"{key}._target_={shown(target)} is not allowed: it must name an importable class ({describe(e)})"
         ) from None
-
-
-def check_target(node: Mapping[str, Any], key: str, own_keys: tuple[str, ...] = ()) -> Any:
-    """``node`` (a plain mapping with ``_target_``) against its class's signature: every key a parameter, every
-    value of the declared type; nested ``_target_`` groups likewise. ``own_keys``: keys the project reads itself,
-    not passed to the class. Returns the class."""
-    cls = target_class(node, key)
-    init = cls.__init__ if isinstance(cls, type) else cls
-    parameters = {n: p for n, p in inspect.signature(init).parameters.items() if n != "self"}
-    try:
-        hints = typing.get_type_hints(init)
-    except Exception:  # forward references to names only imported for type checkers: check what can be read
-        hints = {n: p.annotation for n, p in parameters.items() if not isinstance(p.annotation, str)}
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-    named = sorted(n for n, p in parameters.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
-    for name, value in node.items():
-        if name.startswith("_") or name in own_keys:
-            continue
-        if name not in named:
-            if takes_any:
-                continue
-            raise ConfigError(
-                f"{key}.{name} is not a setting of {node['_target_']}: it takes {', '.join(named) or 'none'}"
-            )
-        if name in hints and not fits(value, hints[name]):
-            raise refused_type(f"{key}.{name}", value, hints[name], f"{node['_target_']} takes")
-        items = value if isinstance(value, list) else [value]
-        for i, child in enumerate(items):
-            if isinstance(child, Mapping) and "_target_" in child:
-                check_target(child, f"{key}.{name}" + (f"[{i}]" if isinstance(value, list) else ""))
+    checked(node, cls, key, skip=skip, ranges=ranges)
     return cls
 
 
