@@ -177,8 +177,7 @@ def load_job(job_dir: Path) -> JobFiles:
         if not fits(num, int | None):
             raise FileProblem(hydra_file, f"holds hydra.job.num={num!r}, not a job number")
         metrics = check_metrics(read_json(metrics_file), metrics_file) if metrics_file.exists() else None
-        # the callback's own record of an exception: shown as text whatever bytes it holds
-        error = read_text(error_file, errors="replace") if error_file.is_file() else None
+        error = read_text(error_file, errors="replace") if error_file.is_file() else None  # any bytes, as text
     except FileProblem as e:
         raise JobFileError(f"{e.path.name} cannot be read: the file {e.problem} ({e.path})") from e
     return JobFiles([str(o) for o in overrides], hydra, metrics, error)

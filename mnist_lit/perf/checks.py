@@ -65,6 +65,4 @@ def check_callback(key: str, callback: DictConfig) -> None:
         return
     hooks = [hook for hook in PER_BATCH_HOOKS if getattr(cls, hook, None) is not getattr(L.Callback, hook)]
     if hooks:
-        raise refuse(
-            f"{key}._target_", callback._target_, f"its {', '.join(hooks)} would run once per fetch, not per batch"
-        )
+        raise refuse(f"{key}._target_", callback._target_, f"its {', '.join(hooks)} would run per fetch, not per batch")
