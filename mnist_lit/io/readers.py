@@ -1,10 +1,5 @@
-"""Reading back the files a run, a sweep or a user leaves: one function per kind of file.
-
-Each turns every way its file can be wrong (missing, empty, binary, truncated, of another type, out of range)
-into a UserError that names the file and what is wrong, so that a command ends with one ``Error:`` line and
-never with a traceback from a parser. Checkpoints are read by ``mnist_lit.checkpoints.load_checkpoint``
-(what they must hold is the module's own fact).
-"""
+"""Reading back the files a run, a sweep or a user leaves, one function per kind of file: every way a file can be
+wrong becomes one UserError naming it, never a parser's traceback (checkpoints: ``mnist_lit.checkpoints``)."""
 
 from __future__ import annotations
 
@@ -23,12 +18,11 @@ from mnist_lit.config.settings import DataSettings
 from mnist_lit.errors import ConfigError, UserError, describe
 
 MAX_PIXELS = 50_000_000  # a 48-megapixel photo fits; decoding anything larger could exhaust memory
-# metrics.json's figures that readers use as numbers: (key, integer?); each may be null (not measured)
-METRIC_NUMBERS = (
-    ("val/acc", False), ("val/loss", False), ("test/acc", False), ("test/loss", False), ("fit_seconds", False),
-    ("epochs", True), ("steps", True), ("parameters", True), ("threads", True), ("best_epoch", True),
-    ("pruned_epoch", True),
-)  # fmt: skip
+# metrics.json's figures that readers use as numbers, each finite or null (not measured)
+METRIC_NUMBERS = {
+    **dict.fromkeys(("val/acc", "val/loss", "test/acc", "test/loss", "fit_seconds"), float),
+    **dict.fromkeys(("epochs", "steps", "parameters", "threads", "best_epoch", "pruned_epoch"), int),
+}
 
 
 class FileProblem(UserError):
@@ -39,36 +33,30 @@ class FileProblem(UserError):
         super().__init__(f"{path} {problem}")
 
 
-def read_text(path: Path) -> str:
-    """A text file's content; FileProblem when it is missing, a folder, unreadable or not UTF-8 text."""
-    if path.is_dir():
-        raise FileProblem(path, "is a folder, not a file")
+def read_text(path: Path, errors: str = "strict") -> str:
+    """A text file's content; FileProblem when it is missing, a folder, unreadable or not UTF-8 (``errors``)."""
     if not path.is_file():
-        raise FileProblem(path, "does not exist")
+        raise FileProblem(path, "is a folder, not a file" if path.is_dir() else "does not exist")
     try:
-        data = path.read_bytes()
+        return path.read_bytes().decode("utf-8", errors)
     except OSError as e:
         raise FileProblem(path, f"cannot be read ({describe(e)})") from e
-    try:
-        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise FileProblem(path, f"is not text (not UTF-8 at byte {e.start})") from e
 
 
 def read_yaml(path: Path) -> Any:
     """A YAML file's content as plain values; FileProblem when it is not text or not YAML."""
-    text = read_text(path)
     try:
-        return yaml.safe_load(text)
+        return yaml.safe_load(read_text(path))
     except yaml.YAMLError as e:
         raise FileProblem(path, f"is not valid YAML ({describe(e)})") from e
 
 
 def read_json(path: Path) -> Any:
     """A JSON file's content; FileProblem when it is not text or not JSON."""
-    text = read_text(path)
     try:
-        return json.loads(text)
+        return json.loads(read_text(path))
     except ValueError as e:  # JSONDecodeError, and numbers too long to convert
         raise FileProblem(path, f"is not valid JSON ({describe(e)})") from e
 
@@ -88,12 +76,10 @@ def check_metrics(metrics: Any, path: Path) -> dict[str, Any]:
     """metrics.json's content must be a JSON object whose figures are finite numbers (or null)."""
     if not isinstance(metrics, dict):
         raise FileProblem(path, f"holds {kind_of(metrics)}, not a JSON object of a run's figures")
-    for key, integer in METRIC_NUMBERS:
+    for key, hint in METRIC_NUMBERS.items():
         value = metrics.get(key)
-        if value is None:
-            continue
-        if not finite(value) or (integer and not fits(value, int)):
-            what = "an integer" if integer else "a finite number"
+        if value is not None and not (finite(value) and fits(value, hint)):
+            what = "an integer" if hint is int else "a finite number"
             raise FileProblem(path, f"holds {key}={value!r}: it must be {what} or null")
     return metrics
 
@@ -108,71 +94,53 @@ def load_metrics(path: Path, key: str) -> dict[str, Any]:
         ) from e
 
 
-def run_config_problem(config: Any) -> str | None:
-    """What a run's saved config lacks for evaluation (None: nothing): the network's name and typed data settings
-    (a ConfigError naming data.<key> for a data setting of the wrong type or out of its range)."""
-    if not isinstance(config, DictConfig):
-        return "it holds no mapping of settings"
-    arch, data = OmegaConf.select(config, "model.arch"), config.get("data")
-    if not isinstance(arch, str) or not arch:
-        return "model.arch is missing or not a name (model must be a group of settings with its arch)"
-    if not isinstance(data, DictConfig) or not isinstance(data.get("_target_"), str):
-        return "data._target_ is missing (data must be the group of settings that builds the data module)"
-    typed(data, DataSettings, "data", open_keys=True)
-    return None
-
-
 def load_run_config(config_file: Path, key: str) -> DictConfig:
-    """A training run's ``.hydra/config.yaml``: a mapping with a model (its arch) and typed data settings.
-
-    ``key`` (``run_dir='...'``) is the setting that named the run. ConfigError naming the file otherwise.
-    """
+    """A training run's ``.hydra/config.yaml``, with a model (its arch) and typed data settings; otherwise a
+    ConfigError naming the file and ``key`` (``run_dir='...'``, the setting that named the run)."""
     try:
         shape = read_yaml(config_file)
-        if isinstance(shape, dict):
-            config = OmegaConf.create(read_text(config_file))  # OmegaConf's YAML: its floats, its interpolations
-            problem = run_config_problem(config)
-        else:
-            problem = f"it holds {kind_of(shape)}, not a mapping of settings"
+        if not isinstance(shape, dict):
+            raise ConfigError(f"it holds {kind_of(shape)}, not a mapping of settings")
+        config = OmegaConf.create(read_text(config_file))  # OmegaConf's YAML: its floats, its interpolations
+        arch, data = OmegaConf.select(config, "model.arch"), config.get("data")
+        if not isinstance(arch, str) or not arch:
+            raise ConfigError("model.arch is missing or not a name (model must be a group of settings with its arch)")
+        if not isinstance(data, DictConfig) or not isinstance(data.get("_target_"), str):
+            raise ConfigError("data._target_ is missing (data must be the group that builds the data module)")
+        typed(data, DataSettings, "data", open_keys=True)  # a data setting of the wrong type or out of its range
+        return config
     except FileProblem as e:
         problem = e.problem
-    except ConfigError as e:  # a data setting of the wrong type or out of its range
+    except ConfigError as e:
         problem = str(e)
     except Exception as e:  # OmegaConf's YAML errors, interpolations that do not resolve
         problem = describe(e)
-    if problem:
-        raise ConfigError(f"{key} is not allowed: {config_file} cannot be read as a training run's config ({problem})")
-    return config
+    raise ConfigError(f"{key} is not allowed: {config_file} cannot be read as a training run's config ({problem})")
 
 
 def load_image(path: Path, key: str = "images") -> Image.Image:
     """An image file, decoded; ConfigError naming the file when it is not an image or too large to decode safely."""
     shown = f"{key}: {str(path)!r} is not allowed"
     try:
-        with Image.open(path) as image:  # reads the header only
-            if image.width * image.height > MAX_PIXELS:
-                raise ConfigError(
-                    f"{shown}: {image.width}x{image.height} pixels is more than {MAX_PIXELS:,}; scale it down first "
-                    "(a digit needs only a few hundred pixels across)"
-                )
-            image.load()
-            if image.width < 1 or image.height < 1:
-                raise ConfigError(f"{shown}: it has no pixels ({image.width}x{image.height})")
-            return image
+        with Image.open(path) as image:  # reads the header only (Pillow refuses an image of no pixels)
+            if image.width * image.height <= MAX_PIXELS:
+                image.load()
+                return image
     except Image.DecompressionBombError as e:  # Pillow's own guard, for images past twice its limit
         raise ConfigError(f"{shown}: too large to decode safely ({describe(e)})") from e
-    except ConfigError:
-        raise
     except Exception as e:  # Pillow's decoders raise many kinds (OSError, SyntaxError, struct.error, ...) on bad bytes
         raise ConfigError(f"{shown}: not a readable image ({describe(e)})") from e
+    raise ConfigError(
+        f"{shown}: {image.width}x{image.height} pixels is more than {MAX_PIXELS:,}; scale it down first "
+        "(a digit needs only a few hundred pixels across)"
+    )
 
 
 def read_csv_header(path: Path) -> str | None:
     """The first line of a file (without its line end), or None when it has none that is text."""
     try:
         with open(path, "rb") as f:
-            first = f.readline(4096)
-        return first.decode("utf-8").rstrip("\r\n")
+            return f.readline(4096).decode("utf-8").rstrip("\r\n")
     except (OSError, UnicodeDecodeError):
         return None
 
@@ -192,37 +160,24 @@ class JobFileError(UserError):
 
 
 def load_job(job_dir: Path) -> JobFiles:
-    """A sweep job's ``.hydra/overrides.yaml``, ``.hydra/hydra.yaml``, ``metrics.json`` and ``error.txt``, checked.
-
-    JobFileError (``<name> cannot be read: <why> (<path>)``) for the first file that is wrong.
-    """
-    name = "overrides.yaml"
+    """A sweep job's ``.hydra/overrides.yaml``, ``.hydra/hydra.yaml``, ``metrics.json`` and ``error.txt``, checked;
+    JobFileError (``<name> cannot be read: the file <why> (<path>)``) for the first file that is wrong."""
+    overrides_file, hydra_file = job_dir / ".hydra" / "overrides.yaml", job_dir / ".hydra" / "hydra.yaml"
+    metrics_file, error_file = job_dir / "metrics.json", job_dir / "error.txt"
     try:
-        path = job_dir / ".hydra" / "overrides.yaml"
-        overrides = read_yaml(path) or []
+        overrides = read_yaml(overrides_file) or []
         if not isinstance(overrides, list) or not all(isinstance(o, (str, int, float, bool)) for o in overrides):
-            raise FileProblem(path, f"holds {kind_of(overrides)}, not a list of overrides")
-        name = "hydra.yaml"
-        path = job_dir / ".hydra" / "hydra.yaml"
-        hydra: Any = {}
-        if path.exists():
-            saved = read_yaml(path)
-            hydra = saved.get("hydra") if isinstance(saved, dict) else None
-            if not isinstance(hydra, dict):
-                raise FileProblem(path, f"holds {kind_of(saved)}, not Hydra's saved config (a mapping with hydra:)")
-            job = hydra.get("job")
-            num = job.get("num") if isinstance(job, dict) else None
-            if not fits(num, int | None):
-                raise FileProblem(path, f"holds hydra.job.num={num!r}, not a job number")
-        name = "metrics.json"
-        path = job_dir / "metrics.json"
-        metrics = check_metrics(read_json(path), path) if path.exists() else None
-        name = "error.txt"
-        path = job_dir / "error.txt"
-        # the callback's own record of an exception: shown as text whatever bytes it holds
-        error = path.read_bytes().decode("utf-8", errors="replace") if path.is_file() else None
+            raise FileProblem(overrides_file, f"holds {kind_of(overrides)}, not a list of overrides")
+        saved = read_yaml(hydra_file) if hydra_file.exists() else {"hydra": {}}
+        hydra = saved.get("hydra") if isinstance(saved, dict) else None
+        if not isinstance(hydra, dict):
+            raise FileProblem(hydra_file, f"holds {kind_of(saved)}, not Hydra's saved config (a mapping with hydra:)")
+        job = hydra.get("job")
+        num = job.get("num") if isinstance(job, dict) else None
+        if not fits(num, int | None):
+            raise FileProblem(hydra_file, f"holds hydra.job.num={num!r}, not a job number")
+        metrics = check_metrics(read_json(metrics_file), metrics_file) if metrics_file.exists() else None
+        error = read_text(error_file, errors="replace") if error_file.is_file() else None  # any bytes, as text
     except FileProblem as e:
-        raise JobFileError(f"{name} cannot be read: the file {e.problem} ({e.path})") from e
-    except OSError as e:
-        raise JobFileError(f"{name} cannot be read: {describe(e)} ({job_dir / name})") from e
+        raise JobFileError(f"{e.path.name} cannot be read: the file {e.problem} ({e.path})") from e
     return JobFiles([str(o) for o in overrides], hydra, metrics, error)

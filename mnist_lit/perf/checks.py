@@ -12,14 +12,18 @@ from mnist_lit.errors import ConfigError
 
 # Hooks Lightning calls per fetched batch or per optimizer step: under perf=fast a fetch holds
 # many batches and the optimizer steps inside training_step, so these would not mean what they say.
-PER_BATCH_HOOKS = (
-    "on_train_batch_start",
-    "on_train_batch_end",
-    "on_before_backward",
-    "on_after_backward",
-    "on_before_optimizer_step",
-    "on_before_zero_grad",
-)
+PER_BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end", "on_before_backward", "on_after_backward",
+                   "on_before_optimizer_step", "on_before_zero_grad")  # fmt: skip
+COUNTS_FETCHES = "an integer counts fetches of data.steps_per_fetch batches, not batches"
+# Trainer flags the fast path cannot honour, when set: {flag: (whether a value is refused, why)}
+REFUSED_FLAGS = {
+    "gradient_clip_val": (lambda value: value != 0, "the optimizer steps inside training_step, unclipped"),
+    "accumulate_grad_batches": (lambda value: value != 1, "every batch of a fetch takes its own step"),
+    "limit_train_batches": (lambda value: fits(value, int), COUNTS_FETCHES),
+    "val_check_interval": (lambda value: fits(value, int), COUNTS_FETCHES),
+    "max_steps": (lambda value: value != -1, "Lightning checks it once per fetch, so it would overshoot"),
+    "log_every_n_steps": (lambda value: True, "Lightning would count fetches, not optimizer steps"),
+}
 USE_DEFAULT = "remove perf=fast to use it (the default path is standard Lightning)"
 
 
@@ -40,27 +44,10 @@ def check_fast_config(cfg: DictConfig) -> None:
     steps = OmegaConf.select(cfg, "data.steps_per_fetch")
     if not fits(steps, int) or steps < 1:
         raise ConfigError(f"data.steps_per_fetch={steps!r} is not allowed: it must be an integer in [1, inf)")
-    trainer = cfg.get("trainer") or {}
-    clip = trainer.get("gradient_clip_val")
-    if clip not in (None, 0, 0.0):
-        raise refuse("trainer.gradient_clip_val", clip, "the optimizer steps inside training_step, unclipped")
-    accumulate = trainer.get("accumulate_grad_batches", 1)
-    if accumulate != 1:
-        raise refuse("trainer.accumulate_grad_batches", accumulate, "every batch of a fetch takes its own step")
-    counted = {
-        "limit_train_batches": "an integer counts fetches of data.steps_per_fetch batches, not batches",
-        "val_check_interval": "an integer counts fetches of data.steps_per_fetch batches, not batches",
-    }
-    for key, why in counted.items():
-        value = trainer.get(key)
-        if fits(value, int):
-            raise refuse(f"trainer.{key}", value, why)
-    max_steps = trainer.get("max_steps")
-    if max_steps not in (None, -1):
-        raise refuse("trainer.max_steps", max_steps, "Lightning checks it once per fetch, so it would overshoot")
-    if trainer.get("log_every_n_steps") is not None:
-        value = trainer.get("log_every_n_steps")
-        raise refuse("trainer.log_every_n_steps", value, "Lightning would count fetches, not optimizer steps")
+    for flag, (refused, why) in REFUSED_FLAGS.items():
+        value = OmegaConf.select(cfg, f"trainer.{flag}")
+        if value is not None and refused(value):
+            raise refuse(f"trainer.{flag}", value, why)
     for name, callback in (cfg.get("callbacks") or {}).items():
         if callback is not None and callback.get("_target_"):
             check_callback(f"callbacks.{name}", callback)
@@ -78,6 +65,4 @@ def check_callback(key: str, callback: DictConfig) -> None:
         return
     hooks = [hook for hook in PER_BATCH_HOOKS if getattr(cls, hook, None) is not getattr(L.Callback, hook)]
     if hooks:
-        raise refuse(
-            f"{key}._target_", callback._target_, f"its {', '.join(hooks)} would run once per fetch, not per batch"
-        )
+        raise refuse(f"{key}._target_", callback._target_, f"its {', '.join(hooks)} would run per fetch, not per batch")

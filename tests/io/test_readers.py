@@ -208,9 +208,10 @@ def png_with_size(width: int, height: int) -> bytes:
         ("truncated.png", "truncated"),
         ("huge.png", png_with_size(8_000, 8_000)),  # past the command's own limit
         ("bomb.png", png_with_size(60_000, 60_000)),  # past Pillow's decompression-bomb limit
+        ("no-pixels.png", png_with_size(0, 28)),  # Pillow's own refusal
         ("binary.jpg", bytes(range(256)) * 8),
     ],
-    ids=["zero-byte", "text", "truncated", "huge", "bomb", "binary"],
+    ids=["zero-byte", "text", "truncated", "huge", "bomb", "no-pixels", "binary"],
 )
 def test_image_file_that_is_no_image(trained, tmp_path, name, content):
     path = tmp_path / name
@@ -234,7 +235,7 @@ JOB_CASES = [
     *[pytest.param(f, c, id=f"{f}-{name}") for f in JOB_FILES for name, c in FILE_CHANGES.items()],
     *[pytest.param("metrics.json", json.dumps({**figures(0.9, 0.89, 200), key: v}).encode(), id=f"metrics-{key}-{n}")
       for key, n, v in (("val/acc", "nan", math.nan), ("val/acc", "inf", math.inf), ("test/acc", "string", "abc"),
-                        ("parameters", "float", 1.5), ("epochs", "list", [2]))],
+                        ("parameters", "float", 1.5), ("epochs", "list", [2]), ("threads", "bool", True))],
     pytest.param("hydra.yaml", b"hydra:\n  job:\n    num: abc\n", id="hydra.yaml-job.num-string"),
 ]  # fmt: skip
 

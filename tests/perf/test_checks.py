@@ -35,6 +35,11 @@ def test_fast_path_refuses_what_it_cannot_honour(override, key):
     check_config(compose_train(override.replace("data.steps_per_fetch=0", "data.batch_size=32")))  # the default: fine
 
 
+def test_fast_path_takes_the_neutral_values_of_those_flags():
+    check_config(compose_train("perf=fast", "+trainer.gradient_clip_val=0", "+trainer.accumulate_grad_batches=1",
+                               "+trainer.max_steps=-1", "trainer.limit_train_batches=0.5"))  # fmt: skip
+
+
 def test_fast_path_refusal_on_the_command_line(synthetic, tmp_path):
     done = run_cli("train.py", *synthetic_overrides(synthetic), f"hydra.run.dir={tmp_path}", "perf=fast",
                    "+trainer.gradient_clip_val=1.0", check=False)  # fmt: skip
