@@ -4,7 +4,6 @@ network it holds. Every command that reads a checkpoint (evaluate, predict, expo
 from __future__ import annotations
 
 import inspect
-import os
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -60,13 +59,10 @@ def checkpoint_problem(checkpoint: Any, resume: bool = False) -> str | None:
     return None
 
 
-def load_checkpoint(
-    ckpt_path: str | os.PathLike, arch: str | None = None, key: str = "ckpt_path", resume: bool = False
-) -> dict[str, Any]:
-    """The checkpoint at ``ckpt_path`` (``torch.load(weights_only=True)``: no code in it runs), checked: this
-    project's (of architecture ``arch`` if given; ``resume``: with what a resume restores), its weights finite.
-    ConfigError naming ``key`` and the file otherwise."""
-    shown = f"{key}={str(ckpt_path)!r}"
+def load_checkpoint(ckpt_path: str | Path, arch: str | None = None, resume: bool = False) -> dict[str, Any]:
+    """The checkpoint at ``ckpt_path`` (``torch.load(weights_only=True)``: no code in it runs), checked: this project's
+    (of architecture ``arch`` if given; ``resume``: with what a resume restores), its weights finite."""
+    shown = f"ckpt_path={str(ckpt_path)!r}"
     path = Path(ckpt_path).expanduser()
     if path.is_dir():
         raise ConfigError(
@@ -107,15 +103,11 @@ def load_checkpoint(
 
 
 def load_classifier(
-    ckpt_path: str | os.PathLike,
-    map_location: str | torch.device = "cpu",
-    checkpoint: dict[str, Any] | None = None,
-    key: str = "ckpt_path",
+    ckpt_path: str | Path, map_location: str | torch.device = "cpu", checkpoint: dict[str, Any] | None = None
 ) -> DigitClassifier:
-    """The classifier a checkpoint of this project holds (``checkpoint``: as ``load_checkpoint`` read it already).
-    ConfigError naming ``key`` and the file when its weights do not fit the network its settings build."""
-    if checkpoint is None:
-        checkpoint = load_checkpoint(ckpt_path, key=key)
+    """The classifier a checkpoint of this project holds (``checkpoint``: as ``load_checkpoint`` read it already),
+    or a ConfigError naming the file when its weights do not fit the network its settings build."""
+    checkpoint = load_checkpoint(ckpt_path) if checkpoint is None else checkpoint
     saved = checkpoint["hyper_parameters"]
     classifier = DigitClassifier(**saved)
     try:
@@ -124,7 +116,7 @@ def load_classifier(
         problems = " ".join(line.strip() for line in str(e).splitlines()[1:]) or describe(e)
         sizes = ", ".join(f"model.{k}={v}" for k, v in network_shape(saved["model"]).items())
         raise ConfigError(
-            f"{key}={str(ckpt_path)!r} is not allowed: its state_dict does not fit "
+            f"ckpt_path={str(ckpt_path)!r} is not allowed: its state_dict does not fit "
             f"model.arch={saved['model']['arch']} with {sizes}: {problems}"
         ) from e
     return classifier.to(map_location)
