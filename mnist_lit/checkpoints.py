@@ -4,58 +4,46 @@ network it holds. Every command that reads a checkpoint (evaluate, predict, expo
 from __future__ import annotations
 
 import inspect
-import typing
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import torch
-from torch import Tensor
 
 from mnist_lit.config.schema import fits, type_text
 from mnist_lit.errors import ConfigError, describe
 from mnist_lit.lit_module import DigitClassifier, checkpoint_spec
 from mnist_lit.models.base import network_config, network_shape
 
-# What a checkpoint of this project holds (besides Lightning's other keys), by type; on a resume, also what
-# Lightning restores besides the weights (a checkpoint saved with weights only has no optimizer state).
-HOLDS: dict[str, Any] = {"state_dict": dict[str, Tensor], "hyper_parameters": dict[str, Any]}
+# What a checkpoint of this project holds, by type; on a resume, also what Lightning restores besides the weights.
+HOLDS: dict[str, Any] = {"state_dict": dict[str, torch.Tensor], "hyper_parameters": dict[str, Any]}
 RESUMED: dict[str, Any] = {"optimizer_states": list[Any], "lr_schedulers": list[Any], "loops": dict, "callbacks": dict}
 
 
 def checkpoint_problem(checkpoint: Any, resume: bool = False) -> str | None:
-    """What keeps ``checkpoint`` (as torch.load returned it) from being one of this project's, or None: its
-    parts of the declared types, its hyper-parameters the arguments of the module (its signature) that build
-    a network of this project for a known data set."""
-    if not isinstance(checkpoint, Mapping):
+    """What keeps ``checkpoint`` (as torch.load returned it) from being one of this project's, or None: its parts
+    of the declared types, its hyper-parameters the module's arguments for a network and data set of this project."""
+    if not isinstance(checkpoint, dict):
         return f"it holds a {type(checkpoint).__name__}, not the mapping Lightning saves"
-    for key, hint in {**HOLDS, **(RESUMED if resume else {})}.items():
-        if key not in checkpoint and (key in HOLDS or key == "optimizer_states"):
-            return f"it has no {key}" + (" (saved with weights only?), so it cannot be resumed" if resume else "")
-        if key in checkpoint and not (fits(checkpoint[key], hint) and (checkpoint[key] or key not in HOLDS)):
-            return f"its {key} is not {type_text(hint)}" + (" with something in it" if key in HOLDS else "")
-    if resume and not checkpoint["optimizer_states"]:
+    if resume and not checkpoint.get("optimizer_states"):
         return "it holds no optimizer state (saved with weights only?), so it cannot be resumed"
+    for key, hint in {**HOLDS, **(RESUMED if resume else {})}.items():
+        if not fits(checkpoint.get(key), hint):
+            return f"its {key} is missing or not {type_text(hint)}"
     for key in ("epoch", "global_step"):
-        value = checkpoint.get(key, 0)
-        if not fits(value, int) or value < 0:
+        if not fits(value := checkpoint.get(key, 0), int) or value < 0:
             return f"{key}={value!r} is not a count (an integer >= 0)"
-    saved = checkpoint["hyper_parameters"]
-    arguments = typing.get_type_hints(DigitClassifier.__init__)
+    saved, hints = checkpoint["hyper_parameters"], get_type_hints(DigitClassifier.__init__)
     try:
         inspect.signature(DigitClassifier).bind(**saved)
-    except TypeError as e:
-        return f"its hyper_parameters are not the arguments of this project's module ({e})"
-    for key, value in saved.items():
-        if not fits(value, arguments[key]):
-            return f"hyper_parameters.{key}={value!r} is not {type_text(arguments[key])}"
-    try:
+        for name, value in saved.items():
+            if not fits(value, hints[name]):
+                return f"hyper_parameters.{name}={value!r} is not {type_text(hints[name])}"
         network_config(saved["model"])
         checkpoint_spec(saved.get("dataset", "mnist"), saved.get("data"))
     except ConfigError as e:
         return f"hyper_parameters: {e}"
     except (ImportError, AttributeError, TypeError, ValueError, KeyError) as e:
-        return f"hyper_parameters name no network or data set of this project ({describe(e)})"
+        return f"its hyper_parameters build no module of this project ({describe(e)})"
     return None
 
 
