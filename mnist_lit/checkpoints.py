@@ -50,41 +50,28 @@ def checkpoint_problem(checkpoint: Any, resume: bool = False) -> str | None:
 def load_checkpoint(ckpt_path: str | Path, arch: str | None = None, resume: bool = False) -> dict[str, Any]:
     """The checkpoint at ``ckpt_path`` (``torch.load(weights_only=True)``: no code in it runs), checked: this project's
     (of architecture ``arch`` if given; ``resume``: with what a resume restores), its weights finite."""
-    shown = f"ckpt_path={str(ckpt_path)!r}"
-    path = Path(ckpt_path).expanduser()
-    if path.is_dir():
-        raise ConfigError(
-            f"{shown} is not allowed: it is a folder. Give a .ckpt file, e.g. <run directory>/checkpoints/best.ckpt"
-        )
+    shown, path = f"ckpt_path={str(ckpt_path)!r} is not allowed", Path(ckpt_path).expanduser()
     if not path.is_file():
-        raise ConfigError(f"{shown} is not allowed: no such file. Give a .ckpt file of this project.")
+        what = "it is a folder" if path.is_dir() else "no such file"
+        raise ConfigError(f"{shown}: {what}. Give a .ckpt file, e.g. <run directory>/checkpoints/best.ckpt")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, empty, foreign bytes, pickled code: torch raises many kinds
-        raise ConfigError(
-            f"{shown} is not allowed: it is not a checkpoint of this project that loads with weights_only=True "
-            f"({describe(e)})"
-        ) from e
-    problem = checkpoint_problem(checkpoint, resume)
-    if problem:
-        raise ConfigError(f"{shown} is not allowed: it is not a checkpoint of this project: {problem}")
+        raise ConfigError(f"{shown}: it is not a checkpoint that loads with weights_only=True ({describe(e)})") from e
+    if problem := checkpoint_problem(checkpoint, resume):
+        raise ConfigError(f"{shown}: it is not a checkpoint of this project: {problem}")
     saved = checkpoint["hyper_parameters"]["model"].get("arch")
     if arch is not None and saved != arch:
         raise ConfigError(
-            f"{shown} holds a model.arch={saved!r} checkpoint, but model.arch={arch!r}: "
+            f"{shown}: it holds a model.arch={saved!r} checkpoint, but model.arch={arch!r}: "
             f"add model={saved} (and the same model settings) to resume it"
         )
-    broken = next(
-        (n for n, t in checkpoint["state_dict"].items() if t.is_floating_point() and not t.isfinite().all()), None
-    )
+    broken = next((name for name, t in checkpoint["state_dict"].items() if not t.isfinite().all()), None)
     if broken is not None:
-        fix = (
-            f"use {path.with_name('best.ckpt')}"
-            if path.name != "best.ckpt"
-            else "train again with a lower optimizer.lr"
-        )
+        best = path.with_name("best.ckpt")
+        fix = f"use {best}" if path != best else "train again with a lower optimizer.lr"
         raise ConfigError(
-            f"{shown} is not allowed: its weights are not finite ({broken} holds NaN or infinity): the run diverged "
+            f"{shown}: its weights are not finite ({broken} holds NaN or infinity): the run diverged "
             f"before this checkpoint was saved; {fix}"
         )
     return checkpoint
