@@ -221,6 +221,6 @@ def command(interrupted: str, config: str | None = None) -> Callable[[F], F]:
                     exit_with(e)
             return run(*args, **kwargs)
 
-        return interruptible(interrupted)(started)  # type: ignore[return-value]
+        return interruptible(started, interrupted)  # type: ignore[return-value]
 
     return wrap

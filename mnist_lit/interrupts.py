@@ -1,21 +1,17 @@
 """How every command ends on Ctrl-C (SIGINT) or SIGTERM: one line saying what was kept, exit status 130 or 143.
 
-Each entry point is wrapped in ``interruptible(...)``. It makes SIGTERM raise ``Terminated`` in the main
-thread, as Ctrl-C raises KeyboardInterrupt, so ``finally`` blocks and the atomic writers (mnist_lit/io/atomic.py)
-clean up; it then prints ``Interrupted (Ctrl-C): <what was kept and how to go on>`` to stderr, with no
-traceback, and exits with the shell's status for the signal (128 + its number). The code that runs says what
-an interruption keeps: ``with explained(...)`` around a phase, ``explain(...)`` from a callback, and
-``when_interrupted(...)`` for work that must be done once the command has stopped (a sweep's summary).
-
-A running Lightning Trainer installs its own SIGTERM handler, which calls the one it replaced after its own:
-then ``Terminated`` is not raised in the middle of a batch; Lightning stops at the end of the batch with its
-SIGTERMException, and ``raise_pending()`` raises ``Terminated`` for a SIGTERM that Lightning let pass (one that
-came during the last batch of a loop).
+``interruptible(...)`` wraps each entry point: SIGTERM raises ``Terminated`` in the main thread, as Ctrl-C raises
+KeyboardInterrupt, so ``finally`` blocks and the atomic writers (mnist_lit/io/atomic.py) clean up; then it prints
+``Interrupted (Ctrl-C): <what was kept and how to go on>`` to stderr, without a traceback, and exits with the
+shell's status for the signal (128 + its number). The code that runs says what an interruption keeps: ``with
+explained(...)`` around a phase, ``explain(...)`` from a callback, and ``when_interrupted(...)`` for work done
+once the command has stopped (a sweep's summary).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import signal
@@ -28,27 +24,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}  # what the line calls each signal
 
 
-def exit_status(signum: int) -> int:
-    """The shell's status for a command ended by ``signum``: 130 for SIGINT, 143 for SIGTERM."""
-    return 128 + signum
-
-
 class Terminated(BaseException):
     """SIGTERM, raised in the main thread; a BaseException, as KeyboardInterrupt is, so ``except Exception``
     does not swallow it."""
 
 
+@dataclasses.dataclass
 class State:
     """What the running command has said about an interruption, and a SIGTERM not acted on yet."""
 
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        """A command starts: nothing said yet."""
-        self.reasons: list[str] = []  # innermost phase first
-        self.hooks: list[Callable[[str], str | None]] = []
-        self.pending = False
+    reasons: list[str] = dataclasses.field(default_factory=list)  # innermost phase first
+    hooks: list[Callable[[str], str | None]] = dataclasses.field(default_factory=list)
+    pending: bool = False
 
 
 state = State()
@@ -61,15 +48,15 @@ def terminate() -> NoReturn:
 
 
 def on_sigterm(signum: int, frame: Any) -> None:
-    """The SIGTERM handler: raise ``Terminated``, unless another handler chained this one (see the module)."""
-    if signal.getsignal(signal.SIGTERM) is not on_sigterm:
-        state.pending = True  # a Lightning Trainer's handler ran first and stops the loop at the end of the batch
-        return
-    terminate()
+    """The SIGTERM handler: raise ``Terminated``. A running Lightning Trainer's handler calls this one after its own
+    and stops at the end of the batch: then the SIGTERM is only noted, for ``raise_pending``."""
+    if signal.getsignal(signal.SIGTERM) is on_sigterm:
+        terminate()
+    state.pending = True
 
 
 def raise_pending() -> None:
-    """Raise ``Terminated`` if a SIGTERM came while another handler had the signal and nothing acted on it."""
+    """Raise ``Terminated`` for a SIGTERM that Lightning let pass (one in the last batch of a loop)."""
     if state.pending:
         terminate()
 
@@ -86,9 +73,7 @@ def explained(reason: str | Callable[[], str | None]) -> Iterator[None]:
     try:
         yield
     except (KeyboardInterrupt, Terminated):
-        text = reason() if callable(reason) else reason
-        if text:
-            explain(text)
+        explain((reason() if callable(reason) else reason) or "")
         raise
 
 
@@ -99,11 +84,10 @@ def when_interrupted(hook: Callable[[str], str | None]) -> None:
 
 def identity(path: Path) -> tuple[int, int] | None:
     """What tells a file or folder apart from the one it replaced (inode and change time), or None if absent."""
-    try:
+    with contextlib.suppress(OSError):
         found = path.stat()
-    except OSError:
-        return None
-    return found.st_ino, found.st_ctime_ns
+        return found.st_ino, found.st_ctime_ns
+    return None
 
 
 def watch(path: str | os.PathLike, what: str) -> None:
@@ -124,46 +108,33 @@ def watch(path: str | os.PathLike, what: str) -> None:
 
 def line(signum: int) -> str:
     """``Interrupted (Ctrl-C): <reasons>``."""
-    said = "; ".join(state.reasons) or "stopped"
-    return f"Interrupted ({SIGNALS[signum]}): {said}"
+    return f"Interrupted ({SIGNALS[signum]}): {'; '.join(state.reasons) or 'stopped'}"
 
 
-def interruptible(default: str = "") -> Callable[[F], F]:
-    """Wrap a command's entry point: SIGTERM raises ``Terminated``; Ctrl-C and SIGTERM end it with one line, 130/143.
+def interruptible(main: F, default: str = "") -> F:
+    """A command's entry point ``main`` with SIGTERM raising ``Terminated``, and Ctrl-C and SIGTERM ending it with one
+    line and 130 / 143 (``default``: the line's reason where the code that ran gave none). Anything else passes."""
 
-    ``default`` is the line's reason where the code that ran gave none. A UserError, any other error and
-    SystemExit pass through unchanged.
-    """
+    @functools.wraps(main)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        global state
+        state = State()  # a command starts: nothing said yet
+        previous = {s: signal.getsignal(s) for s in SIGNALS}
+        signal.signal(signal.SIGTERM, on_sigterm)
+        try:
+            return main(*args, **kwargs)
+        except (KeyboardInterrupt, Terminated) as e:
+            signum = signal.SIGINT if isinstance(e, KeyboardInterrupt) else signal.SIGTERM
+            for s in SIGNALS:
+                signal.signal(s, signal.SIG_IGN)  # a second Ctrl-C or SIGTERM while the line is made
+            for hook in state.hooks:
+                explain(hook(line(signum)) or "")
+            if not state.reasons:
+                explain(default)
+            print(line(signum), file=sys.stderr, flush=True)
+            raise SystemExit(128 + signum) from None
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
-    def wrap(main: F) -> F:
-        @functools.wraps(main)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            state.reset()
-            previous = signal.signal(signal.SIGTERM, on_sigterm)
-            try:
-                return main(*args, **kwargs)
-            except KeyboardInterrupt:
-                end(signal.SIGINT, default)
-            except Terminated:
-                end(signal.SIGTERM, default)
-            finally:
-                signal.signal(signal.SIGTERM, previous)
-
-        return run  # type: ignore[return-value]
-
-    return wrap
-
-
-def end(signum: int, default: str) -> NoReturn:
-    """Run the hooks, print the line and exit; a second Ctrl-C or SIGTERM meanwhile is ignored."""
-    before = {s: signal.signal(s, signal.SIG_IGN) for s in SIGNALS}
-    try:
-        for hook in state.hooks:
-            explain(hook(line(signum)) or "")
-        if default and not state.reasons:
-            explain(default)
-        print(line(signum), file=sys.stderr, flush=True)
-    finally:
-        for s, handler in before.items():
-            signal.signal(s, handler)
-    raise SystemExit(exit_status(signum))
+    return run  # type: ignore[return-value]

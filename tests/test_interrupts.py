@@ -86,7 +86,7 @@ def test_evaluate_interrupted_while_writing_keeps_the_previous_report(run_dir, s
 
 def test_a_signal_between_the_renames_of_a_report_waits_until_it_is_in_place(run_dir, tmp_path):
     report = tmp_path / "report"
-    # sync_dir's second call comes between replace_dir's renames of the folders.
+    # sync_dir's second call comes between atomic_dir's renames of the folders.
     done = probed(
         "SIGTERM", "mnist_lit.io.atomic:sync_dir", 2, "evaluate.py", f"run_dir={run_dir}", f"report_dir={report}"
     )

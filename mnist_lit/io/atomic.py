@@ -1,10 +1,9 @@
 """Writing outputs so that nothing is ever half-written: a temporary file in the same folder, fsync, rename.
 
-Every file the project writes goes through ``atomic_file`` (``write_text`` for text), and a folder
-written whole (the evaluation report) through ``atomic_dir``. A reader (or a run killed at any moment,
-or a full disk) sees the previous file or folder or the new one, never part of one; the temporary one
-is removed when the write fails. What libraries write themselves (TensorBoard's event files, Lightning's)
-is called inside ``library_writes``: a full disk ends in the same one line.
+Every file the project writes goes through ``atomic_file`` (``write_text`` for text), and a folder written whole
+(the evaluation report) through ``atomic_dir``: a reader, a run killed at any moment or a full disk sees the
+previous file or folder or the new one, never part of one. What libraries write themselves (TensorBoard's event
+files, Lightning's) is called inside ``library_writes``: a full disk ends in the same one line.
 """
 
 from __future__ import annotations
@@ -22,15 +21,14 @@ from typing import IO, Any
 
 from mnist_lit.errors import OutputError, UserError
 
-# A full disk, an exhausted quota, a file-size limit: the user can free space and run again.
-NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}  # a full disk, an exhausted quota, a file-size limit
 
 
 def name_error(path: Path) -> str | None:
     """Why this system cannot hold a file or folder at ``path`` by its name alone (too long), or None."""
     limit = 255  # bytes of one name on Linux, macOS and Windows file systems
     for part in path.parts:
-        size = len(os.fsencode(part))  # its bytes, whatever they are
+        size = len(os.fsencode(part))
         if size > limit:
             return f"the name {part[:20]}... is {size} bytes long, more than the {limit} a name can have"
     return None
@@ -38,58 +36,40 @@ def name_error(path: Path) -> str | None:
 
 def unwritable_reason(directory: Path) -> str | None:
     """Why ``directory`` cannot be created or written to, or None if it can."""
-    too_long = name_error(directory)
-    if too_long:
+    if too_long := name_error(directory):
         return too_long
-    existing = directory
-    while not existing.exists():
-        if existing.parent == existing:
-            break
-        existing = existing.parent
+    existing = next((p for p in (directory, *directory.parents) if p.exists()), directory)
     if not existing.is_dir():
         return f"{existing} is a file, not a directory"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"{existing} is not writable"
-    return None
+    return None if os.access(existing, os.W_OK | os.X_OK) else f"{existing} is not writable"
 
 
 def sync_dir(directory: Path) -> None:
-    """fsync a folder, so that a rename in it survives a power cut (a no-op where folders cannot be opened)."""
-    try:
+    """fsync a folder, so that a rename in it survives a power cut (a no-op where folders cannot be opened or synced:
+    Windows, whose renames are journaled, and some network file systems)."""
+    with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # Windows cannot open folders; its renames are journaled
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
-def out_of_space(error: BaseException) -> OSError | None:
+def out_of_space(error: BaseException | None) -> OSError | None:
     """The out-of-space OSError behind ``error``, if any (torch.save wraps it in a RuntimeError, for one)."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno in NO_SPACE:
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def no_space(error: OSError, path: Path) -> OutputError:
-    """The user-facing error for a write that ran out of space: what was kept and what to do."""
-    return OutputError(
-        f"could not write {path}: {error.strerror or error} (disk full or file size limit). "
-        f"The previous {path.name}, if any, is unchanged. Free some space and run the command again."
-    )
+    while error is not None and not (isinstance(error, OSError) and error.errno in NO_SPACE):
+        error = error.__cause__ or error.__context__
+    return error
 
 
 def raise_no_space(error: BaseException, path: Path) -> None:
-    """Raise the user-facing OutputError for ``path`` if ``error`` is a write that ran out of space."""
+    """If ``error`` is a write that ran out of space, raise the OutputError saying what was kept and what to do."""
     full = out_of_space(error)
     if full is not None:
-        raise no_space(full, path) from error
+        raise OutputError(
+            f"could not write {path}: {full.strerror or full} (disk full or file size limit). "
+            f"The previous {path.name}, if any, is unchanged. Free some space and run the command again."
+        ) from error
 
 
 @contextlib.contextmanager
@@ -101,10 +81,9 @@ def library_writes(path: Path) -> Iterator[None]:
     threading.excepthook = lambda args: None if out_of_space(args.exc_value) else hook(args)
     try:
         yield
-    except UserError:
-        raise  # the atomic writer's own (a checkpoint's)
     except Exception as e:
-        raise_no_space(e, path)
+        if not isinstance(e, UserError):  # a UserError: the atomic writer's own (a checkpoint's)
+            raise_no_space(e, path)
         raise
     finally:
         threading.excepthook = hook
@@ -119,10 +98,9 @@ def atomic_file(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     tmp = Path(name)
     try:
-        with open(tmp, mode, **kwargs) as f:
+        with open(fd, mode, **kwargs) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -144,11 +122,8 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM until the block has run, then act on them as usual (main thread only).
-
-    For steps that must not be cut between their halves: the handlers are swapped for ones that
-    note the signal, and a noted signal is raised again once the usual handlers are back.
-    """
+    """Hold Ctrl-C and SIGTERM until the block has run, then act on them as usual: the handlers are swapped for
+    ones that note the signal, raised again once the usual handlers are back (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -164,38 +139,32 @@ def signals_held() -> Iterator[None]:
             signal.raise_signal(s)
 
 
-def replace_dir(tmp: Path, target: Path) -> None:
-    """Put the finished folder ``tmp`` in ``target``'s place, whole; the previous ``target`` is removed after.
-
-    Each file is fsynced first. Ctrl-C and SIGTERM wait until both renames are done; between them a
-    kill (SIGKILL, a power cut) leaves the previous folder beside ``target`` as ``.<name>.old-<pid>``:
-    nothing is lost, and no reader ever sees a half-written folder.
-    """
-    for file in tmp.iterdir():
-        with open(file, "rb") as f:
-            os.fsync(f.fileno())
-    sync_dir(tmp)
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    with signals_held():  # a Ctrl-C or SIGTERM between the renames would leave neither folder in place
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-        sync_dir(target.parent)
-        shutil.rmtree(old, ignore_errors=True)
-
-
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike, verify: Callable[[Path], None] | None = None) -> Iterator[Path]:
-    """An empty folder beside ``target`` to write the files of a folder into; on success ``verify(tmp)`` it (raising
-    keeps the previous folder) and put it in ``target``'s place whole (``replace_dir``); on failure it is removed."""
+    """An empty folder beside ``target`` to write a folder's files into; on success ``verify(tmp)`` it (raising keeps
+    the previous folder), fsync its files and put it in ``target``'s place whole; on failure it is removed.
+
+    Ctrl-C and SIGTERM wait until both renames are done; between them a kill (SIGKILL, a power cut) leaves the
+    previous folder beside ``target`` as ``.<name>.old-<pid>``: nothing is lost, no reader sees half a folder.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
     try:
         yield tmp
         if verify is not None:
             verify(tmp)
-        replace_dir(tmp, target)
+        for file in tmp.iterdir():
+            with open(file, "rb") as f:
+                os.fsync(f.fileno())
+        sync_dir(tmp)
+        with signals_held():  # a signal between the renames would leave neither folder in place
+            if target.exists():
+                os.replace(target, old)
+            os.replace(tmp, target)
+            sync_dir(target.parent)
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise_no_space(e, target)

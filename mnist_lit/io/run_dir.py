@@ -22,10 +22,10 @@ from typing import Any
 import yaml
 from filelock import FileLock, Timeout
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mnist_lit.config.resolvers import resumed_run
@@ -33,37 +33,32 @@ from mnist_lit.config.schema import resolved
 from mnist_lit.errors import ConfigError, UserError, describe, exit_with
 from mnist_lit.io.atomic import unwritable_reason, write_text
 
-# What a training run leaves in its directory; any of them means the directory is taken.
-RUN_MARKERS = (".hydra", "checkpoints", "metrics.json")
-LOCK_FILE = ".lock"  # held by the command writing into a run or sweep directory
-# What a job of a sweep leaves in its folder besides Hydra's .hydra/ (written just before the job starts).
-JOB_OUTPUTS = ("checkpoints", "metrics.json")
-# What a multirun leaves in its sweep directory.
+RUN_MARKERS = (".hydra", "checkpoints", "metrics.json")  # what a run leaves: any of them means the folder is taken
+JOB_OUTPUTS = ("checkpoints", "metrics.json")  # what a sweep's job leaves besides the .hydra/ it saves first
 SWEEP_MARKERS = ("multirun.yaml", "summary.md", "summary.csv")
-LAST = "last"  # ckpt_path=last: the newest run of the same settings
+LOCK_FILE = ".lock"  # held by the command writing into a run or sweep directory
 LAST_CHECKPOINT = Path("checkpoints", "last.ckpt")
 # Top-level keys that say where or how a run works, not what it trains: runs that differ only in these are one run
 # (the loggers record a run; a resume may add or drop one).
 NOT_THE_RUN = ("ckpt_path", "paths", "threads", "keep_freed_memory", "evaluate_after_fit", "optimized_metric", "logger")
+UNREADABLE = (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException)  # a saved config that cannot be read
 
 log = logging.getLogger(__name__)
 
 
-def refuse_unwritable(key: str, directory: Path, shown: str) -> None:
-    """A ConfigError naming ``key`` when ``directory`` cannot be created or written to."""
+def held(key: str, directory: Path, shown: str, markers: tuple[str, ...]) -> list[str]:
+    """Which of ``markers`` ``directory`` holds; a ConfigError naming ``key`` if it cannot be created or written to."""
     reason = unwritable_reason(directory)
     if reason:
         raise ConfigError(
             f"{key}={shown} cannot be used: {reason}. Choose a writable place with {key}=... or paths.log_dir=..."
         )
+    return [name for name in markers if (directory / name).exists()]
 
 
 def check_run_dir(run_dir: Path, shown: str, ckpt_path: str | None = None) -> None:
     """``run_dir`` must be writable and hold no other run (it may hold the run that ``ckpt_path`` resumes)."""
-    refuse_unwritable("hydra.run.dir", run_dir, shown)
-    if not run_dir.is_dir():
-        return
-    found = [name for name in RUN_MARKERS if (run_dir / name).exists()]
+    found = held("hydra.run.dir", run_dir, shown, RUN_MARKERS)
     if found and resumed_run(ckpt_path) != run_dir.resolve():
         raise ConfigError(
             f"hydra.run.dir={shown} already holds another run ({', '.join(found)}), which would be overwritten: "
@@ -82,58 +77,48 @@ def holds_run_of(run_dir: Path, config: DictConfig) -> bool:
     """Whether ``run_dir``'s ``.hydra/config.yaml`` (``save_run_config``'s) has the settings of ``config``."""
     try:
         saved = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException):
-        return False  # no saved config, or one that cannot be read: not a run of these settings
+    except UNREADABLE:
+        return False
     return isinstance(saved, DictConfig) and run_settings(saved) == run_settings(config)
 
 
 def resolve_last(config: DictConfig) -> None:
     """``ckpt_path=last``: set ``ckpt_path`` to the ``last.ckpt`` of the newest run under ``<paths.log_dir>/runs``
-    with these settings (``run_settings``), before the run directory is chosen, so that the run resumes as with
-    that path given (the job's first lines name it)."""
-    if config.get("ckpt_path") != LAST:
+    with these settings (``run_settings``), before the run directory is chosen from it."""
+    if config.get("ckpt_path") != "last":
         return
     if config.hydra.mode == RunMode.MULTIRUN:
         raise ConfigError(
-            f"ckpt_path={LAST} is not allowed in a multirun: run the same command with hydra.sweep.dir=<the sweep's "
+            "ckpt_path=last is not allowed in a multirun: run the same command with hydra.sweep.dir=<the sweep's "
             "folder> to go on with its jobs (each resumes from its own last.ckpt; finished jobs are kept)"
         )
     runs = Path(str(config.paths.log_dir)).expanduser().absolute() / "runs"
-    found = [ckpt.parents[1] for ckpt in runs.glob(f"**/{LAST_CHECKPOINT}") if holds_run_of(ckpt.parents[1], config)]
+    found = [ckpt for ckpt in runs.glob(f"**/{LAST_CHECKPOINT}") if holds_run_of(ckpt.parents[1], config)]
     if not found:
         raise ConfigError(
-            f"ckpt_path={LAST} found no run to resume: no folder under {runs} holds a {LAST_CHECKPOINT} and a "
+            f"ckpt_path=last found no run to resume: no folder under {runs} holds a {LAST_CHECKPOINT} and a "
             f".hydra/config.yaml with this command's settings (all but {', '.join(NOT_THE_RUN)}). Leave ckpt_path out "
             "to start a new run, or resume a run of other settings with ckpt_path=<run>/checkpoints/last.ckpt"
         )
-    run = max(found, key=lambda run: (run / LAST_CHECKPOINT).stat().st_mtime_ns)
-    config.ckpt_path = str(run / LAST_CHECKPOINT)
-
-
-def earlier_overrides(sweep_dir: Path) -> list[str] | None:
-    """The command-line overrides of the sweep whose ``multirun.yaml`` (Hydra's) ``sweep_dir`` holds; None: none."""
-    try:
-        overrides = OmegaConf.select(OmegaConf.load(sweep_dir / "multirun.yaml"), "hydra.overrides.task")
-    except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException):
-        return None
-    return OmegaConf.to_container(overrides) if isinstance(overrides, ListConfig) else None
+    config.ckpt_path = str(max(found, key=lambda ckpt: ckpt.stat().st_mtime_ns))
 
 
 def check_sweep_dir(sweep_dir: Path, shown: str, overrides: list[str] | None = None) -> bool:
     """``sweep_dir`` must be writable and hold no earlier sweep, unless that sweep is this command's: its
-    ``multirun.yaml`` has these ``overrides`` (None: a sweeper that never goes on in place). True: it is."""
-    refuse_unwritable("hydra.sweep.dir", sweep_dir, shown)
-    if not sweep_dir.is_dir():
-        return False
-    found = [name for name in SWEEP_MARKERS if (sweep_dir / name).exists()]
-    found += sorted(p.name for p in sweep_dir.iterdir() if (p / ".hydra").is_dir())[:3]
+    ``multirun.yaml`` (Hydra's) has these ``overrides`` (None: a sweeper that never goes on in place). True: it is."""
+    found = held("hydra.sweep.dir", sweep_dir, shown, SWEEP_MARKERS)
+    found += sorted(p.parent.name for p in sweep_dir.glob("*/.hydra") if p.is_dir())[:3]
     if not found:
         return False
-    earlier = earlier_overrides(sweep_dir)
-    if overrides is not None and earlier == overrides:
-        return True
+    try:
+        earlier = OmegaConf.select(OmegaConf.load(sweep_dir / "multirun.yaml"), "hydra.overrides.task")
+    except UNREADABLE:
+        earlier = None
+    earlier = OmegaConf.to_container(earlier) if isinstance(earlier, ListConfig) else None
     if overrides is None:
         how = "an Optuna study resumes in a new directory: leave hydra.sweep.dir out"
+    elif earlier == overrides:
+        return True
     else:
         how = "or go on with that sweep by running its own command again"
         how += f" (its overrides: {' '.join(earlier) or 'none'})" if earlier is not None else ""
@@ -151,29 +136,16 @@ def optuna_sweep(config: DictConfig) -> bool:
     return OmegaConf.select(config, "hydra.sweeper._target_", default=None) == SWEEPER_TARGET
 
 
-def check_sweeper(config: DictConfig, check_job: Callable[[DictConfig], Any]) -> None:
-    """The Optuna sweeper's settings (study, storage, search space: each value its jobs can get, by
-    ``check_job``), checked before the sweep directory is made."""
-    if optuna_sweep(config):
-        from hydra_plugins.mnist_lit_optuna_sweeper.optuna_sweeper import check_multirun
-
-        check_multirun(config, check_job)
-
-
 def check_job_dirs(config: DictConfig, sweep_dir: Path) -> Path:
     """``hydra.sweep.subdir`` gives each job its own folder inside the sweep directory; returns job 0's folder."""
     raw = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir")
     folders = []
     for num in (0, 1):
-        probe = config.copy()
-        with open_dict(probe):
-            probe.hydra.job.num = num
-            probe.hydra.job.id = f"job{num}"
+        probe = OmegaConf.merge(config, {"hydra": {"job": {"num": num, "id": f"job{num}"}}})
         try:
-            subdir = str(OmegaConf.select(probe, "hydra.sweep.subdir"))
+            folder = Path(os.path.normpath(sweep_dir / str(probe.hydra.sweep.subdir)))
         except OmegaConfBaseException as e:
             raise ConfigError(f"hydra.sweep.subdir={raw} cannot be resolved: {describe(e)}") from None
-        folder = Path(os.path.normpath(sweep_dir / subdir))
         if sweep_dir not in folder.parents:
             raise ConfigError(
                 f"hydra.sweep.subdir={raw} puts job {num}'s folder at {folder}, outside hydra.sweep.dir={sweep_dir}: "
@@ -194,7 +166,7 @@ def claimed_job_dir(job_dir: Path, sweep_dir: Path, cfg: DictConfig) -> Iterator
     Yields whether it holds this job's own outputs (its ``.hydra/config.yaml`` has the job's settings ``cfg``):
     those of the same command run before in this sweep directory, which the job goes on with."""
     job, sweep = job_dir.resolve(), sweep_dir.resolve()
-    if sweep not in job.parents:
+    if sweep not in job.parents:  # an override's value in hydra.sweep.subdir can lead out of it
         raise ConfigError(f"hydra.sweep.subdir puts this job's folder at {job}, outside hydra.sweep.dir={sweep}")
     lock = lock_directory(job, "hydra.sweep.subdir")
     try:
@@ -212,18 +184,15 @@ def claimed_job_dir(job_dir: Path, sweep_dir: Path, cfg: DictConfig) -> Iterator
 
 
 def fail_closed(checks: Callable[[], None]) -> None:
-    """Run a command's checks; however they fail, the command stops before anything is written.
-
-    A user's mistake ends in the one-line ``Error:``; a bug in the checks shows its traceback and ends the
-    command too (a Hydra callback's other exceptions would only be warnings, and the run would go on).
-    """
+    """Run a command's checks; however they fail, the command stops before anything is written: a user's mistake
+    with its one ``Error:`` line, a bug with its traceback (a Hydra callback's exceptions are only warnings)."""
     try:
         checks()
     except UserError as e:
         exit_with(e)
     except OmegaConfBaseException as e:
-        exit_with(ConfigError(f"{e.full_key or 'the config'} cannot be used: {describe(e)}"))
-    except OSError as e:  # a path this system refuses: too long a name, a file where a folder must be, ...
+        exit_with(f"{e.full_key or 'the config'} cannot be used: {describe(e)}")
+    except OSError as e:  # a path this system refuses: too long a path, a folder it may not read, ...
         exit_with(f"{e.filename or 'a path of the settings'} cannot be used: {e.strerror or describe(e)}")
     except Exception:
         traceback.print_exc()
@@ -232,8 +201,8 @@ def fail_closed(checks: Callable[[], None]) -> None:
 
 
 def lock_directory(directory: Path, key: str) -> FileLock:
-    """Hold an exclusive lock on ``directory`` (its ``.lock`` file) until released or the process ends;
-    ConfigError if another process holds it. The operating system releases it however the process ends."""
+    """Hold an exclusive lock on ``directory`` (its ``.lock`` file) until released or the process ends, however it
+    ends; ConfigError if another process holds it."""
     lock = FileLock(str(directory / LOCK_FILE))
     try:
         lock.acquire(timeout=0)
@@ -256,18 +225,12 @@ def as_job(config: DictConfig, output_dir: Path) -> DictConfig:
 
 
 def save_run_config(cfg: DictConfig) -> None:
-    """A job's ``.hydra/`` (config.yaml, hydra.yaml, overrides.yaml), as Hydra saves it, written once the job's
-    checks have passed: conf/hydra sets ``output_subdir: null`` so that Hydra writes nothing before them."""
+    """A job's ``.hydra/`` (config.yaml, hydra.yaml, overrides.yaml) as Hydra saves it, written once the job's checks
+    have passed (conf/hydra sets ``output_subdir: null``: Hydra writes nothing before them)."""
     hydra = HydraConfig.get()
-    folder = Path(hydra.runtime.output_dir) / ".hydra"
-    folder.mkdir(parents=True, exist_ok=True)
-    saved = {
-        "config.yaml": cfg,
-        "hydra.yaml": OmegaConf.create({"hydra": hydra}),
-        "overrides.yaml": hydra.overrides.task,
-    }
+    saved = {"config.yaml": cfg, "hydra.yaml": {"hydra": hydra}, "overrides.yaml": hydra.overrides.task}
     for name, node in saved.items():
-        write_text(folder / name, OmegaConf.to_yaml(node))
+        write_text(Path(hydra.runtime.output_dir, ".hydra", name), OmegaConf.to_yaml(node))
 
 
 def job_error(job_return: JobReturn) -> BaseException | None:
@@ -282,17 +245,22 @@ def job_error(job_return: JobReturn) -> BaseException | None:
 
 
 class RunDirectoryGuard(Callback):
-    """Checks the run (or sweep) directory, then makes and locks it, before Hydra writes anything; the config is
-    checked by the job itself (``mnist_lit.training.train``). A single run refused by its checks leaves nothing:
-    the folders the guard made are removed again and the command ends with its one ``Error:`` line.
-
-    The directory is checked again once it is locked: of two commands started at once for the same directory,
-    one runs and the other is refused, whichever order their checks ran in.
-    """
+    """Checks the run (or sweep) directory, then makes and locks it, before Hydra writes anything; the job checks
+    the config (``mnist_lit.training.train``). A single run refused by its checks leaves nothing: the folders the
+    guard made are removed again and the command ends with its one ``Error:`` line."""
 
     def __init__(self) -> None:
         self.lock: FileLock | None = None
         self.made: Path | None = None  # the outermost folder this command made for its run
+
+    def claim(self, directory: Path, key: str, check: Callable[[], bool | None]) -> bool | None:
+        """``check()`` ``directory``, make and lock it, and ``check()`` it again under the lock: of two commands
+        started at once for one directory, one runs and the other is refused, whichever checked first."""
+        check()
+        self.made = next((p for p in reversed([directory, *directory.parents]) if not p.exists()), None)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.lock = lock_directory(directory, key)
+        return check()
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         fail_closed(lambda: self.claim_run(config))
@@ -308,18 +276,12 @@ class RunDirectoryGuard(Callback):
             resolved(config)  # names the key that hydra.run.dir is made of and that cannot be resolved
             raise ConfigError(f"hydra.run.dir cannot be resolved: {describe(e)}") from None
         run_dir = Path(shown).expanduser().absolute()
-        check_run_dir(run_dir, shown, config.get("ckpt_path"))
-        self.made = next((p for p in reversed([run_dir, *run_dir.parents]) if not p.exists()), None)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        self.lock = lock_directory(run_dir, "hydra.run.dir")
-        check_run_dir(run_dir, shown, config.get("ckpt_path"))
+        self.claim(run_dir, "hydra.run.dir", lambda: check_run_dir(run_dir, shown, config.get("ckpt_path")))
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        if config.hydra.mode == RunMode.MULTIRUN or job_return.status != JobStatus.FAILED:
-            return  # a sweep records its failed jobs (mnist_lit.sweeps.callbacks)
-        error = job_error(job_return)
+        error = job_error(job_return) if config.hydra.mode != RunMode.MULTIRUN else None
         if not isinstance(error, UserError):
-            return  # a bug: Hydra shows its traceback
+            return  # a bug shows Hydra's traceback; a sweep records its failed jobs (mnist_lit.sweeps.callbacks)
         self.release()
         run_dir = Path(config.hydra.runtime.output_dir)
         if self.made is not None and not any((run_dir / name).exists() for name in JOB_OUTPUTS):
@@ -334,8 +296,8 @@ class RunDirectoryGuard(Callback):
         fail_closed(lambda: self.claim_sweep(config))
 
     def claim_sweep(self, config: DictConfig) -> None:
-        """Check the job folders, the settings the jobs share, the sweeper and the sweep directory, then make and
-        lock the directory."""
+        """Check the job folders, the settings the jobs share, the Optuna sweeper's settings and search space (each
+        value its jobs can get) and the sweep directory, then make and lock the directory."""
         resolve_last(config)  # refused: a sweep goes on through its own directory
         shown = str(config.hydra.sweep.dir)
         sweep_dir = Path(os.path.normpath(Path(shown).expanduser().absolute()))
@@ -343,26 +305,22 @@ class RunDirectoryGuard(Callback):
         from mnist_lit.config.checks import check_config  # here: it loads torch, which a refused sweep need not
 
         check_config(as_job(config, first_job))  # the settings every job shares (each job checks its own)
-        check_sweeper(config, lambda job: check_config(as_job(job, first_job)))
-        overrides = None if optuna_sweep(config) else OmegaConf.to_container(config.hydra.overrides.task)
-        check_sweep_dir(sweep_dir, shown, overrides)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        self.lock = lock_directory(sweep_dir, "hydra.sweep.dir")
-        if check_sweep_dir(sweep_dir, shown, overrides):
+        optuna = optuna_sweep(config)
+        if optuna:
+            from hydra_plugins.mnist_lit_optuna_sweeper.optuna_sweeper import check_multirun
+
+            check_multirun(config, lambda job: check_config(as_job(job, first_job)))
+        overrides = None if optuna else OmegaConf.to_container(config.hydra.overrides.task)
+        if self.claim(sweep_dir, "hydra.sweep.dir", lambda: check_sweep_dir(sweep_dir, shown, overrides)):
             log.info("Going on with the sweep in %s: finished jobs are kept, the others resume or start", sweep_dir)
 
     def __getstate__(self) -> dict[str, Any]:
         # Launchers pickle Hydra's callbacks for their job processes; a lock belongs to the process that took it.
         return {**self.__dict__, "lock": None}
 
-    def release(self) -> None:
-        """Give the lock back (the process ending does the same)."""
+    def release(self, *args: Any, **kwargs: Any) -> None:
+        """Give the lock back (the process ending does the same); Hydra calls it as a run or sweep ends."""
         if self.lock is not None:
             self.lock.release()
-            self.lock = None
 
-    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self.release()
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self.release()
+    on_run_end = on_multirun_end = release
