@@ -7,7 +7,6 @@ and what a class named by ``_target_`` takes is its own signature (``mnist_lit.c
 from __future__ import annotations
 
 import importlib.util
-import math
 import os
 import urllib.error
 import urllib.parse
@@ -22,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_lit.checkpoints import load_checkpoint, load_classifier
 from mnist_lit.config.resolvers import PROJECT_ROOT, resumed_run
-from mnist_lit.config.schema import built_or_refused, check_target, plain, resolved, shown, typed
+from mnist_lit.config.schema import built_or_refused, check_target, finite, fits, plain, resolved, shown, typed
 from mnist_lit.config.settings import (
     DataSettings,
     OptimizerSettings,
@@ -94,12 +93,12 @@ MONITORED = ("val/loss", "val/acc")
 SCHEDULER_INTERVALS = ("step", "epoch")
 
 
-def check_group(node: Any, key: str, base: type | None = None, own_keys: tuple[str, ...] = ()) -> Any:
+def check_group(node: Any, key: str, base: type | None = None, skip: tuple[str, ...] = ()) -> Any:
     """A ``_target_`` group: its class's signature and type hints, and the ranges the project adds; its class
-    (``base``: a subclass of it)."""
+    (``base``: a subclass of it). ``skip``: keys the project reads itself."""
     if not isinstance(node, dict) or "_target_" not in node:
         raise ConfigError(f"{key}={shown(node)} is not allowed: it must be a group of settings with a _target_")
-    cls = check_target(node, key, own_keys, LIBRARY_RANGES.get(str(node["_target_"])))
+    cls = check_target(node, key, skip, LIBRARY_RANGES.get(str(node["_target_"])))
     if base is not None and not (isinstance(cls, type) and issubclass(cls, base)):
         raise ConfigError(f"{key}._target_={node['_target_']!r} is not allowed: it must name a {base.__name__}")
     for name in FOLDERS:  # a library writes into them only once training runs
@@ -115,7 +114,7 @@ def check_groups(values: dict[str, Any], precision: str) -> None:
     check_group(values["optimizer"], "optimizer")
     scheduler = values.get("scheduler")
     if scheduler:
-        check_group(scheduler, "scheduler", own_keys=("interval",))
+        check_group(scheduler, "scheduler", skip=("interval",))
         if scheduler.get("interval", "step") not in SCHEDULER_INTERVALS:
             raise ConfigError(f"scheduler.interval={shown(scheduler['interval'])} is not allowed: choose step or epoch")
     for group in ("callbacks", "logger"):
@@ -172,8 +171,7 @@ def _limit(cfg: DictConfig, key: str, batches: int | None, stage: str) -> int | 
     """``trainer.limit_*_batches``: a fraction in (0, 1] or a count >= 1, and at least one batch of the ``batches``
     (None: not known before the data is read) either way, which ``stage`` needs; returns the batches it keeps."""
     value = OmegaConf.select(cfg, key, default=1.0)
-    number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not number or value <= 0 or (isinstance(value, float) and value > 1):
+    if not finite(value) or value <= 0 or (isinstance(value, float) and value > 1):
         raise ConfigError(
             f"{key}={value!r} is not allowed: give a fraction of the epoch in (0, 1.0] or a number of batches >= 1 "
             f"({stage} needs at least one)"
@@ -218,7 +216,7 @@ def check_data(cfg: DictConfig) -> L.LightningDataModule:
     _limit(cfg, "trainer.limit_test_batches", None, "the test of best.ckpt after training")
     interval = OmegaConf.select(cfg, "trainer.val_check_interval", default=None)
     every = OmegaConf.select(cfg, "trainer.check_val_every_n_epoch", default=1)
-    if isinstance(interval, int) and not isinstance(interval, bool) and every is not None and interval > epoch:
+    if fits(interval, int) and every is not None and interval > epoch:
         raise ConfigError(  # Lightning would refuse it only once the fit has started
             f"trainer.val_check_interval={interval} is not allowed: an epoch has {epoch} training batches here "
             f"({images - val} images in batches of {fetch}, trainer.limit_train_batches="
@@ -305,14 +303,12 @@ def check_resume(cfg: DictConfig) -> None:
 
 def check_model(model: DictConfig | dict[str, Any]) -> None:
     """The model group: a network of this project, its settings checked against its own dataclass."""
-    target = model.get("_target_")
     try:
         network_class(model)
     except (ImportError, AttributeError, TypeError, ValueError) as e:
         raise ConfigError(
-            f"model._target_={target!r} is not allowed: it must name a network class of mnist_lit.models "
-            f"({describe(e)}); choose a model with model=<name> "
-            "(conf/model/)"
+            f"model._target_={model.get('_target_')!r} is not allowed: it must name a network class of "
+            f"mnist_lit.models ({describe(e)}); choose a model with model=<name> (conf/model/)"
         ) from None
     network_config(model)
     check_network_size(model)
