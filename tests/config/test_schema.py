@@ -5,6 +5,7 @@ of every kind. Each must be refused by the checks with an ``Error:`` naming the 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import pytest
@@ -107,35 +108,24 @@ def test_predict_config_leaf(predict_case: tuple[str, Any]) -> None:
         (["model=cnn", "model.block_dropout=1.0"], "model.block_dropout=1.0 is not allowed"),
         (["model=cnn", "model.batch_norm=maybe"], "model.batch_norm='maybe' is not allowed: it must be true or false"),
         (["model=cnn", "model.global_pool=1"], "model.global_pool=1 is not allowed"),
-        (["model.layers=0"], "model.layers=0 is not allowed"),
-        (["model.dropout=-0.1"], "model.dropout=-0.1 is not allowed"),
-        (["data.augment=cutout"], "data.augment='cutout' is not allowed"),
-    ],
-)
-def test_bad_option_values_are_rejected(overrides, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
-        check_config(compose_train(*overrides))
-
-
-@pytest.mark.parametrize(
-    "overrides, key",
-    [
         (["model=cnn", "model.kernel_size=9", "model.blocks=3"], "model.kernel_size=9"),
         (["model=cnn", "model.blocks=5"], "model.blocks=5"),
+        (["model.layers=0"], "model.layers=0 is not allowed"),
+        (["model.dropout=-0.1"], "model.dropout=-0.1 is not allowed"),
+        (["model.hidden=0"], "model.hidden=0"),
+        (["data.augment=cutout"], "data.augment='cutout' is not allowed"),
         (["data.val_fraction=1.0"], "data.val_fraction=1.0"),
         (["data.val_fraction=0"], "data.val_fraction=0"),
         (["data.batch_size=0"], "data.batch_size=0"),
         (["optimizer.lr=0"], "optimizer.lr=0"),
         (["optimizer.lr=-0.1"], "optimizer.lr=-0.1"),
         (["trainer.max_epochs=0"], "trainer.max_epochs=0"),
-        (["model.hidden=0"], "model.hidden=0"),
         (["ckpt_path=/nonexistent/last.ckpt"], "ckpt_path='/nonexistent/last.ckpt'"),
     ],
 )
-def test_bad_values_are_rejected_naming_key_and_value(overrides, key):
-    with pytest.raises(ConfigError) as info:
+def test_bad_values_are_rejected_naming_key_and_value(overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         check_config(compose_train(*overrides))
-    assert key in str(info.value)
 
 
 # A _target_ group against the signature of the class it names.
