@@ -67,7 +67,7 @@ def test_huge_image_is_refused_before_it_is_decoded(tmp_path):
         load_image(tmp_path / "huge.png")
 
 
-def test_transparent_and_16_bit_images_are_read_correctly(tmp_path):
+def test_a_transparent_background_reads_as_white_paper(tmp_path):
     from PIL import Image
 
     from mnist_lit.predict import load_image, prepare
@@ -79,12 +79,6 @@ def test_transparent_and_16_bit_images_are_read_correctly(tmp_path):
     rgba[..., 3] = _digit_strokes()
     Image.fromarray(rgba, "RGBA").save(tmp_path / "transparent.png")
     assert torch.equal(prepare(load_image(tmp_path / "transparent.png")), expected)
-    # 16-bit grayscale: white ink at 65535 on black, scaled rather than clipped.
-    sixteen = _digit_strokes().astype(np.uint16) * 257
-    Image.fromarray(sixteen).save(tmp_path / "sixteen.png")
-    image = load_image(tmp_path / "sixteen.png")
-    assert image.mode.startswith("I")
-    assert torch.equal(prepare(image), expected)
 
 
 FILE_CHANGES = {
@@ -275,17 +269,14 @@ def test_corrupt_run_files_are_reported_not_raised(plain_run_copy):
     assert not (plain_run_copy / "report").exists()
 
 
-def test_unusual_image_modes_read_like_grayscale(tmp_path):
+def test_float_and_cmyk_images_read_like_grayscale(tmp_path):  # every other mode: test_image_mode
     from mnist_lit.predict import load_image, prepare
 
     digit = np.zeros((60, 40), dtype=np.uint8)
     digit[8:52, 16:24] = 255
     expected = prepare(Image.fromarray(digit))
     Image.fromarray(digit.astype(np.float32) / 255.0, "F").save(tmp_path / "float.tif")  # 0..1 floats
-    Image.fromarray(digit).convert("1").save(tmp_path / "bilevel.png")
     Image.fromarray(255 - digit).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=100)
-    Image.fromarray(digit).convert("P").save(tmp_path / "palette.gif")
-    for name in ("float.tif", "bilevel.png", "palette.gif"):
-        assert torch.equal(prepare(load_image(tmp_path / name)), expected), name
+    assert torch.equal(prepare(load_image(tmp_path / "float.tif")), expected)
     cmyk = prepare(load_image(tmp_path / "cmyk.jpg")).float()  # JPEG: close, not exact
     assert (cmyk - expected.float()).abs().mean() < 8
