@@ -193,15 +193,12 @@ def check_data(cfg: DictConfig) -> L.LightningDataModule:
     data = cfg.data
     datamodule = built_or_refused("data", str(data._target_), lambda: instantiate(data))
     if isinstance(datamodule, IDXDataModule):
-        dataset = datamodule.dataset
-        raw = dataset.raw_dir(datamodule.data_dir.expanduser())
-        too_long = name_error(raw)
-        if too_long:
-            raise data_dir_error(data.data_dir, too_long, raw, dataset)
-        if not all((raw / name).is_file() for name in datamodule.checksums):
+        raw = datamodule.dataset.raw_dir(datamodule.data_dir.expanduser())
+        reason = name_error(raw)  # too long a name first: the files cannot be looked for under it
+        if not reason and not all((raw / name).is_file() for name in datamodule.checksums):
             reason = unwritable_reason(raw)
-            if reason:
-                raise data_dir_error(data.data_dir, reason, raw, dataset)
+        if reason:
+            raise data_dir_error(data.data_dir, reason, raw, datamodule.dataset)
     images = datamodule.num_train_images() or TRAIN_IMAGES
     val = round(images * data.val_fraction)
     if val == 0 or val == images:
